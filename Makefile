@@ -1,0 +1,104 @@
+# Alpaca pipeline: generate -> train -> diff/recover. `make help` lists targets and variables.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_SYS ?= python3
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+# The test environment pins torch: an unpinned `torch` would pull a multi-GB CUDA build.
+# On a GPU machine, set TORCH_SPEC to the build you want (e.g. TORCH_SPEC='torch>=2.6').
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS     ?= train,test
+
+# ---- generate ----
+OUTPUT_DIR       ?= data
+NUM_INSTRUCTIONS ?= 100
+SEED_TASKS       ?= seed_tasks.jsonl
+PROMPT           ?= prompt.txt
+BACKEND          ?= auto
+API              ?=
+# ---- train ----
+DATA   ?= data/alpaca_data.json
+NPROC  ?= 1
+PORT   ?= 29500
+FSDP   ?= full_shard auto_wrap
+# ---- diff / recover ----
+RAW    ?=
+TUNED  ?=
+DIFF   ?=
+# ---- any stage ----
+ARGS   ?=
+
+STAMP := $(VENV)/.installed-$(EXTRAS)
+
+.PHONY: help setup generate train diff recover smoke test test-slow test-gpu bench lint clean
+
+help: ## List targets and variables
+	@echo "Targets:"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-10s %s\n", $$1, $$2}'
+	@echo
+	@echo "Variables (make <target> VAR=value):"
+	@echo "  generate: OUTPUT_DIR=$(OUTPUT_DIR) NUM_INSTRUCTIONS=$(NUM_INSTRUCTIONS) MODEL=<model> SEED_TASKS=$(SEED_TASKS)"
+	@echo "            PROMPT=$(PROMPT) BACKEND=$(BACKEND) (auto|openai|batch|local) API=<completions|chat>"
+	@echo "  train:    MODEL=<hf path or id> DATA=$(DATA) OUTPUT_DIR=<dir> NPROC=$(NPROC) PORT=$(PORT) FSDP='$(FSDP)'"
+	@echo "  diff:     RAW=<base model> TUNED=<fine-tuned model> DIFF=<diff dir>"
+	@echo "  recover:  RAW=<base model> DIFF=<diff dir> TUNED=<output dir>"
+	@echo "  any:      ARGS='--flag value ...' passes further flags; TORCH_SPEC='$(TORCH_SPEC)'"
+	@echo "Environment: OPENAI_API_KEY, OPENAI_BASE_URL (vLLM, llama.cpp, Ollama: http://host:port/v1)."
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]" "$(TORCH_SPEC)"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+setup: $(STAMP) ## Create .venv and install the pipeline with its train and test extras
+
+generate: $(STAMP) ## Generate instruction data -> OUTPUT_DIR/alpaca_data.json
+	$(PY) -m generate --output_dir "$(OUTPUT_DIR)" --seed_tasks_path "$(SEED_TASKS)" \
+	  --prompt_path "$(PROMPT)" --num_instructions_to_generate $(NUM_INSTRUCTIONS) \
+	  --backend $(BACKEND) $(if $(MODEL),--model_name "$(MODEL)") $(if $(API),--api $(API)) $(ARGS)
+
+train: OUTPUT_DIR = output/alpaca
+train: $(STAMP) ## Fine-tune MODEL on DATA with FSDP over NPROC processes
+	@test -n "$(MODEL)" || { echo "make train: set MODEL=<path to a Hugging Face checkpoint>" >&2; exit 2; }
+	$(PY) -m torch.distributed.run --nproc_per_node=$(NPROC) --master_port=$(PORT) -m train \
+	  --model_name_or_path "$(MODEL)" --data_path "$(DATA)" --output_dir "$(OUTPUT_DIR)" \
+	  --bf16 True --num_train_epochs 3 --per_device_train_batch_size 4 --gradient_accumulation_steps 8 \
+	  --save_strategy steps --save_steps 2000 --save_total_limit 1 --learning_rate 2e-5 \
+	  --weight_decay 0. --warmup_ratio 0.03 --lr_scheduler_type cosine --logging_steps 1 \
+	  --fsdp "$(FSDP)" --tf32 True $(ARGS)
+
+diff: $(STAMP) ## Write DIFF = TUNED - RAW, with an integrity manifest
+	@test -n "$(RAW)" -a -n "$(TUNED)" -a -n "$(DIFF)" || { echo "make diff: set RAW=, TUNED= and DIFF=" >&2; exit 2; }
+	$(PY) -m recover make_diff --path_raw "$(RAW)" --path_tuned "$(TUNED)" --path_diff "$(DIFF)" $(ARGS)
+
+recover: $(STAMP) ## Rebuild TUNED = RAW + DIFF, checking every tensor
+	@test -n "$(RAW)" -a -n "$(DIFF)" -a -n "$(TUNED)" || { echo "make recover: set RAW=, DIFF= and TUNED=" >&2; exit 2; }
+	$(PY) -m recover recover --path_raw "$(RAW)" --path_diff "$(DIFF)" --path_tuned "$(TUNED)" $(ARGS)
+
+smoke: $(STAMP) ## Whole pipeline offline in minutes: loopback API, tiny model, 2-process FSDP, diff, recover
+	OMP_NUM_THREADS=1 $(PY) -m tests.smoke_pipeline --workdir smoke
+
+test: $(STAMP) ## Run the test suite (CPU; GPU tests skip without CUDA)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -m "not slow" -q
+
+test-slow: $(STAMP) ## Run the slow tests too
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q
+
+test-gpu: $(STAMP) ## Run only the GPU tests (on a machine with CUDA)
+	$(PY) -m pytest -m gpu -q
+
+bench: $(STAMP) ## Run the CPU benchmarks; results in bench/results/*.json
+	OMP_NUM_THREADS=1 $(PY) bench/dedup.py
+	$(PY) bench/generate_throughput.py
+	OMP_NUM_THREADS=1 $(PY) bench/recover.py
+
+lint: $(STAMP) ## Byte-compile everything and run ruff if installed
+	$(PY) -m compileall -q generate train recover tests bench
+	@if $(PY) -m ruff --version >/dev/null 2>&1; then $(PY) -m ruff check generate train recover tests bench; else echo "ruff not installed: pip install ruff"; fi
+
+clean: ## Remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .hypothesis smoke

@@ -1,0 +1,1 @@
+"""Self-instruct data generation through an OpenAI-compatible API (`python -m generate`)."""

@@ -1,0 +1,1 @@
+"""Where completions come from: an OpenAI-compatible API, the Batch API, or a local model."""
