@@ -1,0 +1,45 @@
+"""The recover stage: publish fine-tuned weights as a diff against their base, and rebuild them.
+
+`make_diff` writes `tuned - base` in fp32 with a manifest of sha256 hashes; `recover` checks
+the diff, adds it to the base tensor by tensor (memory-mapped, a slice at a time) and checks
+every result against the manifest. Library entry points:
+
+    from recover import MakeDiffConfig, RecoverConfig, make_diff, recover
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from recover.config import MakeDiffConfig, RecoverConfig
+from recover.errors import (
+    CheckpointError,
+    ConfigError,
+    IntegrityError,
+    MismatchError,
+    RecoverError,
+)
+
+if TYPE_CHECKING:
+    from recover.apply_diff import RecoverResult
+    from recover.manifest import Manifest
+
+__all__ = [
+    "CheckpointError", "ConfigError", "IntegrityError", "MakeDiffConfig", "MismatchError",
+    "RecoverConfig", "RecoverError", "make_diff", "recover",
+]
+
+
+def make_diff(config: MakeDiffConfig) -> Manifest:
+    """Write the diff of `config.path_tuned` against `config.path_raw` (see recover.build_diff)."""
+    from recover.build_diff import make_diff as _make_diff
+
+    return _make_diff(config)
+
+
+def recover(config: RecoverConfig) -> RecoverResult:
+    """Recover the tuned weights from `config.path_diff` and `config.path_raw` (see recover.apply_diff)."""
+    from recover.apply_diff import recover as _recover
+
+    return _recover(config)
+

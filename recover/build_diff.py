@@ -1,0 +1,81 @@
+"""`make_diff`: write `tuned - base` in fp32, tensor by tensor, with a manifest of exact hashes."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from recover.checkpoint import CheckpointReader
+from recover.config import MakeDiffConfig
+from recover.layout import model_layout, pair_tensors
+from recover.manifest import Manifest, TensorRecord, dtype_name, new_hash
+from recover.output_dir import atomic_output_dir, copy_sidecars, write_config
+from recover.rows import BaseRows, as_bytes, as_rows, row_ranges
+from recover.shard_writer import PlannedTensor, ShardedSafetensorsWriter
+
+logger = logging.getLogger(__name__)
+
+
+def stored_dtype(reader: CheckpointReader) -> torch.dtype:
+    """The dtype most floating tensors of a checkpoint are stored in (the model's dtype)."""
+    counts = Counter(reader.info(n).dtype for n in reader.names() if reader.info(n).dtype.is_floating_point)
+    return counts.most_common(1)[0][0] if counts else torch.float32
+
+
+def make_diff(config: MakeDiffConfig) -> Manifest:
+    """Write the diff directory (sharded safetensors, manifest, tuned config and tokenizer); return the manifest."""
+    base = CheckpointReader(config.raw_dir, "base (--path_raw)")
+    tuned = CheckpointReader(config.tuned_dir, "tuned (--path_tuned)")
+    layout = model_layout(config.tuned_dir)
+    pairing = pair_tensors(tuned, base, layout)
+    names = list(pairing.sources)
+    tuned_dtype = dtype_name(stored_dtype(tuned))
+    for name in names:
+        grown = tuned.info(name).shape[0] - base.info(pairing.sources[name]).shape[0] if tuned.info(name).shape else 0
+        if grown > 0:
+            logger.info(
+                "%s: the tuned vocabulary has %d more row(s) than the base (the [PAD] token Alpaca added); "
+                "the base rows are extended with their mean, as the seed did", name, grown,
+            )
+
+    plan = [PlannedTensor(n, tuned.info(n).shape, torch.float32) for n in names]
+    records: dict[str, TensorRecord] = {}
+    device = torch.device(config.device)
+    with atomic_output_dir(config.diff_dir, config.overwrite) as tmp:
+        writer = ShardedSafetensorsWriter(tmp, plan, config.max_shard_bytes)
+        for name in tqdm(names, desc="make_diff", unit="tensor"):
+            source = pairing.sources[name]
+            tuned_rows = as_rows(tuned.tensor(name))
+            base_rows = BaseRows(base.tensor(source), tuned_rows.shape[0], config.chunk_mb)
+            diff_hash, result_hash, base_hash = new_hash(), new_hash(), new_hash()
+            for start, stop in row_ranges(*tuned_rows.shape, config.chunk_mb):
+                raw, raw_own = base_rows.chunk(start, stop)
+                base_hash.update(as_bytes(raw_own))
+                diff = tuned_rows[start:stop].to(device=device, dtype=torch.float32) - raw.to(device)
+                # What `recover` will compute from these exact bits: hashing it makes its check exact.
+                result_hash.update(as_bytes(diff + raw.to(device)))
+                diff_cpu = diff.cpu()
+                diff_hash.update(as_bytes(diff_cpu))
+                writer.write(name, diff_cpu)
+            records[name] = TensorRecord(
+                shape=list(tuned.info(name).shape),
+                base_name=source,
+                base_shape=list(base.info(source).shape),
+                tuned_dtype=dtype_name(tuned.info(name).dtype),
+                diff_sha256=diff_hash.hexdigest(),
+                result_sha256=result_hash.hexdigest(),
+                base_sha256=base_hash.hexdigest(),
+            )
+        writer.close()
+        write_config(tuned.config, tmp, "float32")
+        copied = copy_sidecars(Path(config.tuned_dir), tmp)
+        if not any(name.startswith("tokenizer") for name in copied):
+            logger.warning("the tuned checkpoint %s has no tokenizer files; the diff ships without one", config.tuned_dir)
+        manifest = Manifest(tensors=records, tuned_dtype=tuned_dtype, skipped_buffers=pairing.skipped_buffers)
+        manifest.write(tmp)
+    logger.info("diff of %d tensors written to %s", len(records), config.diff_dir)
+    return manifest
