@@ -69,7 +69,7 @@ train: $(STAMP) ## Fine-tune MODEL on DATA with FSDP over NPROC processes
 	  --bf16 True --num_train_epochs 3 --per_device_train_batch_size 4 --gradient_accumulation_steps 8 \
 	  --save_strategy steps --save_steps 2000 --save_total_limit 1 --learning_rate 2e-5 \
 	  --weight_decay 0. --warmup_ratio 0.03 --lr_scheduler_type cosine --logging_steps 1 \
-	  --fsdp "$(FSDP)" --tf32 True $(ARGS)
+	  $(if $(strip $(FSDP)),--fsdp "$(FSDP)") --tf32 True $(ARGS)
 
 diff: $(STAMP) ## Write DIFF = TUNED - RAW, with an integrity manifest
 	@test -n "$(RAW)" -a -n "$(TUNED)" -a -n "$(DIFF)" || { echo "make diff: set RAW=, TUNED= and DIFF=" >&2; exit 2; }

@@ -1,0 +1,128 @@
+"""Fixtures for the train stage: tiny offline models, small Alpaca files, a torchrun runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from train.tiny_model import build_tiny_llama, build_tokenizer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# The response is the same sentence for every example: a model that learns it drives the
+# (response-only) loss towards 0, while the varying prompts keep an unmasked loss high.
+SAME_RESPONSE = "Paris is the capital of France."
+
+
+def same_response_records(n: int = 48) -> list[dict[str, str]]:
+    """`n` examples, half with an input, all answered by SAME_RESPONSE."""
+    return [
+        {
+            "instruction": f"Give tip number {i} for staying healthy.",
+            "input": "" if i % 2 else f"Eat {i} fruits",
+            "output": SAME_RESPONSE,
+        }
+        for i in range(n)
+    ]
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 2-layer Llama + BPE tokenizer without a pad token, built once per session."""
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_opt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 2-layer OPT with the same offline tokenizer (OPTDecoderLayer wrapping)."""
+    import torch
+    from transformers import OPTConfig, OPTForCausalLM
+
+    path = tmp_path_factory.mktemp("tiny-opt")
+    tok = build_tokenizer(path)
+    config = OPTConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        ffn_dim=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=512,
+        word_embed_proj_dim=64,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=None,
+    )
+    torch.manual_seed(0)
+    OPTForCausalLM(config).save_pretrained(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def same_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """48 Alpaca examples with one fixed response."""
+    path = tmp_path_factory.mktemp("data") / "alpaca_data.json"
+    path.write_text(json.dumps(same_response_records()))
+    return path
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for --master_port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def seed_command(model: Path, data: Path, out: Path, **overrides: str) -> list[str]:
+    """The seed's `python -m train` flags (values overridable), as a list of argv strings."""
+    flags = {
+        "model_name_or_path": str(model),
+        "data_path": str(data),
+        "bf16": "True",
+        "output_dir": str(out),
+        "num_train_epochs": "3",
+        "per_device_train_batch_size": "4",
+        "per_device_eval_batch_size": "4",
+        "gradient_accumulation_steps": "8",
+        "evaluation_strategy": "no",
+        "save_strategy": "steps",
+        "save_steps": "2000",
+        "save_total_limit": "1",
+        "learning_rate": "2e-5",
+        "weight_decay": "0.",
+        "warmup_ratio": "0.03",
+        "lr_scheduler_type": "cosine",
+        "logging_steps": "1",
+        "fsdp": "full_shard auto_wrap",
+        "fsdp_transformer_layer_cls_to_wrap": "LlamaDecoderLayer",
+        "tf32": "True",
+    }
+    flags.update(overrides)
+    argv: list[str] = []
+    for key, value in flags.items():
+        if value is not None:
+            argv += [f"--{key}", value]
+    return argv
+
+
+def run_torchrun(args: list[str], nproc: int = 2, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `torchrun --nproc_per_node=N -m train ARGS` from the repo root; return the result."""
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run",
+        f"--nproc_per_node={nproc}", f"--master_port={free_port()}",
+        "-m", "train", *args,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def torchrun() -> Callable[..., subprocess.CompletedProcess]:
+    """`run_torchrun` as a fixture."""
+    return run_torchrun

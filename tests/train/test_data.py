@@ -1,0 +1,127 @@
+"""Label masking, truncation and data validation, with exact expected ids and counts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from train.data import (
+    IGNORE_INDEX,
+    DataError,
+    PadCollator,
+    load_examples,
+    split_eval,
+    tokenize_example,
+    tokenize_examples,
+)
+from train.template import format_prompt
+
+BOS, EOS = 1, 2
+
+
+class CharTokenizer:
+    """One id per character (ord + 10), BOS when special tokens are added: exact ids by hand."""
+
+    eos_token_id = EOS
+
+    def _one(self, text: str, add_special_tokens: bool) -> list[int]:
+        return ([BOS] if add_special_tokens else []) + [ord(c) + 10 for c in text]
+
+    def __call__(self, text, add_special_tokens: bool = True):
+        if isinstance(text, list):
+            return {"input_ids": [self._one(t, add_special_tokens) for t in text]}
+        return {"input_ids": self._one(text, add_special_tokens)}
+
+
+def ids(text: str) -> list[int]:
+    return [ord(c) + 10 for c in text]
+
+
+@pytest.mark.parametrize("inp", ["", "some input"])
+def test_prompt_masked_response_and_eos_supervised(inp: str) -> None:
+    rec = {"instruction": "Say hi.", "input": inp, "output": "Hi"}
+    ex, truncated = tokenize_example(CharTokenizer(), rec, max_length=4096)
+    prompt = [BOS] + ids(format_prompt("Say hi.", inp))
+    assert ex.input_ids == prompt + ids("Hi") + [EOS]
+    assert ex.labels == [IGNORE_INDEX] * len(prompt) + ids("Hi") + [EOS]
+    assert ex.num_supervised == 3
+    assert truncated is False
+    # The with-input prompt is the longer one, and it is the one used when input is non-empty.
+    assert len(prompt) == 1 + (len(format_prompt("Say hi.", inp)))
+
+
+def test_truncation_keeps_partial_response_and_drops_empty_ones() -> None:
+    tok = CharTokenizer()
+    rec = {"instruction": "Say hi.", "input": "", "output": "Hi"}
+    n_prompt = 1 + len(format_prompt("Say hi.", ""))
+    ex, truncated = tokenize_example(tok, rec, max_length=n_prompt + 1)
+    assert truncated is True
+    assert ex.labels[-1] == ids("H")[0] and ex.num_supervised == 1  # EOS cut off
+    ex, truncated = tokenize_example(tok, rec, max_length=n_prompt + 3)
+    assert truncated is False and ex.labels[-1] == EOS
+
+    long_rec = {"instruction": "x" * 600, "input": "", "output": "Hi"}
+    kept, stats = tokenize_examples(tok, [rec, long_rec, rec], max_length=512)
+    assert len(kept) == 2
+    assert (stats.total, stats.truncated, stats.dropped_no_supervision) == (3, 1, 1)
+
+
+def test_real_tokenizer_supervises_exactly_response_plus_eos(tiny_llama: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama)
+    rec = {"instruction": "What is the capital of France?", "input": "", "output": "Paris is the capital."}
+    ex, _ = tokenize_example(tok, rec, max_length=512)
+    response = tok("Paris is the capital.", add_special_tokens=False)["input_ids"]
+    assert ex.labels[-len(response) - 1 :] == response + [tok.eos_token_id]
+    assert ex.num_supervised == len(response) + 1
+    assert ex.input_ids[-1] == tok.convert_tokens_to_ids("</s>")
+
+
+def test_pad_collator_pads_right_with_mask_from_lengths() -> None:
+    batch = [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [0], "labels": [0]}]
+    out = PadCollator(pad_token_id=0)(batch)
+    assert out["input_ids"].tolist() == [[5, 6, 7], [0, 0, 0]]
+    assert out["labels"].tolist() == [[-100, 6, 7], [0, -100, -100]]
+    # A real token equal to the pad id still gets attention.
+    assert out["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert out["input_ids"].dtype == torch.long
+
+
+@pytest.mark.parametrize(
+    "payload, message",
+    [
+        ({"instruction": "a"}, "expected a JSON list of examples, got dict"),
+        ([{"instruction": "a", "input": "", "output": "b"}, "oops"], "[1]: expected an object, got str"),
+        ([{"instruction": "a", "input": "", "output": "b"}, {"instruction": "a", "input": ""}], "[1]: missing field 'output'"),
+        ([{"instruction": "a", "input": 3, "output": "b"}], "[0]: field 'input' must be a string, got int"),
+        ([], "no examples"),
+    ],
+)
+def test_bad_data_names_file_and_index(tmp_path: Path, payload: object, message: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(payload))
+    with pytest.raises(DataError) as err:
+        load_examples(path)
+    assert str(err.value) == f"{path}{'' if message.startswith('[') else ': '}{message}"
+
+
+def test_invalid_json_and_missing_input_field(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text('[{"instruction": "a",\n "output": }]')
+    with pytest.raises(DataError, match=r"broken.json: not valid JSON \(line 2"):
+        load_examples(path)
+    path.write_text(json.dumps([{"instruction": "a", "output": "b"}]))
+    assert load_examples(path) == [{"instruction": "a", "input": "", "output": "b"}]
+
+
+def test_split_eval_is_deterministic_and_disjoint() -> None:
+    recs = [{"instruction": str(i), "input": "", "output": "o"} for i in range(20)]
+    train, held = split_eval(recs, 0.1, seed=3)
+    assert len(train) == 18 and len(held) == 2
+    assert split_eval(recs, 0.1, seed=3) == (train, held)
+    assert {r["instruction"] for r in train}.isdisjoint(r["instruction"] for r in held)
+    assert split_eval(recs, 0.0, seed=3) == (recs, [])

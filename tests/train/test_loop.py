@@ -1,0 +1,131 @@
+"""The training loop in one process: loss regression, token-mean invariance, OPT, eval, HF path."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from train.cli import parse_config
+from train.distributed import init_distributed
+from train.loop import Trainer
+from train.run import prepare, train
+
+from .conftest import same_response_records
+
+# Measured once with torch 2.13 (CPU) / transformers 5.24; a change means the loss definition,
+# masking, schedule or data order changed.
+EXPECTED_LOSSES = [6.118546, 5.762034, 5.536637, 5.344533]
+
+
+def _mixed_length_data(path: Path) -> Path:
+    recs = same_response_records(16)
+    for i, rec in enumerate(recs):
+        rec["output"] = " ".join(["Eat a balanced diet."] * (1 + i % 5))  # 1 to 5 sentences
+    path.write_text(json.dumps(recs))
+    return path
+
+
+def _args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "--model_name_or_path", str(model), "--data_path", str(data), "--output_dir", str(out),
+        "--save_strategy", "no", "--logging_steps", "1", "--seed", "0", "--report_to", "none", *extra,
+    ]
+
+
+def test_loss_regression_fixed_seed(tiny_llama: Path, tmp_path: Path) -> None:
+    data = _mixed_length_data(tmp_path / "data.json")
+    cfg = parse_config(_args(tiny_llama, data, tmp_path / "out", "--max_steps", "4",
+                             "--per_device_train_batch_size", "4", "--learning_rate", "1e-3",
+                             "--lr_scheduler_type", "constant"))
+    summary = train(cfg)
+    state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
+    losses = [e["loss"] for e in state["log_history"] if "loss" in e]
+    print(losses)
+    assert losses == pytest.approx(EXPECTED_LOSSES, abs=2e-4)
+    assert summary["steps"] == 4 and summary["world_size"] == 1 and summary["fsdp"] is False
+    assert summary["train_loss"] == pytest.approx(sum(losses) / 4, abs=1e-5)
+
+
+def _one_step(model: Path, data: Path, out: Path, batch: int, accum: int) -> tuple[float, int, dict]:
+    cfg = parse_config(_args(model, data, out, "--max_steps", "1", "--learning_rate", "1e-2",
+                             "--per_device_train_batch_size", str(batch),
+                             "--gradient_accumulation_steps", str(accum), "--max_grad_norm", "0"))
+    env = init_distributed()
+    trainer = Trainer(cfg, env, prepare(cfg, env))
+    (_, micro), = list(trainer._micro_batches(0))
+    grads: dict[str, torch.Tensor] = {}
+    # Compare gradients, not Adam's first update (which is ~lr * sign(g): noise flips tiny ones).
+    trainer.optimizer.step = lambda: grads.update(  # type: ignore[method-assign]
+        {n: p.grad.detach().clone() for n, p in trainer.model.named_parameters()}
+    )
+    loss, tokens, _ = trainer.train_step(micro)
+    return loss, tokens, grads
+
+
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
+def test_grad_accumulation_does_not_change_the_step(tiny_llama: Path, tmp_path: Path) -> None:
+    """Same 4 examples of different lengths as 1x4, 2x2 and 4x1: same loss, same gradient."""
+    data = _mixed_length_data(tmp_path / "data.json")
+    ref_loss, ref_tokens, ref_params = _one_step(tiny_llama, data, tmp_path / "a", 4, 1)
+    for batch, accum in ((2, 2), (1, 4)):
+        loss, tokens, params = _one_step(tiny_llama, data, tmp_path / f"b{batch}", batch, accum)
+        assert tokens == ref_tokens
+        assert loss == pytest.approx(ref_loss, rel=1e-5)
+        assert len(params) == len(ref_params) > 0
+        for name, value in ref_params.items():
+            torch.testing.assert_close(params[name], value, rtol=1e-4, atol=1e-7, msg=name)
+
+
+# OPT's layers return a view; benign here: OPTDecoder applies no in-place op to it.
+@pytest.mark.filterwarnings("ignore:FSDP2-wrapped module .* returned a view tensor")
+def test_opt_with_fsdp_wrap_class_and_eval(tiny_opt: Path, same_data: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "out"
+    cfg = parse_config(_args(tiny_opt, same_data, out, "--max_steps", "2", "--per_device_train_batch_size", "4",
+                             "--fsdp", "full_shard auto_wrap", "--fsdp_transformer_layer_cls_to_wrap", "OPTDecoderLayer",
+                             "--bf16", "True", "--eval_fraction", "0.25", "--evaluation_strategy", "steps",
+                             "--eval_steps", "1"))
+    summary = train(cfg)
+    assert summary["sharding"]["strategy"] == "fsdp2"
+    assert summary["sharding"]["wrapped_classes"] == ["OPTDecoderLayer"]
+    assert summary["sharding"]["wrapped_modules"] == 2
+    assert summary["fsdp"] is False  # one process: nothing to shard, and the summary says so
+    assert summary["examples"] == 36 and summary["precision"] == "bf16"
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    evals = [e for e in history if "eval_loss" in e]
+    assert [e["step"] for e in evals] == [1, 2] and all(math.isfinite(e["eval_loss"]) for e in evals)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert type(model).__name__ == "OPTForCausalLM"
+    assert AutoTokenizer.from_pretrained(out).pad_token == "[PAD]"
+
+
+def test_hf_trainer_backend_trains_and_saves(tiny_llama: Path, same_data: Path, tmp_path: Path) -> None:
+    """The path --deepspeed takes (HF Trainer), here without DeepSpeed, which is not installed."""
+    from train.hf_backend import train_with_hf_trainer
+
+    out = tmp_path / "out"
+    cfg = parse_config(_args(tiny_llama, same_data, out, "--max_steps", "2", "--per_device_train_batch_size", "4",
+                             "--warmup_ratio", "0.03", "--lr_scheduler_type", "cosine"))
+    env = init_distributed()
+    summary = train_with_hf_trainer(cfg, env, prepare(cfg, env))
+    assert summary["steps"] == 2 and summary["fsdp"] is False and math.isfinite(summary["train_loss"])
+    assert (out / "model.safetensors").is_file() and (out / "trainer_state.json").is_file()
+    assert (out / "tokenizer_config.json").is_file()
+
+
+def test_packing_gives_the_unpacked_loss(tiny_llama: Path, tmp_path: Path) -> None:
+    """8 examples in one step, padded batch vs one packed row: same token-mean loss."""
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps(json.loads(_mixed_length_data(tmp_path / "all.json").read_text())[:8]))
+    padded = train(parse_config(_args(tiny_llama, data, tmp_path / "padded", "--max_steps", "1",
+                                      "--per_device_train_batch_size", "8")))
+    packed = train(parse_config(_args(tiny_llama, data, tmp_path / "packed", "--max_steps", "1",
+                                      "--packing", "True", "--max_seq_length", "1024")))
+    assert packed["packing"] is True and packed["effective_batch_size"] == 1
+    assert packed["supervised_tokens"] == padded["supervised_tokens"] > 0
+    assert packed["final_loss"] == pytest.approx(padded["final_loss"], rel=1e-5)

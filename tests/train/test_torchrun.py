@@ -1,0 +1,114 @@
+"""The seed's command under a real `torchrun --nproc_per_node=2` (gloo, CPU): really sharded."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .conftest import run_torchrun, seed_command
+
+SUMMARY_FIELDS = {
+    "world_size", "fsdp", "packing", "train_loss", "supervised_tokens", "supervised_tokens_per_s",
+    "steps", "effective_batch_size", "precision", "truncated_examples", "dropped_examples", "elapsed_s",
+}
+
+
+def _losses(out: Path) -> dict[int, float]:
+    state = json.loads((out / "trainer_state.json").read_text())
+    return {e["step"]: e["loss"] for e in state["log_history"] if "loss" in e}
+
+
+def _seed_args(model: Path, data: Path, out: Path, **overrides: str) -> list[str]:
+    # The seed's flags as written, on a tiny model: lr 1e-2; micro-batch 2 without accumulation
+    # so 48 examples give 36 optimizer steps instead of 3; a checkpoint every 12 steps.
+    flags = dict(learning_rate="1e-2", per_device_train_batch_size="2", gradient_accumulation_steps="1",
+                 save_steps="12", save_total_limit="2")
+    return seed_command(model, data, out, **{**flags, **overrides})
+
+
+@pytest.fixture(scope="module")
+def seed_run(tiny_llama: Path, same_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One 2-process run of the seed command (shared by the tests below: torchrun is slow)."""
+    out = tmp_path_factory.mktemp("seed-run") / "out"
+    return out, run_torchrun(_seed_args(tiny_llama, same_data, out))
+
+
+def test_seed_command_two_processes_sharded_and_learns(seed_run: tuple[Path, subprocess.CompletedProcess]) -> None:
+    out, proc = seed_run
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    log = proc.stderr
+    assert log.count("legacy flag mapped:") == 3
+    assert "--tf32 True: this machine has no TF32 support" in log
+    assert "world_size=2 backend=gloo device=cpu sharding=fsdp2 (full_shard auto_wrap; 2 x LlamaDecoderLayer; sharded=True" in log
+    assert "precision=bf16 packing=False effective_batch=4 (micro 2 x accum 1 x world 2) steps=36" in log
+
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert SUMMARY_FIELDS <= summary.keys()
+    assert summary["world_size"] == 2 and summary["fsdp"] is True and summary["packing"] is False
+    shard = summary["sharding"]
+    # Each rank holds about half of the parameters (row-wise shards, padded to equal size).
+    assert shard["full_numel"] / 2 <= shard["local_numel"] < shard["full_numel"] * 0.51
+    assert summary["steps"] == 36 and summary["examples"] == 48 and summary["dropped_examples"] == 0
+    # 48 examples x 3 epochs x (8 response tokens + EOS): every supervised token counted once.
+    assert summary["supervised_tokens"] == 48 * 3 * 9
+
+    losses = _losses(out)
+    assert sorted(losses) == list(range(1, 37))
+    assert losses[1] > 5.0 and losses[36] < 0.5 and summary["final_loss"] < 0.5
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok.pad_token == "[PAD]" and model.config.pad_token_id == tok.pad_token_id
+    assert model.get_input_embeddings().weight.shape[0] == len(tok)
+    assert (out / "model.safetensors").is_file()
+    # Checkpoints at 12, 24, 36; --save_total_limit 2 deleted the oldest.
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-24", "checkpoint-36"]
+
+
+def test_resume_with_offload_matches_uninterrupted(
+    seed_run: tuple[Path, subprocess.CompletedProcess], tiny_llama: Path, same_data: Path, tmp_path: Path
+) -> None:
+    """Resume the run above from step 24, now with `offload`: steps 25-36 have the same losses."""
+    first, proc = seed_run
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    second = tmp_path / "resumed"
+    args = _seed_args(tiny_llama, same_data, second, fsdp="full_shard auto_wrap offload",
+                      resume_from_checkpoint=str(first / "checkpoint-24"))
+    proc = run_torchrun(args)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "resumed from" in proc.stderr and "at step 24" in proc.stderr
+    a, b = _losses(first), _losses(second)
+    assert sorted(b) == list(range(1, 37))  # steps 1-24 come from the checkpoint's history
+    resumed = range(25, 37)
+    assert [b[s] for s in resumed] == pytest.approx([a[s] for s in resumed], rel=1e-3, abs=1e-4)
+    summary = json.loads((second / "train_summary.json").read_text())
+    assert summary["fsdp"] is True and summary["steps"] == 36 and summary["sharding"]["offload"] is True
+    assert summary["supervised_tokens"] == 48 * 3 * 9  # counted across the interruption
+
+
+def test_cpu_ram_efficient_loading_broadcasts_rank0_weights(tiny_llama: Path, same_data: Path, tmp_path: Path) -> None:
+    """Rank 1 builds on the meta device; after one step at lr 0 (first warmup step) the saved
+    weights are exactly the checkpoint's, plus the mean-initialised pad row."""
+    import torch
+    from safetensors.torch import load_file
+
+    out = tmp_path / "out"
+    args = _seed_args(tiny_llama, same_data, out, max_steps="1", save_strategy="no")
+    proc = run_torchrun(args + ["--cpu_ram_efficient_loading", "True"])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert json.loads((out / "train_summary.json").read_text())["fsdp"] is True
+    before = load_file(tiny_llama / "model.safetensors")
+    after = load_file(out / "model.safetensors")
+    assert sorted(before) == sorted(after)
+    for name, old in before.items():
+        new = after[name]
+        if name in ("model.embed_tokens.weight", "lm_head.weight"):
+            assert new.shape[0] == old.shape[0] + 1
+            torch.testing.assert_close(new[-1], old.mean(0))
+            new = new[:-1]
+        assert torch.equal(new, old), name

@@ -1,0 +1,170 @@
+"""What a run writes: resumable sharded checkpoints, the final model, and the JSON reports.
+
+Checkpoints use torch.distributed.checkpoint (DCP): each rank writes its own shards of the
+model and optimizer, so saving never gathers the model on one GPU, and a run can resume on a
+different number of processes. A checkpoint is written under a temporary name and renamed
+when complete, so a crash mid-save never leaves a half checkpoint that looks whole. The final
+model is gathered as a full state dict on CPU on rank 0 only (no GPU memory spike) and written
+with `save_pretrained` as safetensors, plus the tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from train.distributed import DistEnv, barrier, broadcast_object
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+LOOP_STATE = "loop_state.json"
+SCHEDULER_STATE = "scheduler.pt"
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON through a temp file in the same directory and os.replace it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def list_checkpoints(output_dir: Path) -> list[Path]:
+    """Complete checkpoints in `output_dir`, oldest step first."""
+    if not output_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in output_dir.iterdir() if (m := CHECKPOINT_RE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def resolve_resume_path(value: str | None, output_dir: Path) -> Path | None:
+    """`--resume_from_checkpoint`: a directory, or latest/True for the newest in output_dir."""
+    if value is None or value.lower() in ("", "false", "none"):
+        return None
+    if value.lower() in ("true", "latest"):
+        found = list_checkpoints(output_dir)
+        if not found:
+            raise FileNotFoundError(f"--resume_from_checkpoint {value}: no checkpoint-* in {output_dir}")
+        return found[-1]
+    path = Path(value)
+    if not (path / LOOP_STATE).is_file():
+        raise FileNotFoundError(f"--resume_from_checkpoint {path}: not a checkpoint (no {LOOP_STATE})")
+    return path
+
+
+def _model_and_optim_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    return {"model": model_sd, "optim": optim_sd}
+
+
+def save_checkpoint(
+    output_dir: Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    loop_state: dict,
+    trainer_state: dict,
+    env: DistEnv,
+    save_total_limit: int | None,
+) -> Path:
+    """Write checkpoint-<step> (sharded model + optimizer, scheduler, loop state); rotate old ones."""
+    import torch.distributed.checkpoint as dcp
+
+    final = output_dir / f"checkpoint-{step}"
+    tmp = output_dir / f".checkpoint-{step}.partial"
+    if env.is_main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    barrier(env)
+    dcp.save(_model_and_optim_state(model, optimizer), checkpoint_id=str(tmp))
+    if env.is_main:
+        torch.save(scheduler.state_dict(), tmp / SCHEDULER_STATE)
+        write_json_atomic(tmp / LOOP_STATE, loop_state)
+        write_json_atomic(tmp / "trainer_state.json", trainer_state)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        if save_total_limit is not None:
+            for old in list_checkpoints(output_dir)[:-save_total_limit]:
+                shutil.rmtree(old, ignore_errors=True)
+                logger.info("deleted %s (--save_total_limit %d)", old, save_total_limit)
+        logger.info("saved %s", final)
+    barrier(env)
+    return final
+
+
+def load_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    env: DistEnv,
+) -> tuple[dict, dict]:
+    """Load model, optimizer and scheduler state in place; return (loop_state, trainer_state)."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import set_state_dict
+
+    state = _model_and_optim_state(model, optimizer)
+    dcp.load(state, checkpoint_id=str(path))
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    scheduler.load_state_dict(torch.load(path / SCHEDULER_STATE, weights_only=True))
+    loop_state = json.loads((path / LOOP_STATE).read_text())
+    trainer_state = json.loads((path / "trainer_state.json").read_text())
+    logger.info("resumed from %s at step %d", path, loop_state["step"])
+    return loop_state, trainer_state
+
+
+def full_state_dict_on_rank0(model: torch.nn.Module, sharded: bool) -> dict[str, torch.Tensor]:
+    """Gather the whole model to CPU on rank 0 (other ranks get {}); never on a GPU."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    if sharded:
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_model_state_dict(model, options=opts)
+    inner = getattr(model, "module", model)  # DDP wraps the model
+    return {k: v.detach().cpu() for k, v in inner.state_dict().items()}
+
+
+def save_final_model(
+    model: torch.nn.Module, tokenizer: Any, output_dir: Path, env: DistEnv, uses_fsdp: bool
+) -> None:
+    """Write the trained model (safetensors) and tokenizer to `output_dir` from rank 0."""
+    state = full_state_dict_on_rank0(model, uses_fsdp)
+    if env.is_main:
+        inner = getattr(model, "module", model)
+        if getattr(inner.config, "tie_word_embeddings", False):
+            # The gathered copies of tied weights are separate tensors: keep only the source,
+            # as save_pretrained would for the live (shared) parameters.
+            tied = getattr(inner, "all_tied_weights_keys", None) or {}
+            for target, source in tied.items():
+                if target in state and source in state and torch.equal(state[target], state[source]):
+                    del state[target]
+        # Write beside the destination, then move file by file: a crash mid-save never leaves
+        # a truncated model.safetensors that looks complete.
+        staging = output_dir / ".final.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        inner.save_pretrained(str(staging), state_dict=state)
+        tokenizer.save_pretrained(str(staging))
+        for item in staging.iterdir():
+            os.replace(item, output_dir / item.name)
+        staging.rmdir()
+        logger.info("saved the final model and tokenizer to %s", output_dir)
+    del state
+    broadcast_object(None, env)  # everyone waits until rank 0 is done writing

@@ -1,0 +1,190 @@
+"""Alpaca data: load and validate the JSON, tokenize with the prompt masked, pad micro-batches.
+
+Labels are the input ids with every prompt token set to -100, so only the response (and the
+EOS after it) is supervised. The prompt and the response are tokenized separately and the ids
+concatenated, which makes the mask boundary exact even where a tokenizer would merge the last
+prompt character with the first response character. Truncation at `model_max_length` can
+leave an example with no supervised token at all; those are dropped and counted, never
+silently trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from train.template import format_prompt
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+FIELDS = ("instruction", "input", "output")
+
+
+class DataError(ValueError):
+    """Malformed training data; the message names the file and the example index."""
+
+
+def load_examples(path: str | Path) -> list[dict[str, str]]:
+    """Read an Alpaca JSON list and check every record has string instruction/input/output."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of examples, got {type(data).__name__}")
+    for i, rec in enumerate(data):
+        if not isinstance(rec, dict):
+            raise DataError(f"{path}[{i}]: expected an object, got {type(rec).__name__}")
+        for key in FIELDS:
+            if key == "input" and key not in rec:
+                continue  # a missing input means no input, as in the released data's readers
+            if key not in rec:
+                raise DataError(f"{path}[{i}]: missing field {key!r}")
+            if not isinstance(rec[key], str):
+                raise DataError(f"{path}[{i}]: field {key!r} must be a string, got {type(rec[key]).__name__}")
+    if not data:
+        raise DataError(f"{path}: no examples")
+    return [{k: rec.get(k, "") for k in FIELDS} for rec in data]
+
+
+@dataclass(frozen=True)
+class TokenizedExample:
+    """One training example: ids and labels (-100 on the prompt), same length."""
+
+    input_ids: list[int]
+    labels: list[int]
+
+    @property
+    def num_supervised(self) -> int:
+        """Tokens that count in the loss (labels not -100), before the causal shift."""
+        return sum(1 for t in self.labels if t != IGNORE_INDEX)
+
+
+@dataclass(frozen=True)
+class TokenizeStats:
+    """What truncation did: examples cut short, and examples left with nothing to learn."""
+
+    total: int
+    truncated: int
+    dropped_no_supervision: int
+
+
+def tokenize_example(tokenizer: Any, rec: dict[str, str], max_length: int) -> tuple[TokenizedExample, bool]:
+    """Tokenize one record as prompt + response + EOS; return it and whether it was truncated."""
+    prompt_ids = tokenizer(format_prompt(rec["instruction"], rec["input"]), add_special_tokens=True)["input_ids"]
+    response_ids = tokenizer(rec["output"], add_special_tokens=False)["input_ids"]
+    return _join(prompt_ids, response_ids, tokenizer.eos_token_id, max_length)
+
+
+def _join(prompt_ids: Sequence[int], response_ids: Sequence[int], eos_id: int, max_length: int) -> tuple[TokenizedExample, bool]:
+    ids = list(prompt_ids) + list(response_ids) + [eos_id]
+    labels = [IGNORE_INDEX] * len(prompt_ids) + list(response_ids) + [eos_id]
+    truncated = len(ids) > max_length
+    return TokenizedExample(ids[:max_length], labels[:max_length]), truncated
+
+
+def tokenize_examples(
+    tokenizer: Any, records: Sequence[dict[str, str]], max_length: int
+) -> tuple[list[TokenizedExample], TokenizeStats]:
+    """Tokenize all records; drop (and count) those whose response truncation removed entirely."""
+    if tokenizer.eos_token_id is None:
+        raise DataError("the tokenizer has no EOS token id: cannot end responses")
+    # One batched call per side: the fast tokenizers run it in Rust, far quicker than a loop.
+    prompts = [format_prompt(r["instruction"], r["input"]) for r in records]
+    prompt_ids = tokenizer(prompts, add_special_tokens=True)["input_ids"]
+    response_ids = tokenizer([r["output"] for r in records], add_special_tokens=False)["input_ids"]
+    kept: list[TokenizedExample] = []
+    truncated = dropped = 0
+    for p_ids, r_ids in zip(prompt_ids, response_ids):
+        ex, was_truncated = _join(p_ids, r_ids, tokenizer.eos_token_id, max_length)
+        truncated += was_truncated
+        # Causal shift: label position 0 is never predicted, so it needs one label at index >= 1.
+        if not any(t != IGNORE_INDEX for t in ex.labels[1:]):
+            dropped += 1
+            continue
+        kept.append(ex)
+    stats = TokenizeStats(total=len(records), truncated=truncated, dropped_no_supervision=dropped)
+    if dropped:
+        logger.warning(
+            "%d of %d examples have no response token left after truncation at %d tokens; "
+            "dropped (raise --model_max_length to keep them)",
+            dropped, len(records), max_length,
+        )
+    if truncated:
+        logger.info("%d of %d examples truncated at --model_max_length %d", truncated, len(records), max_length)
+    return kept, stats
+
+
+def split_eval(
+    records: list[dict[str, str]], fraction: float, seed: int
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """Hold out `fraction` of the records (at least one) as an eval set, deterministically."""
+    if fraction <= 0:
+        return records, []
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    n_eval = max(1, round(len(records) * fraction))
+    if n_eval >= len(records):
+        raise DataError(f"--eval_fraction {fraction} leaves no training examples out of {len(records)}")
+    held = set(order[:n_eval])
+    return [r for i, r in enumerate(records) if i not in held], [records[i] for i in sorted(held)]
+
+
+class SupervisedDataset(torch.utils.data.Dataset):
+    """A list of tokenized examples, indexable by the DataLoader."""
+
+    def __init__(self, examples: Sequence[TokenizedExample]):
+        self.examples = list(examples)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        ex = self.examples[i]
+        return {"input_ids": ex.input_ids, "labels": ex.labels}
+
+
+@dataclass(frozen=True)
+class PadCollator:
+    """Right-pad a micro-batch to its longest example: pad id in ids, -100 in labels, mask 0."""
+
+    pad_token_id: int
+
+    def __call__(self, batch: Sequence[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        longest = max(len(b["input_ids"]) for b in batch)
+        ids = torch.full((len(batch), longest), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(batch), longest), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(batch), longest), dtype=torch.long)
+        for row, b in enumerate(batch):
+            n = len(b["input_ids"])
+            ids[row, :n] = torch.tensor(b["input_ids"])
+            labels[row, :n] = torch.tensor(b["labels"])
+            mask[row, :n] = 1  # from the length, not `ids != pad`: a real token may equal pad
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+class PackedDataset(torch.utils.data.Dataset):
+    """Examples grouped into bins (lists of indices); item i is bin i's examples."""
+
+    def __init__(self, examples: Sequence[TokenizedExample], bins: Sequence[Sequence[int]]):
+        self.examples = list(examples)
+        self.bins = [list(b) for b in bins]
+
+    def __len__(self) -> int:
+        return len(self.bins)
+
+    def __getitem__(self, i: int) -> list[dict[str, list[int]]]:
+        return [
+            {"input_ids": self.examples[j].input_ids, "labels": self.examples[j].labels}
+            for j in self.bins[i]
+        ]

@@ -1,0 +1,81 @@
+"""Load the tokenizer and model, and add the special tokens the base checkpoint lacks.
+
+LLaMA conversions ship without a pad token (and some with an empty-string eos/bos/unk). The
+missing ones are added as `[PAD]`, `</s>`, `<s>`, `<unk>`; the embedding matrices grow to the
+new vocabulary size and each new row (input and output embeddings) is the mean of the old rows,
+which keeps the new tokens' initial logits ordinary instead of random.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SPECIAL_TOKENS = {
+    "pad_token": "[PAD]",
+    "eos_token": "</s>",
+    "bos_token": "<s>",
+    "unk_token": "<unk>",
+}
+
+
+def missing_special_tokens(tokenizer: Any) -> dict[str, str]:
+    """The special tokens to add: unset ones, and ones set to an empty string (a known trap)."""
+    missing = {}
+    for attr, default in DEFAULT_SPECIAL_TOKENS.items():
+        current = getattr(tokenizer, attr, None)
+        if current is None or str(current) == "":
+            missing[attr] = default
+    return missing
+
+
+def add_special_tokens_and_resize(tokenizer: Any, model: torch.nn.Module) -> dict[str, str]:
+    """Add missing special tokens, resize embeddings, set new rows to the old rows' mean."""
+    missing = missing_special_tokens(tokenizer)
+    if not missing:
+        return {}
+    num_added = tokenizer.add_special_tokens(missing)
+    old_rows = model.get_input_embeddings().weight.shape[0]
+    new_rows = len(tokenizer)
+    if new_rows > old_rows:
+        # mean_resizing=False: we set the exact mean below; the library's default samples around it.
+        model.resize_token_embeddings(new_rows, mean_resizing=False)
+        with torch.no_grad():
+            inp = model.get_input_embeddings().weight
+            inp[old_rows:] = inp[:old_rows].mean(dim=0, keepdim=True)
+            out = model.get_output_embeddings()
+            if out is not None and out.weight.data_ptr() != inp.data_ptr():
+                out.weight[old_rows:] = out.weight[:old_rows].mean(dim=0, keepdim=True)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    logger.info(
+        "added special tokens %s (%d new); vocabulary %d -> %d",
+        missing, num_added, old_rows, max(new_rows, old_rows),
+    )
+    return missing
+
+
+def load_tokenizer(name_or_path: str, model_max_length: int, cache_dir: str | None = None) -> Any:
+    """Load the tokenizer with right padding and the given length limit."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(name_or_path, cache_dir=cache_dir, padding_side="right")
+    tok.model_max_length = model_max_length
+    return tok
+
+
+def load_model(name_or_path: str, cache_dir: str | None = None, on_meta: bool = False) -> torch.nn.Module:
+    """Load the causal LM on CPU in fp32 (the master weights AdamW updates), or, with `on_meta`,
+    build it without weights on the meta device (they arrive later by broadcast)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if on_meta:
+        config = AutoConfig.from_pretrained(name_or_path, cache_dir=cache_dir)
+        with torch.device("meta"):
+            return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    return AutoModelForCausalLM.from_pretrained(name_or_path, cache_dir=cache_dir, dtype=torch.float32)
