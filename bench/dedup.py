@@ -1,0 +1,219 @@
+"""Benchmark: exact ROUGE-L dedup (generate.dedup) against rouge_score, in the same run.
+
+    .venv/bin/python bench/dedup.py [--data_dir ../shared/data] [--reference_items 2000]
+                                    [--repeats 5] [--output bench/results/dedup.json]
+
+1. Ours, whole process: `python -m generate.dedup` on the 60,000-item stream with the 175
+   reference seeds (interpreter start, load, tokenize, decide, write), `--repeats` times.
+2. Ours and rouge_score on the first `--reference_items` items, in process, load included.
+   rouge_score runs the reference loop: the candidate's tokens against every seed and kept
+   instruction through `rouge_scorer._score_lcs`, on one core.
+3. The generate stage's call pattern: `add_many` (exact nearest neighbour included) and
+   `keep_many` on 50-item requests over the whole stream, and one request in 20 through
+   `add` per candidate: time per request as the kept set grows.
+Every run's decisions are checked against `dedup_stream.expected.json`; a mismatch fails
+the benchmark. Results (times, items/s, peak memory, machine, versions) go to --output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from generate.dedup import Deduplicator, dedup_stream  # noqa: E402
+from generate.dedup_cli import read_instructions  # noqa: E402
+
+REQUEST = 50  # candidates per generate-stage request in part 3
+
+
+def machine() -> dict[str, object]:
+    """CPU model, core count, load, OS and package versions."""
+    model = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    versions = {name: metadata.version(name) for name in ("numpy", "rapidfuzz", "rouge-score")}
+    return {
+        "cpu": model,
+        "cpu_count": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
+def check(keep: list[bool], expected: list[int], what: str) -> None:
+    """Stop the benchmark when decisions differ from the reference's."""
+    wrong = [i for i, (a, b) in enumerate(zip(keep, expected)) if a != bool(b)]
+    if len(keep) != len(expected) or wrong:
+        raise SystemExit(f"{what}: decisions differ from the reference at items {wrong[:10]}")
+
+
+def ours_whole_process(seeds_path: Path, stream_path: Path, expected: list[int], repeats: int) -> dict:
+    """Wall and CPU seconds of `python -m generate.dedup` on the full stream."""
+    walls, cpus = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "keep.json"
+        for _ in range(repeats):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            start = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-m", "generate.dedup", "--seed_tasks_path", str(seeds_path),
+                 "--instructions_path", str(stream_path), "--output_path", str(out)],
+                cwd=REPO, check=True, capture_output=True,
+            )
+            walls.append(time.perf_counter() - start)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+            check(json.loads(out.read_text())["keep"], expected, "CLI")
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {
+        "items": len(expected),
+        "wall_s": walls,
+        "wall_s_best": min(walls),
+        "wall_s_median": statistics.median(walls),
+        "cpu_s": cpus,
+        "items_per_s_best": len(expected) / min(walls),
+        "peak_rss_mib": round(peak_kib / 1024, 1),
+    }
+
+
+def ours_prefix(seeds_path: Path, stream_path: Path, expected: list[int], items: int, repeats: int) -> dict:
+    """In-process load + tokenize + decide for the first `items` items."""
+    walls, cpus = [], []
+    for _ in range(repeats):
+        start, cpu = time.perf_counter(), time.process_time()
+        seeds = read_instructions(seeds_path, "seed tasks")
+        stream = read_instructions(stream_path, "instructions")[:items]
+        keep = dedup_stream(seeds, stream)
+        walls.append(time.perf_counter() - start)
+        cpus.append(time.process_time() - cpu)
+        check(keep, expected[:items], "generate.dedup prefix")
+    return {"items": items, "wall_s": walls, "wall_s_best": min(walls),
+            "wall_s_median": statistics.median(walls), "cpu_s": cpus,
+            "items_per_s_best": items / min(walls)}
+
+
+def rouge_score_prefix(seeds_path: Path, stream_path: Path, expected: list[int], items: int) -> dict:
+    """The reference loop with rouge_score's pure-Python LCS, one core, load included."""
+    from rouge_score import rouge_scorer
+
+    start = time.perf_counter()
+    cpu = time.process_time()
+    seeds = read_instructions(seeds_path, "seed tasks")
+    stream = read_instructions(stream_path, "instructions")[:items]
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    pool = [scorer._tokenizer.tokenize(text) for text in seeds]
+    keep = []
+    for text in stream:
+        tokens = scorer._tokenizer.tokenize(text)
+        scores = [rouge_scorer._score_lcs(tokens, other).fmeasure for other in pool]
+        keep.append(not max(scores, default=0.0) > 0.7)
+        if keep[-1]:
+            pool.append(tokens)
+    wall = time.perf_counter() - start
+    check(keep, expected[:items], "rouge_score")
+    return {"items": items, "wall_s": wall, "cpu_s": time.process_time() - cpu,
+            "items_per_s": items / wall, "peak_rss_mib_of_bench_process":
+            round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def per_request(seeds_path: Path, stream_path: Path, expected: list[int]) -> dict:
+    """Milliseconds per 50-item request as the kept set grows, with and without nearest.
+
+    In the add_many run, every 20th request goes through `add` one candidate at a time
+    instead (same decisions), to time that call pattern too.
+    """
+    seeds = read_instructions(seeds_path, "seed tasks")
+    stream = read_instructions(stream_path, "instructions")
+    out: dict[str, object] = {"request_size": REQUEST}
+    for mode in ("keep_many", "add_many"):
+        dedup = Deduplicator(seeds)
+        keep: list[bool] = []
+        windows: list[dict] = []
+        times: list[float] = []
+        single: list[float] = []
+        start_all = time.perf_counter()
+        for number, start in enumerate(range(0, len(stream), REQUEST)):
+            batch = stream[start : start + REQUEST]
+            one_by_one = mode == "add_many" and number % 20 == 19
+            t0 = time.perf_counter()
+            if one_by_one:
+                keep.extend(dedup.add(text).keep for text in batch)
+            elif mode == "add_many":
+                keep.extend(d.keep for d in dedup.add_many(batch))
+            else:
+                keep.extend(dedup.keep_many(batch))
+            (single if one_by_one else times).append(time.perf_counter() - t0)
+            if len(times) + len(single) == 100:  # one window = 100 requests = 5,000 items
+                window = {"items_done": start + len(batch), "kept_set": len(dedup) + len(seeds),
+                          "ms_per_request_median": round(1000 * statistics.median(times), 2),
+                          "ms_per_request_mean": round(1000 * statistics.fmean(times), 2)}
+                if single:
+                    window["ms_per_request_via_add_median"] = round(1000 * statistics.median(single), 2)
+                windows.append(window)
+                times, single = [], []
+        check(keep, expected, mode)
+        out[mode] = {"total_s": round(time.perf_counter() - start_all, 2), "windows": windows}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data_dir", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--reference_items", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "dedup.json")
+    parser.add_argument("--skip_per_request", action="store_true")
+    args = parser.parse_args()
+    seeds_path = args.data_dir / "reference_seed_tasks.jsonl"
+    stream_path = args.data_dir / "dedup_stream.jsonl"
+    if not stream_path.exists():
+        raise SystemExit(f"{stream_path} is absent: this benchmark needs ../shared/data")
+    expected = json.loads((args.data_dir / "dedup_stream.expected.json").read_text())["keep"]
+
+    result: dict[str, object] = {"benchmark": "exact ROUGE-L dedup, threshold 0.7",
+                                 "machine": machine()}
+    result["ours_full_stream_whole_process"] = ours_whole_process(seeds_path, stream_path, expected,
+                                                                  args.repeats)
+    print("ours, full stream:", result["ours_full_stream_whole_process"], flush=True)
+    ours = ours_prefix(seeds_path, stream_path, expected, args.reference_items, args.repeats)
+    result["ours_prefix"] = ours
+    reference = rouge_score_prefix(seeds_path, stream_path, expected, args.reference_items)
+    result["rouge_score_prefix"] = reference
+    # Wall-clock ratio as asked, and the CPU-time ratio, steadier on a shared machine.
+    result["speedup_at_prefix_wall"] = round(reference["wall_s"] / ours["wall_s_best"], 1)
+    result["speedup_at_prefix_cpu"] = round(reference["cpu_s"] / min(ours["cpu_s"]), 1)
+    print(f"first {args.reference_items}: rouge_score {reference['wall_s']:.1f} s "
+          f"({reference['cpu_s']:.1f} s CPU), ours {ours['wall_s_best']:.3f} s "
+          f"({min(ours['cpu_s']):.3f} s CPU): x{result['speedup_at_prefix_wall']} wall, "
+          f"x{result['speedup_at_prefix_cpu']} CPU", flush=True)
+    if not args.skip_per_request:
+        result["per_request"] = per_request(seeds_path, stream_path, expected)
+    result["load_average_at_end"] = os.getloadavg()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.output.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, args.output)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
