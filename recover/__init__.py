@@ -30,6 +30,10 @@ __all__ = [
 ]
 
 
+# The two entry points import their modules (torch, transformers) on first call, so that
+# `python -m recover` can refuse a bad flag or path in a fraction of a second.
+
+
 def make_diff(config: MakeDiffConfig) -> Manifest:
     """Write the diff of `config.path_tuned` against `config.path_raw` (see recover.build_diff)."""
     from recover.build_diff import make_diff as _make_diff

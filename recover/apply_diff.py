@@ -30,12 +30,17 @@ class RecoverResult:
     output_dir: Path | None
     """Where the model was written (None when --path_tuned was not given)."""
     dtype: str
+    """dtype the weights were written in (or would have been, without --path_tuned)."""
     tensors: int
+    """Number of tensors recovered (buffers transformers recomputes are not counted)."""
     verified_with_manifest: bool
+    """True when every diff tensor and every result matched the manifest's sha256."""
     naive_sum: float | None
     """Sum of every recovered fp32 tensor (accumulated in fp64) under --check_integrity_naively."""
     naive_check_passed: bool | None
+    """Whether that sum was within --naive_sum_atol of --naive_sum_expected (None: not checked)."""
     inference: InferenceResult | None
+    """The --test_inference answer (None: not asked for)."""
 
 
 def verify_diff(diff: CheckpointReader, manifest: Manifest) -> None:
@@ -44,8 +49,8 @@ def verify_diff(diff: CheckpointReader, manifest: Manifest) -> None:
     missing = [n for n in manifest.tensors if n not in diff]
     extra = [n for n in diff.names() if n not in expected]
     if missing or extra:
-        detail = (f"missing {list_names(missing)}" if missing else "") + ("; " if missing and extra else "") + (
-            f"not in the manifest: {list_names(extra)}" if extra else "")
+        detail = "; ".join(([f"missing {list_names(missing)}"] if missing else [])
+                           + ([f"not in the manifest: {list_names(extra)}"] if extra else []))
         raise IntegrityError(
             f"the diff's tensors do not match its {MANIFEST_NAME} ({detail}); a shard file is missing or "
             "from another diff: re-download the diff", culprit="diff", tensor=(missing or extra)[0])
@@ -71,7 +76,7 @@ def check_base_shapes(base: CheckpointReader, pairing: Pairing, manifest: Manife
         record = manifest.tensors[name]
         if list(base.info(source).shape) != record.base_shape:
             raise IntegrityError(
-                f"the base is not the model this diff was made against: {source} has shape "
+                f"the base is not the model this diff was made against: tensor {source} has shape "
                 f"{list(base.info(source).shape)}, the diff expects {record.base_shape}; pass the original base "
                 "weights as --path_raw", culprit="base", tensor=source)
 
@@ -88,8 +93,8 @@ def output_dtype(config: RecoverConfig, manifest: Manifest | None, diff: Checkpo
 
 def recover(config: RecoverConfig) -> RecoverResult:
     """Recover the tuned model from a diff and its base, writing it to --path_tuned if given."""
-    diff = CheckpointReader(config.diff_dir, "diff (--path_diff)")
-    base = CheckpointReader(config.raw_dir, "base (--path_raw)")
+    diff = CheckpointReader(config.diff_dir, "diff (--path_diff)", "re-download the diff")
+    base = CheckpointReader(config.raw_dir, "base (--path_raw)", "convert or copy the base weights again")
     manifest = Manifest.read(config.diff_dir)
     if manifest is None:
         logger.warning("the diff has no %s: tensors cannot be verified exactly%s", MANIFEST_NAME,
@@ -97,18 +102,24 @@ def recover(config: RecoverConfig) -> RecoverResult:
     else:
         verify_diff(diff, manifest)
     layout = model_layout(config.diff_dir)
-    pairing = pair_tensors(diff, base, layout)
+    fix = ("the diff matches its manifest, so the base is at fault: pass as --path_raw the model the diff was made against"
+           if manifest is not None else
+           "check that --path_raw is the model the diff was made against (the diff has no manifest to tell which is at fault)")
+    pairing = pair_tensors(diff, base, layout, fix)
     if manifest is not None:
         unexpected = [n for n in pairing.sources if n not in manifest.tensors]
         if unexpected:
-            raise MismatchError(f"diff tensors without a manifest entry: {list_names(unexpected)}")
+            raise MismatchError(
+                f"diff tensor(s) {list_names(unexpected)} are weights here but buffers in the diff's manifest: "
+                "it was made with another transformers version; recover with that version, or make the diff again")
         check_base_shapes(base, pairing, manifest)
     dtype = output_dtype(config, manifest, diff)
 
     if config.tuned_dir is not None:
         result = _recover_into(config, diff, base, pairing, layout, manifest, dtype, config.tuned_dir)
     elif config.test_inference:
-        with tempfile.TemporaryDirectory(prefix="recovered-") as scratch:
+        with tempfile.TemporaryDirectory(prefix="recovered-") as scratch:  # $TMPDIR: needs the model's size free
+            logger.info("--test_inference without --path_tuned: the model goes to %s until the answer is given", scratch)
             result = _recover_into(config, diff, base, pairing, layout, manifest, dtype, Path(scratch) / "model")
             result.output_dir = None
     else:
@@ -117,12 +128,13 @@ def recover(config: RecoverConfig) -> RecoverResult:
 
 
 def buffers_sum(diff: CheckpointReader, base: CheckpointReader, pairing: Pairing, layout: ModelLayout) -> float:
-    """Sum of the buffers the diff holds but the output leaves out (the released diff's rotary `inv_freq`).
+    """Sum of the buffers the diff holds but the output leaves out (rotary `inv_freq` of old checkpoints).
 
-    The seed's naive check summed the whole state dict, and transformers of that time kept
-    `inv_freq` in it (32 layers x 7.46 for LLaMA-7B: about 239 of the expected 50637.18), so
-    the recovered values `diff + base` count here too; where the base has no such buffer (newer
-    conversions), the value the current model class computes stands in for it.
+    The seed's naive check summed the whole state dict, which in transformers of that time most
+    likely held `inv_freq` (32 layers x 7.46 for LLaMA-7B: about 239 of the expected 50637.18;
+    not checked against the released diff), so the recovered values `diff + base` count here
+    too; where the base has no such buffer (newer conversions), the value the current model
+    class computes stands in for it.
     """
     total = 0.0
     for name in pairing.skipped_buffers:
@@ -189,7 +201,8 @@ def _recover_into(
         else:
             logger.warning(
                 "naive integrity check failed: the sum of all recovered tensors is %.4f, expected %.4f +- %g "
-                "(--naive_sum_expected is the released Alpaca-7B diff's value; another diff has another sum)",
+                "(--naive_sum_expected is the released Alpaca-7B diff's value: another diff has another sum; "
+                "with that diff, check that --path_raw holds the original LLaMA-7B weights)",
                 total, config.naive_sum_expected, config.naive_sum_atol)
     inference = None
     if config.test_inference and target is not None:

@@ -28,10 +28,10 @@ def stored_dtype(reader: CheckpointReader) -> torch.dtype:
 
 def make_diff(config: MakeDiffConfig) -> Manifest:
     """Write the diff directory (sharded safetensors, manifest, tuned config and tokenizer); return the manifest."""
-    base = CheckpointReader(config.raw_dir, "base (--path_raw)")
-    tuned = CheckpointReader(config.tuned_dir, "tuned (--path_tuned)")
+    base = CheckpointReader(config.raw_dir, "base (--path_raw)", "convert or copy the base weights again")
+    tuned = CheckpointReader(config.tuned_dir, "tuned (--path_tuned)", "save the fine-tuned model again")
     layout = model_layout(config.tuned_dir)
-    pairing = pair_tensors(tuned, base, layout)
+    pairing = pair_tensors(tuned, base, layout, "pass as --path_raw the model --path_tuned was fine-tuned from")
     names = list(pairing.sources)
     tuned_dtype = dtype_name(stored_dtype(tuned))
     for name in names:

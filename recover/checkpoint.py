@@ -1,9 +1,10 @@
 """Read a Hugging Face checkpoint tensor by tensor, memory-mapped, without loading the model.
 
 Both formats are read: `*.safetensors` (what `save_pretrained` writes today) and the legacy
-`pytorch_model*.bin` pickles (the released Alpaca-7B diff). Either way a tensor comes back as
-a zero-copy view of the file's pages, so touching it costs page cache (which the kernel can
-drop), not anonymous memory.
+`pytorch_model*.bin` pickles (the format transformers wrote in 2023). Either way a tensor comes
+back as a zero-copy view of the file's pages, so touching it costs page cache (which the kernel
+can drop), not anonymous memory. (Pickles older than torch 1.6's zip format cannot be mapped;
+they are loaded whole, with a warning.)
 """
 
 from __future__ import annotations
@@ -35,25 +36,33 @@ class TensorInfo:
     file: Path
 
 
-def _read_index(index_path: Path, what: str) -> dict[str, Path]:
+def _first_sentence(exc: BaseException) -> str:
+    """The gist of a library's error (torch's run to a paragraph) for a one-line message."""
+    return str(exc).strip().split(". ")[0].split("\n")[0]
+
+
+def _read_index(index_path: Path, what: str, fix: str) -> dict[str, Path]:
     try:
         weight_map = json.loads(index_path.read_text())["weight_map"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{what}: {index_path} is not a valid shard index ({exc})") from exc
+        raise CheckpointError(f"{what}: {index_path} is not a valid shard index ({_first_sentence(exc)}); {fix}") from exc
     files = {name: index_path.parent / shard for name, shard in weight_map.items()}
     for shard in sorted(set(files.values())):
         if not shard.is_file():
-            raise CheckpointError(f"{what}: shard {shard.name} listed in {index_path.name} is missing from {index_path.parent}")
+            raise CheckpointError(
+                f"{what}: shard {shard.name} listed in {index_path.name} is missing from {index_path.parent}; {fix}")
     return files
 
 
 class CheckpointReader:
     """Memory-mapped, read-only access to one checkpoint directory's tensors and config."""
 
-    def __init__(self, directory: Path, what: str):
-        """`what` names the checkpoint in messages, e.g. "base (--path_raw)"."""
+    def __init__(self, directory: Path, what: str, fix: str = "replace the file"):
+        """`what` names the checkpoint in messages, e.g. "base (--path_raw)"; `fix` says what to do
+        about a damaged or missing file, e.g. "re-download the diff"."""
         self.directory = Path(directory)
         self.what = what
+        self.fix = fix
         config_path = self.directory / "config.json"
         if not config_path.is_file():
             raise CheckpointError(
@@ -63,7 +72,7 @@ class CheckpointReader:
         try:
             self.config: dict = json.loads(config_path.read_text())
         except ValueError as exc:
-            raise CheckpointError(f"{what}: {config_path} is not valid JSON ({exc})") from exc
+            raise CheckpointError(f"{what}: {config_path} is not valid JSON ({exc}); {fix}") from exc
         self._files = self._find_weight_files()
         self._infos: dict[str, TensorInfo] = {}
         self._tensors: dict[Path, dict[str, torch.Tensor]] = {}
@@ -72,17 +81,18 @@ class CheckpointReader:
             self._open(file)
         missing = sorted(name for name in self._files if name not in self._infos)
         if missing:
-            raise CheckpointError(f"{what}: tensor {missing[0]} is listed in the index but absent from {self._files[missing[0]].name}")
+            raise CheckpointError(
+                f"{what}: tensor {missing[0]} is listed in the index but absent from {self._files[missing[0]].name}; {fix}")
 
     def _find_weight_files(self) -> dict[str, Path]:
         """Map tensor name -> file, via the shard index when there is one (safetensors preferred)."""
         d = self.directory
         if (d / SAFETENSORS_INDEX).is_file():
-            return _read_index(d / SAFETENSORS_INDEX, self.what)
+            return _read_index(d / SAFETENSORS_INDEX, self.what, self.fix)
         if (d / SAFETENSORS_SINGLE).is_file():
             return {"": d / SAFETENSORS_SINGLE}
         if (d / BIN_INDEX).is_file():
-            return _read_index(d / BIN_INDEX, self.what)
+            return _read_index(d / BIN_INDEX, self.what, self.fix)
         if (d / BIN_SINGLE).is_file():
             return {"": d / BIN_SINGLE}
         raise CheckpointError(
@@ -99,7 +109,7 @@ class CheckpointReader:
                 names = list(handle.offset_keys()) if hasattr(handle, "offset_keys") else list(handle.keys())
                 tensors = {name: handle.get_tensor(name) for name in names}
             except (SafetensorError, OSError) as exc:
-                raise CheckpointError(f"{self.what}: cannot read {file} ({exc})") from exc
+                raise self._unreadable(file, exc) from exc
             self._handles.append(handle)  # keeps the mapping alive
         else:
             tensors = self._load_bin(file)
@@ -111,20 +121,22 @@ class CheckpointReader:
         if "" in self._files:
             self._files = {name: file for name in tensors}
 
+    def _unreadable(self, file: Path, exc: BaseException) -> CheckpointError:
+        return CheckpointError(f"{self.what}: cannot read {file}, it is damaged or incomplete ({_first_sentence(exc)}); {self.fix}")
+
     def _load_bin(self, file: Path) -> dict[str, torch.Tensor]:
-        try:
-            state = torch.load(file, map_location="cpu", mmap=True, weights_only=True)
-        except RuntimeError as exc:
+        with open(file, "rb") as f:
+            is_zip = f.read(4) == b"PK\x03\x04"
+        if not is_zip:
             # Pickles older than torch 1.6's zip format cannot be memory-mapped.
-            logger.warning("%s: %s cannot be memory-mapped (%s); loading it whole", self.what, file.name, exc)
-            try:
-                state = torch.load(file, map_location="cpu", weights_only=True)
-            except Exception as exc2:
-                raise CheckpointError(f"{self.what}: cannot read {file} ({exc2})") from exc2
-        except Exception as exc:
-            raise CheckpointError(f"{self.what}: cannot read {file} ({exc})") from exc
+            logger.warning("%s: %s is a legacy (pre-zip) pickle and cannot be memory-mapped; loading it whole",
+                           self.what, file.name)
+        try:
+            state = torch.load(file, map_location="cpu", mmap=is_zip, weights_only=True)
+        except Exception as exc:  # torch raises many kinds of error for a damaged file
+            raise self._unreadable(file, exc) from exc
         if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise CheckpointError(f"{self.what}: {file} is not a state dict of tensors")
+            raise CheckpointError(f"{self.what}: {file} is not a state dict of tensors; {self.fix}")
         return state
 
     def names(self) -> list[str]:

@@ -6,12 +6,9 @@ them, calls the library and turns its errors into one-line messages.
 
 from __future__ import annotations
 
-import ast
 import inspect
-import itertools
 import logging
 import sys
-import textwrap
 from collections.abc import Callable
 from dataclasses import MISSING
 from typing import Any
@@ -19,28 +16,15 @@ from typing import Any
 from recover.config import MakeDiffConfig, RecoverConfig, flag_fields
 from recover.errors import ConfigError, RecoverError
 
-logger = logging.getLogger(__name__)
-
-
-def field_docs(config_cls: type) -> dict[str, str]:
-    """Each field's docstring (the string literal under it in the class body), for `--help`."""
-    body = ast.parse(textwrap.dedent(inspect.getsource(config_cls))).body[0].body  # type: ignore[attr-defined]
-    docs = {}
-    for node, following in itertools.pairwise(body):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(following, ast.Expr)
-                and isinstance(following.value, ast.Constant) and isinstance(following.value.value, str)):
-            docs[node.target.id] = " ".join(following.value.value.split())
-    return docs
-
 
 def _help(config_cls: type) -> str:
-    docs = field_docs(config_cls)
-    lines = [f"    {f.name}: {docs.get(f.name, '')}" for f in flag_fields(config_cls)]
+    """The command's `--help` text: the config's docstring and each flag's `metadata["help"]`."""
+    lines = [f"    {f.name}: {f.metadata.get('help', '')}" for f in flag_fields(config_cls)]
     return (config_cls.__doc__ or "") + "\n\nArgs:\n" + "\n".join(lines)
 
 
-def _command(config_cls: type, run: Callable[[Any], Any], doc: str) -> Callable[..., None]:
-    """A fire command whose flags are `config_cls`'s fields (unknown flags are refused by fire)."""
+def _command(config_cls: type, run: Callable[[Any], Any]) -> Callable[..., None]:
+    """A fire command whose flags are `config_cls`'s fields, documented for `--help`."""
 
     def command(**flags: Any) -> None:
         run(config_cls(**flags))
@@ -51,7 +35,7 @@ def _command(config_cls: type, run: Callable[[Any], Any], doc: str) -> Callable[
         for f in flag_fields(config_cls)
     ]
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    command.__doc__ = doc
+    command.__doc__ = _help(config_cls)
     command.__name__ = config_cls.__name__
     return command
 
@@ -70,25 +54,34 @@ def _recover(config: RecoverConfig) -> None:
         print(result.inference.prompt + result.inference.response)
 
 
-COMMANDS = {
-    "make_diff": _command(MakeDiffConfig, _make_diff, _help(MakeDiffConfig)),
-    "recover": _command(RecoverConfig, _recover, _help(RecoverConfig)),
-}
-
-
-_CONFIGS = {"make_diff": MakeDiffConfig, "recover": RecoverConfig}
+_CONFIGS: dict[str, type] = {"make_diff": MakeDiffConfig, "recover": RecoverConfig}
+COMMANDS = {"make_diff": _command(MakeDiffConfig, _make_diff), "recover": _command(RecoverConfig, _recover)}
 
 
 def check_flags(argv: list[str]) -> None:
-    """Refuse unknown `--flags` before anything runs (fire would only complain after the command ran)."""
-    if not argv or argv[0] not in _CONFIGS or "--" in argv:
+    """Refuse an unknown command, a positional argument or an unknown `--flag` before anything runs.
+
+    fire would accept a positional value for the first flag and report unknown flags only
+    after the command ran; an early one-line message is clearer.
+    """
+    if not argv or argv[0] in ("-h", "--help") or "--" in argv:
         return
+    if argv[0] not in _CONFIGS:
+        raise ConfigError(f"unknown command {argv[0]!r}; use `python -m recover make_diff ...` or `python -m recover recover ...`")
     known = {f.name for f in flag_fields(_CONFIGS[argv[0]])}
+    expects_value = False
     for token in argv[1:]:
-        if token.startswith("--") and token not in ("--help",):
+        if token.startswith("--"):
             name = token[2:].split("=", 1)[0].replace("-", "_")
-            if name not in known:
+            if name != "help" and name not in known:
                 raise ConfigError(f"unknown flag {token.split('=', 1)[0]} for {argv[0]}; its flags are --{', --'.join(sorted(known))}")
+            expects_value = "=" not in token
+        elif expects_value:
+            expects_value = False  # the previous flag's value (it may look like -1)
+        elif token.startswith("-"):
+            expects_value = "=" not in token  # a short flag fire derives (-t); fire checks its name
+        else:
+            raise ConfigError(f"unexpected argument {token!r} for {argv[0]}: every value follows its flag, e.g. --path_raw DIR")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """One typed config per command (`make_diff`, `recover`), validated up front.
 
-Every field is a command-line flag of the same name (`--path_raw`, ...). Invalid values are
-rejected before any file is read, with a message naming the flag and the fix.
+Every `init` field is a command-line flag of the same name (`--path_raw`, ...), documented by
+its `metadata["help"]` (shown by `--help`). Invalid values are rejected before any file is
+read, with a message naming the flag and the fix.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ OutputDtype = Literal["auto", "float32", "float16", "bfloat16"]
 ALPACA_7B_NAIVE_SUM = 50637.1836
 
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
 
 
 def parse_size(value: str | int, flag: str) -> int:
@@ -94,20 +99,20 @@ def _check_device(value: object) -> str:
 class MakeDiffConfig:
     """Flags of `python -m recover make_diff`: write `tuned - raw` (fp32) plus a manifest."""
 
-    path_raw: str = ""
-    """Directory of the base checkpoint (Hugging Face format), e.g. LLaMA-7B converted."""
-    path_tuned: str = ""
-    """Directory of the fine-tuned checkpoint (Hugging Face format) to publish as a diff."""
-    path_diff: str = ""
-    """Directory to write the diff into (created atomically; must not exist unless --overwrite)."""
-    device: Device = "cpu"
-    """Where the subtraction runs: cpu or cuda (fp32 subtraction gives the same bits on both)."""
-    max_shard_size: str = "2GB"
-    """Largest safetensors shard written, e.g. 2GB or 500MB."""
-    chunk_mb: int = 64
-    """Rows of a tensor are processed this many MB (fp32) at a time: bounds the memory used."""
-    overwrite: bool = False
-    """Replace --path_diff if it already exists (the old one is removed only after success)."""
+    path_raw: str = field(default="", metadata=_help(
+        "Directory of the base checkpoint (Hugging Face format), e.g. LLaMA-7B converted."))
+    path_tuned: str = field(default="", metadata=_help(
+        "Directory of the fine-tuned checkpoint (Hugging Face format) to publish as a diff."))
+    path_diff: str = field(default="", metadata=_help(
+        "Directory to write the diff into (created atomically; must not exist unless --overwrite)."))
+    device: Device = field(default="cpu", metadata=_help(
+        "Where the subtraction runs: cpu or cuda (fp32 subtraction gives the same bits on both)."))
+    max_shard_size: str = field(default="2GB", metadata=_help(
+        "Largest safetensors shard written, e.g. 2GB or 500MB."))
+    chunk_mb: int = field(default=64, metadata=_help(
+        "Rows of a tensor are processed this many MB (fp32) at a time: bounds the memory used."))
+    overwrite: bool = field(default=False, metadata=_help(
+        "Replace --path_diff if it already exists (the old one is removed only after success)."))
     # Derived in __post_init__ (not flags): the validated paths and sizes.
     raw_dir: Path = field(init=False, repr=False)
     tuned_dir: Path = field(init=False, repr=False)
@@ -130,34 +135,34 @@ class MakeDiffConfig:
 class RecoverConfig:
     """Flags of `python -m recover recover`: rebuild the tuned weights as `diff + raw`."""
 
-    path_raw: str = ""
-    """Directory of the base checkpoint the diff was made against (Hugging Face format)."""
-    path_diff: str = ""
-    """Directory of the weight diff (ours with its manifest, or the released Alpaca-7B one)."""
-    path_tuned: str | None = None
-    """Where to write the recovered model; omitted: recover and check without saving."""
-    device: Device = "cpu"
-    """Where the addition and the test inference run: cpu or cuda."""
-    dtype: OutputDtype = "auto"
-    """dtype of the written weights; auto = the tuned model's (from the manifest, else the diff's config)."""
-    test_inference: bool = False
-    """After recovery, generate an answer to --inference_instruction with the Alpaca template."""
-    inference_instruction: str = "Tell me something about alpacas."
-    """The instruction used by --test_inference."""
-    max_new_tokens: int = 100
-    """Tokens generated at most by --test_inference (greedy; stops earlier at EOS)."""
-    check_integrity_naively: bool = False
-    """Also compare the sum of all recovered tensors with --naive_sum_expected (a warning if off)."""
-    naive_sum_expected: float = ALPACA_7B_NAIVE_SUM
-    """Expected value of that sum; the default is the released Alpaca-7B diff's."""
-    naive_sum_atol: float = 0.01
-    """Absolute tolerance of the naive sum check."""
-    max_shard_size: str = "2GB"
-    """Largest safetensors shard written, e.g. 2GB or 500MB."""
-    chunk_mb: int = 64
-    """Rows of a tensor are processed this many MB (fp32) at a time: bounds the memory used."""
-    overwrite: bool = False
-    """Replace --path_tuned if it already exists (the old one is removed only after success)."""
+    path_raw: str = field(default="", metadata=_help(
+        "Directory of the base checkpoint the diff was made against (Hugging Face format)."))
+    path_diff: str = field(default="", metadata=_help(
+        "Directory of the weight diff (ours with its manifest, or the released Alpaca-7B one)."))
+    path_tuned: str | None = field(default=None, metadata=_help(
+        "Where to write the recovered model; omitted: recover and check without saving."))
+    device: Device = field(default="cpu", metadata=_help(
+        "Where the addition and the test inference run: cpu or cuda."))
+    dtype: OutputDtype = field(default="auto", metadata=_help(
+        "dtype of the written weights; auto = the tuned model's (from the manifest, else the diff's config)."))
+    test_inference: bool = field(default=False, metadata=_help(
+        "After recovery, generate an answer to --inference_instruction with the Alpaca template."))
+    inference_instruction: str = field(default="Tell me something about alpacas.", metadata=_help(
+        "The instruction used by --test_inference."))
+    max_new_tokens: int = field(default=100, metadata=_help(
+        "Tokens generated at most by --test_inference (greedy; stops earlier at EOS)."))
+    check_integrity_naively: bool = field(default=False, metadata=_help(
+        "Also compare the sum of all recovered tensors with --naive_sum_expected (a warning if off)."))
+    naive_sum_expected: float = field(default=ALPACA_7B_NAIVE_SUM, metadata=_help(
+        "Expected value of the naive check's sum; the default is the released Alpaca-7B diff's."))
+    naive_sum_atol: float = field(default=0.01, metadata=_help(
+        "Absolute tolerance of the naive sum check."))
+    max_shard_size: str = field(default="2GB", metadata=_help(
+        "Largest safetensors shard written, e.g. 2GB or 500MB."))
+    chunk_mb: int = field(default=64, metadata=_help(
+        "Rows of a tensor are processed this many MB (fp32) at a time: bounds the memory used."))
+    overwrite: bool = field(default=False, metadata=_help(
+        "Replace --path_tuned if it already exists (the old one is removed only after success)."))
     # Derived in __post_init__ (not flags): the validated paths and sizes.
     raw_dir: Path = field(init=False, repr=False)
     diff_dir: Path = field(init=False, repr=False)

@@ -39,5 +39,6 @@ def run_test_inference(model_dir: Path, device: str, instruction: str, max_new_t
     new_ids = output[0, inputs["input_ids"].shape[1]:].tolist()
     stopped = bool(new_ids) and new_ids[-1] == eos
     response = tokenizer.decode(new_ids, skip_special_tokens=True)
-    logger.info("test inference\n%s%s", prompt, response)
+    logger.info("test inference: %d new token(s), %s", len(new_ids),
+                "stopped at EOS" if stopped else f"no EOS within --max_new_tokens {max_new_tokens}")
     return InferenceResult(prompt, response, new_ids, stopped)

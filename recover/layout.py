@@ -28,7 +28,7 @@ class ModelLayout:
     output_embedding: str | None
     buffer_leaves: frozenset[str] = field(default_factory=frozenset)
     """Last name components of buffers (e.g. `inv_freq`); checkpoints from older transformers
-    versions stored them (`model.layers.0.self_attn.rotary_emb.inv_freq` in the released diff)."""
+    versions stored them under names like `model.layers.0.self_attn.rotary_emb.inv_freq`)."""
     buffer_values: dict[str, torch.Tensor] = field(default_factory=dict)
     """Value of each buffer leaf as the current model class computes it (for the naive sum)."""
 
@@ -93,8 +93,11 @@ class Pairing:
     """Tuned-side buffers left out of the output (transformers recomputes them)."""
 
 
-def pair_tensors(tuned: CheckpointReader, base: CheckpointReader, layout: ModelLayout) -> Pairing:
-    """Match tensor names and shapes of the tuned (or diff) side with the base; list every mismatch."""
+def pair_tensors(tuned: CheckpointReader, base: CheckpointReader, layout: ModelLayout, fix: str) -> Pairing:
+    """Match tensor names and shapes of the tuned (or diff) side with the base; list every mismatch.
+
+    `fix` ends the error message: which side is at fault and what to do.
+    """
     sources: dict[str, str] = {}
     skipped: list[str] = []
     missing: list[str] = []
@@ -119,7 +122,7 @@ def pair_tensors(tuned: CheckpointReader, base: CheckpointReader, layout: ModelL
     if extra:
         problems.append(f"{len(extra)} tensor(s) of {base.what} absent from {tuned.what}: {list_names(extra)}")
     if problems:
-        raise MismatchError("; ".join(problems) + " (is the base the model this was fine-tuned from?)")
+        raise MismatchError("; ".join(problems) + f"; {fix}")
 
     bad_shapes = []
     for name, source in sources.items():
@@ -131,7 +134,7 @@ def pair_tensors(tuned: CheckpointReader, base: CheckpointReader, layout: ModelL
         if t_shape != b_shape and not grows_vocab:
             bad_shapes.append(f"{name} {list(t_shape)} vs {list(b_shape)}")
     if bad_shapes:
-        raise MismatchError(f"shapes differ between {tuned.what} and {base.what}: {list_names(bad_shapes)}")
+        raise MismatchError(f"shapes differ between {tuned.what} and {base.what}: {list_names(bad_shapes)}; {fix}")
     if skipped:
         logger.info("skipping %d buffer(s) transformers recomputes (e.g. %s)", len(skipped), skipped[0])
     return Pairing(sources, skipped)

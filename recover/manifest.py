@@ -95,6 +95,10 @@ class Manifest:
             if data.get("format") != FORMAT or data.get("version") != VERSION:
                 raise ValueError(f"unsupported format {data.get('format')!r} version {data.get('version')!r}")
             data["tensors"] = {name: TensorRecord(**rec) for name, rec in data["tensors"].items()}
-            return cls(**data)
+            manifest = cls(**data)
+            dtype = getattr(torch, str(manifest.tuned_dtype), None)
+            if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+                raise ValueError(f"tuned_dtype {manifest.tuned_dtype!r} is not a floating-point dtype")
+            return manifest
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise CheckpointError(f"diff (--path_diff): {path} is damaged or not a manifest of this tool ({exc}); re-download it") from exc

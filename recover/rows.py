@@ -8,7 +8,6 @@ a few slices however large the tensor.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import torch
@@ -70,8 +69,3 @@ class BaseRows:
             return own, own
         assert self.mean is not None  # invariant: added rows exist only when the vocab grew
         return torch.cat([own, self.mean.expand(added, -1)]), own
-
-
-def numel(shape: tuple[int, ...]) -> int:
-    """Number of elements of a shape."""
-    return math.prod(shape)

@@ -9,6 +9,7 @@ The files are standard safetensors (loaded back with `safetensors.safe_open` in 
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import BinaryIO
 
 import torch
 
-from recover.rows import as_bytes, numel
+from recover.rows import as_bytes
 
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"
@@ -38,7 +39,8 @@ class PlannedTensor:
 
     @property
     def nbytes(self) -> int:
-        return numel(self.shape) * torch.empty((), dtype=self.dtype).element_size()
+        """Bytes of data the tensor takes in the file."""
+        return math.prod(self.shape) * self.dtype.itemsize
 
 
 def plan_shards(tensors: list[PlannedTensor], max_shard_bytes: int) -> list[list[PlannedTensor]]:

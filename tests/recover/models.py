@@ -83,7 +83,7 @@ def state_dict_of(directory: Path) -> dict[str, torch.Tensor]:
 
 
 def to_bin_checkpoint(source: Path, target: Path, shards: int = 1) -> None:
-    """Rewrite a safetensors checkpoint as legacy `pytorch_model*.bin` shards (like the released diff)."""
+    """Rewrite a safetensors checkpoint as legacy `pytorch_model*.bin` shards (the format of 2023 checkpoints)."""
     target.mkdir(parents=True)
     for path in source.iterdir():
         if path.is_file() and not path.name.endswith((".safetensors", ".index.json")) and path.name != "recover_manifest.json":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,3 +82,11 @@ def run_measured(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path
         reader.join()
     return Measured(proc.returncode, time.perf_counter() - start, peak["RssAnon"], peak["RssFile"],
                     peak["VmHWM"], samples, "".join(out), "".join(err))
+
+
+def run_recover_cli(repo_root: Path, raw: Path, diff: Path, out: Path, *flags: str) -> Measured:
+    """`python -m recover recover` in a subprocess, as a user runs it, with its peak RssAnon sampled."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo_root))
+    cmd = [sys.executable, "-m", "recover", "recover", "--path_raw", str(raw), "--path_diff", str(diff),
+           "--path_tuned", str(out), *flags]
+    return run_measured(cmd, env=env, cwd=repo_root)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -11,32 +12,54 @@ import pytest
 import torch
 
 from recover import CheckpointError, ConfigError, MakeDiffConfig, RecoverConfig, recover
+from recover.cli import main
+from recover.manifest import MANIFEST_NAME, Manifest
+from recover.rows import as_bytes
 from tests.recover.models import Chain, state_dict_of
-
-
-def _run(repo_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo_root))
-    return subprocess.run([sys.executable, "-m", "recover", *args], cwd=repo_root, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+from tests.recover.rss_probe import Measured
 
 
 def test_missing_path_is_one_line_naming_it(repo_root: Path, tmp_path: Path) -> None:
+    """A real subprocess: the error path imports neither torch nor transformers, so it is quick."""
     missing = tmp_path / "nowhere"
-    proc = _run(repo_root, "recover", "--path_raw", str(missing), "--path_diff", str(tmp_path))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo_root))
+    proc = subprocess.run([sys.executable, "-m", "recover", "recover", "--path_raw", str(missing), "--path_diff", str(tmp_path)],
+                          cwd=repo_root, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [f"error: --path_raw: {missing} does not exist"]
 
 
-def test_make_diff_and_recover_with_test_inference(repo_root: Path, tiny_base: Path, tuned: tuple[Path, Chain],
-                                                   tmp_path: Path) -> None:
+def test_python_m_recover_writes_the_verified_model(cli_recovered: tuple[Measured, Path], tuned: tuple[Path, Chain],
+                                                   diff_dir: Path) -> None:
+    """`python -m recover recover` as a user runs it: exit 0, progress bars, a hash-exact checkpoint."""
+    run, out = cli_recovered
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout == ""  # only --test_inference prints to stdout
+    assert "checking diff: 100%" in run.stderr and "recover: 100%" in run.stderr
+    assert "error:" not in run.stderr and "Traceback" not in run.stderr and "WARNING recover" not in run.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+    manifest = Manifest.read(diff_dir)
+    assert manifest is not None
+    got, want = state_dict_of(out), state_dict_of(tuned[0])
+    assert set(got) == set(want)
+    for name in want:
+        assert hashlib.sha256(as_bytes(got[name])).hexdigest() == manifest.tensors[name].result_sha256, name
+        torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-7)
+
+
+def test_make_diff_and_recover_with_test_inference(tiny_base: Path, tuned: tuple[Path, Chain], tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Both commands through the CLI's `main` (in-process: the same parsing without interpreter start-up)."""
     tuned_dir, chain = tuned
     diff, out = tmp_path / "diff", tmp_path / "out"
-    made = _run(repo_root, "make_diff", "--path_raw", str(tiny_base), "--path_tuned", str(tuned_dir), "--path_diff", str(diff))
-    assert made.returncode == 0, made.stderr
-    done = _run(repo_root, "recover", "--path_raw", str(tiny_base), "--path_diff", str(diff), "--path_tuned", str(out),
-                "--device", "cpu", "--test_inference", "True")
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.endswith("### Response:" + chain.text + "\n")
+    assert main(["make_diff", "--path_raw", str(tiny_base), "--path_tuned", str(tuned_dir), "--path_diff", str(diff)]) == 0
+    assert (diff / MANIFEST_NAME).is_file()
+    assert main(["recover", "--path_raw", str(tiny_base), "--path_diff", str(diff), "--path_tuned", str(out),
+                 "--device", "cpu", "--dtype", "float32", "--test_inference", "True"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.endswith("### Response:" + chain.text + "\n")
+    assert printed.count("### Response:") == 1
     got, want = state_dict_of(out), state_dict_of(tuned_dir)
     for name in want:
         torch.testing.assert_close(got[name], want[name], rtol=0, atol=1e-7)
@@ -109,9 +132,26 @@ def test_cuda_round_trip_matches_cpu_bits(tiny_base: Path, diff_dir: Path, tmp_p
 
 
 def test_unknown_flag_is_refused_before_running(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from recover.cli import main
-
     code = main(["recover", "--path_raw", str(tmp_path), "--path_dif", str(tmp_path)])
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: unknown flag --path_dif for recover; its flags are --check_integrity_naively")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["bogus"], "error: unknown command 'bogus'; use `python -m recover make_diff ...` or `python -m recover recover ...`"),
+        (["recover", "BASE", "DIFF"],
+         "error: unexpected argument 'BASE' for recover: every value follows its flag, e.g. --path_raw DIR"),
+    ],
+)
+def test_bad_command_lines_are_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [message]
+
+
+def test_flag_values_that_look_like_flags_are_values(tiny_base: Path, diff_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A negative number after a flag is its value (the config refuses it), not an unknown flag."""
+    assert main(["recover", "--path_raw", str(tiny_base), "--path_diff", str(diff_dir), "--naive_sum_atol", "-1"]) == 1
+    assert capsys.readouterr().err.strip() == "error: --naive_sum_atol: must be >= 0, got -1.0"

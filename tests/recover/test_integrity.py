@@ -11,9 +11,17 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from recover import IntegrityError, MismatchError, RecoverConfig, recover
+from recover import (
+    CheckpointError,
+    IntegrityError,
+    MakeDiffConfig,
+    MismatchError,
+    RecoverConfig,
+    make_diff,
+    recover,
+)
 from recover.checkpoint import CheckpointReader
-from tests.recover.models import Chain, state_dict_of
+from tests.recover.models import Chain, state_dict_of, to_bin_checkpoint
 
 
 def _data_offset(shard: Path, name: str) -> int:
@@ -87,13 +95,36 @@ def test_failure_mid_recover_leaves_no_output(tiny_base: Path, diff_dir: Path, t
 
 
 def test_missing_diff_shard_is_named(tiny_base: Path, diff_dir: Path, tmp_path: Path) -> None:
-    from recover import CheckpointError
-
     damaged = tmp_path / "diff"
     shutil.copytree(diff_dir, damaged)
     (damaged / "model-00002-of-00006.safetensors").unlink()
-    with pytest.raises(CheckpointError, match=r"shard model-00002-of-00006.safetensors listed in model.safetensors.index.json is missing"):
+    with pytest.raises(CheckpointError, match=r"^diff \(--path_diff\): shard model-00002-of-00006.safetensors listed in "
+                                              r"model.safetensors.index.json is missing from .*; re-download the diff$"):
         recover(RecoverConfig(path_raw=str(tiny_base), path_diff=str(damaged)))
+
+
+def test_truncated_files_are_named_with_the_side_at_fault(tiny_base: Path, diff_dir: Path, tmp_path: Path) -> None:
+    """An interrupted download (diff shard) or copy (base .bin) is named before any output exists."""
+    damaged = tmp_path / "diff"
+    shutil.copytree(diff_dir, damaged)
+    shard = damaged / "model-00004-of-00006.safetensors"
+    shard.write_bytes(shard.read_bytes()[:-1000])
+    out = tmp_path / "out"
+    with pytest.raises(CheckpointError) as info:
+        recover(RecoverConfig(path_raw=str(tiny_base), path_diff=str(damaged), path_tuned=str(out)))
+    assert str(info.value).startswith(f"diff (--path_diff): cannot read {shard}, it is damaged or incomplete (")
+    assert str(info.value).endswith("); re-download the diff")
+
+    base_bin = tmp_path / "base_bin"
+    to_bin_checkpoint(tiny_base, base_bin, shards=2)
+    part = base_bin / "pytorch_model-00002-of-00002.bin"
+    part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
+    with pytest.raises(CheckpointError) as info:
+        recover(RecoverConfig(path_raw=str(base_bin), path_diff=str(diff_dir), path_tuned=str(out)))
+    message = str(info.value)
+    assert message.startswith(f"base (--path_raw): cannot read {part}, it is damaged or incomplete (")
+    assert message.endswith("); convert or copy the base weights again") and "\n" not in message
+    assert _leftovers(tmp_path, "out") == []
 
 
 def test_mismatched_tensor_names_are_listed(tiny_base: Path, diff_dir: Path, tmp_path: Path) -> None:
@@ -109,14 +140,21 @@ def test_mismatched_tensor_names_are_listed(tiny_base: Path, diff_dir: Path, tmp
     assert ("2 tensor(s) of diff (--path_diff) absent from base (--path_raw): "
             "model.layers.0.mlp.gate_proj.weight, model.norm.weight") in message
     assert "1 tensor(s) of base (--path_raw) absent from diff (--path_diff): model.layers.0.mlp.extra.weight" in message
+    assert message.endswith("; the diff matches its manifest, so the base is at fault: "
+                            "pass as --path_raw the model the diff was made against")
 
 
-def test_mismatched_shapes_are_listed(diff_dir: Path, tmp_path: Path) -> None:
+def test_mismatched_shapes_are_listed(diff_dir: Path, tuned: tuple[Path, Chain], tmp_path: Path) -> None:
     from train.tiny_model import build_tiny_llama
 
     wider = build_tiny_llama(tmp_path / "wider", intermediate_size=96)
     with pytest.raises(MismatchError, match=r"shapes differ .*model\.layers\.0\.mlp\.down_proj\.weight \[64, 128\] vs \[64, 96\]"):
         recover(RecoverConfig(path_raw=str(wider), path_diff=str(diff_dir)))
+    # make_diff cannot tell which side is wrong: it says what --path_raw must be
+    with pytest.raises(MismatchError, match=r"shapes differ between tuned \(--path_tuned\) and base \(--path_raw\): .*; "
+                                            r"pass as --path_raw the model --path_tuned was fine-tuned from$"):
+        make_diff(MakeDiffConfig(path_raw=str(wider), path_tuned=str(tuned[0]), path_diff=str(tmp_path / "d")))
+    assert not (tmp_path / "d").exists()
 
 
 def test_base_with_fewer_rows_than_manifest_expects(diff_dir: Path, tmp_path: Path) -> None:
@@ -146,3 +184,35 @@ def test_fp16_copy_of_the_right_base_is_accepted(tuned: tuple[Path, Chain], tiny
     result = recover(RecoverConfig(path_raw=str(base16), path_diff=str(diff)))
     assert result.verified_with_manifest
     assert torch.equal(state_dict_of(base16)["model.norm.weight"].float(), state_dict_of(base32)["model.norm.weight"])
+
+
+@pytest.mark.parametrize("edit", ["truncate", "dtype"])
+def test_damaged_manifest_is_named(tiny_base: Path, diff_dir: Path, tmp_path: Path, edit: str) -> None:
+    damaged = tmp_path / "diff"
+    shutil.copytree(diff_dir, damaged)
+    path = damaged / "recover_manifest.json"
+    if edit == "truncate":
+        path.write_text(path.read_text()[:500])
+    else:
+        data = json.loads(path.read_text())
+        data["tuned_dtype"] = "int8"
+        path.write_text(json.dumps(data))
+    with pytest.raises(CheckpointError, match=rf"^diff \(--path_diff\): {path} is damaged or not a manifest of this tool "
+                                              r"\(.*\); re-download it$"):
+        recover(RecoverConfig(path_raw=str(tiny_base), path_diff=str(damaged)))
+
+
+def test_diff_tensors_not_matching_the_manifest_are_named(tiny_base: Path, diff_dir: Path, tmp_path: Path) -> None:
+    """A shard from another diff (here: a manifest entry gone) is refused before any work."""
+    damaged = tmp_path / "diff"
+    shutil.copytree(diff_dir, damaged)
+    path = damaged / "recover_manifest.json"
+    data = json.loads(path.read_text())
+    del data["tensors"]["model.norm.weight"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(IntegrityError) as info:
+        recover(RecoverConfig(path_raw=str(tiny_base), path_diff=str(damaged), path_tuned=str(tmp_path / "out")))
+    assert info.value.culprit == "diff" and info.value.tensor == "model.norm.weight"
+    assert str(info.value) == ("the diff's tensors do not match its recover_manifest.json (not in the manifest: "
+                               "model.norm.weight); a shard file is missing or from another diff: re-download the diff")
+    assert _leftovers(tmp_path, "out") == []

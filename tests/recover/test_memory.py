@@ -8,27 +8,15 @@ size (the reference loads two models: twice). See rss_probe.py for how RssAnon i
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from recover import MakeDiffConfig, make_diff
-from tests.recover.rss_probe import Measured, run_measured
+from tests.recover.rss_probe import Measured, run_recover_cli
 from tests.recover.synthetic import write_synthetic_pair
 
 MB = 2**20
-
-
-def _recover_measured(repo_root: Path, raw: Path, diff: Path, out: Path, chunk_mb: int) -> Measured:
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo_root))
-    cmd = [sys.executable, "-m", "recover", "recover", "--path_raw", str(raw), "--path_diff", str(diff),
-           "--path_tuned", str(out), "--chunk_mb", str(chunk_mb)]
-    measured = run_measured(cmd, env=env, cwd=repo_root)
-    assert measured.returncode == 0, measured.stderr[-2000:]
-    assert measured.samples > 50
-    return measured
 
 
 @pytest.mark.parametrize(
@@ -36,7 +24,7 @@ def _recover_measured(repo_root: Path, raw: Path, diff: Path, out: Path, chunk_m
     [pytest.param(512, 1376, 4, 4, id="173MB"),
      pytest.param(1024, 2752, 16, 16, id="1.1GB", marks=pytest.mark.slow)],
 )
-def test_recover_peak_memory_is_far_below_model_size(repo_root: Path, tiny_base: Path, diff_dir: Path, tmp_path: Path,
+def test_recover_peak_memory_is_far_below_model_size(repo_root: Path, cli_recovered: tuple[Measured, Path], tmp_path: Path,
                                                       hidden: int, intermediate: int, layers: int, chunk_mb: int) -> None:
     raw, tuned = tmp_path / "raw", tmp_path / "tuned"
     size = write_synthetic_pair(raw, tuned, hidden=hidden, intermediate=intermediate, layers=layers, vocab=32000,
@@ -45,13 +33,16 @@ def test_recover_peak_memory_is_far_below_model_size(repo_root: Path, tiny_base:
     diff = tmp_path / "diff"
     make_diff(MakeDiffConfig(path_raw=str(raw), path_tuned=str(tuned), path_diff=str(diff)))
 
-    libraries = _recover_measured(repo_root, tiny_base, diff_dir, tmp_path / "tiny_out", chunk_mb)
-    big = _recover_measured(repo_root, raw, diff, tmp_path / "out", chunk_mb)
+    libraries = cli_recovered[0]
+    big = run_recover_cli(repo_root, raw, diff, tmp_path / "out", "--chunk_mb", str(chunk_mb))
+    assert big.returncode == 0, big.stderr[-2000:]
+    assert libraries.samples > 50 and big.samples > 50
     growth = big.peak_rss_anon - libraries.peak_rss_anon
     report = (f"model {size / MB:.0f} MB, peak RssAnon {big.peak_rss_anon / MB:.0f} MB "
               f"(tiny model {libraries.peak_rss_anon / MB:.0f} MB, growth {growth / MB:.0f} MB)")
     print(report)
-    # A row slice or two of `chunk_mb`; the largest tensors (embeddings) are 62.5 MB or 125 MB.
+    # A row slice or two of `chunk_mb`; the largest tensors (embeddings) are 62.5 MB or 125 MB,
+    # so holding any one of them whole, or loading the model, fails this.
     assert growth < size // 4, report
     # the recovered model verified itself against the manifest (hash-exact) on the way
     assert (tmp_path / "out" / "model.safetensors").is_file()

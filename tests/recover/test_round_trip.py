@@ -137,13 +137,13 @@ def test_untied_tuned_from_tied_base_uses_input_embedding(tmp_path: Path) -> Non
 
 def test_released_style_bin_diff_without_manifest(tiny_base: Path, tuned: tuple[Path, Chain], diff_dir: Path,
                                                   tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """`.bin` shards for base and diff, no manifest, stale rotary `inv_freq` buffers (like the released diff)."""
+    """`.bin` shards for base and diff, no manifest, stale rotary `inv_freq` buffers (what the released diff most likely holds)."""
     bin_base, bin_diff = tmp_path / "base_bin", tmp_path / "diff_bin"
     to_bin_checkpoint(tiny_base, bin_base, shards=2)
     to_bin_checkpoint(diff_dir, bin_diff, shards=3)
     first = bin_diff / "pytorch_model-00001-of-00003.bin"
     part = torch.load(first, weights_only=True)
-    part["model.layers.0.self_attn.rotary_emb.inv_freq"] = torch.zeros(8)  # what transformers 4.27 stored
+    part["model.layers.0.self_attn.rotary_emb.inv_freq"] = torch.zeros(8)  # a persistent buffer then; diff of equal values = 0
     torch.save(part, first)
     index = json.loads((bin_diff / "pytorch_model.bin.index.json").read_text())
     index["weight_map"]["model.layers.0.self_attn.rotary_emb.inv_freq"] = first.name
@@ -169,3 +169,19 @@ def test_released_style_bin_diff_without_manifest(tiny_base: Path, tuned: tuple[
     assert result.naive_check_passed is False and result.output_dir is None
     assert any("naive integrity check failed" in r.getMessage() and "50637.1836" in r.getMessage()
                for r in caplog.records if r.levelname == "WARNING")
+
+
+def test_pre_zip_pickle_is_read_whole_with_a_warning(tiny_base: Path, tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """torch < 1.6 pickles cannot be memory-mapped: they are loaded whole, and the log says so."""
+    from recover.checkpoint import CheckpointReader
+
+    legacy = tmp_path / "legacy"
+    to_bin_checkpoint(tiny_base, legacy)
+    tensors = state_dict_of(tiny_base)
+    torch.save(tensors, legacy / "pytorch_model.bin", _use_new_zipfile_serialization=False)
+    reader = CheckpointReader(legacy, "base (--path_raw)")
+    assert set(reader.names()) == set(tensors)
+    assert all(torch.equal(reader.tensor(n), t) for n, t in tensors.items())
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "base (--path_raw): pytorch_model.bin is a legacy (pre-zip) pickle and cannot be memory-mapped; loading it whole"]
