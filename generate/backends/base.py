@@ -54,6 +54,7 @@ class GenerationResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     retries: int = 0  # transient failures retried before this answer came
+    api_calls: int = 1  # HTTP calls that made it (chat sends one per prompt); 0 for local models
 
 
 class GenerationError(Exception):
@@ -81,6 +82,16 @@ class Backend(Protocol):
     `run` pulls requests lazily from `requests` (an endless iterator: the loop stops
     consuming results once its target is reached, then calls `close`), and yields a
     result per request in any order. It raises `GenerationError` for fatal failures.
+
+    Construction: the factory (generate/backends/factory.py) calls
+    `BackendClass(config, state)` with `config: generate.config.GenerateConfig` (model_name,
+    api, temperature, top_p, max_tokens, max_concurrency, max_retries, request_timeout,
+    num_prompt_instructions, plus batch_poll_interval, batch_size, local_model, device for
+    the batch and local backends) and `state: BackendState`. `sampling_params(config)` in
+    generate/backends/factory.py gives the SamplingParams of a run.
+
+    Optional: `stats() -> dict[str, float]`, extra numbers (e.g. "rate_limited": 429s
+    received) that the run summary includes under "backend_stats".
     """
 
     name: BackendName

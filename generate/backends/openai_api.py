@@ -1,0 +1,418 @@
+"""Any OpenAI-compatible HTTP API through the official `openai` SDK, with concurrent calls.
+
+The SDK already retries 429, 408/409, 5xx, timeouts and connection errors with exponential
+backoff and honours `Retry-After` (bounded by `--max_retries`); this module adds what it
+lacks: many calls in flight, paced by the rate limit the server reports (see pacing.py), and
+the classification of what remains into fatal one-line `GenerationError`s. A context-length
+error is the one 400 that is retried: `max_tokens` is cut by 20% each time, as the reference
+did.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import openai
+
+from generate.backends.base import (
+    BackendName,
+    BackendState,
+    Completion,
+    GenerationError,
+    GenerationRequest,
+    GenerationResult,
+)
+from generate.backends.factory import check_credentials, env_value, sampling_params
+from generate.backends.pacing import AdaptiveLimiter
+from generate.config import GenerateConfig
+from generate.cost import end_of_text_token
+
+log = logging.getLogger(__name__)
+
+MIN_MAX_TOKENS = 16  # below this a context-length error is fatal rather than shrunk again
+_CONTEXT_LENGTH = re.compile(r"context.length|maximum context|too many tokens|max_tokens is too large", re.I)
+
+
+@dataclass
+class _Pending:
+    """A request whose calls are still running (chat sends one call per prompt)."""
+
+    request: GenerationRequest
+    completions: list[Completion | None]
+    remaining: int
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    retries: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(frozen=True)
+class _Call:
+    pending: _Pending
+    slot: int  # the prompt's position in the request (chat) or 0 (completions: all prompts)
+    prompts: tuple[str, ...]
+
+
+class _QuotaExhausted(openai.OpenAIError):
+    """Raised from the response hook: the SDK re-raises OpenAIErrors at once instead of retrying."""
+
+
+class _Stop:
+    """Sentinel telling a worker thread to exit."""
+
+
+@dataclass(frozen=True)
+class _Exhausted:
+    """Sentinel from the dispatcher: the request iterator ended after `count` requests."""
+
+    count: int
+
+
+def _safe_base_url(url: str) -> str:
+    """The base URL without any user:password part, fit for messages."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class OpenAIBackend:
+    """Sends each request's prompts to /v1/completions (batched) or /v1/chat/completions (one per call)."""
+
+    name: BackendName = "openai"
+    price_factor: float = 1.0
+
+    def __init__(self, config: GenerateConfig, state: BackendState) -> None:
+        api_key = env_value("OPENAI_API_KEY")
+        base_url = env_value("OPENAI_BASE_URL")
+        check_credentials(self.name)
+        self._secret = api_key
+        self.config = config
+        self.params = sampling_params(config)
+        self._max_tokens = self.params.max_tokens
+        # Parameters some models refuse (e.g. reasoning models: max_tokens -> max_completion_tokens,
+        # no stop); learnt from the first 400 "unsupported_parameter" and applied to every later call.
+        self._token_param = "max_tokens"
+        self._dropped: set[str] = set()
+        self._limiter = AdaptiveLimiter(config.max_concurrency)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._status_counts: dict[int, int] = {}
+        self._counts_lock = threading.Lock()
+        self.calls = 0
+        http_client = openai.DefaultHttpxClient(event_hooks={"response": [self._on_response]})
+        # A local server needs no key, but the SDK insists on one; it is sent as a bearer token.
+        self.client = openai.OpenAI(
+            api_key=api_key or "no-key-needed",
+            base_url=base_url,
+            max_retries=config.max_retries,
+            timeout=config.request_timeout,
+            http_client=http_client,
+        )
+        self.base_url = _safe_base_url(str(self.client.base_url))
+        eot = end_of_text_token(config.model_name) if config.api == "completions" else None
+        # Blocking <|endoftext|> only means something in the model's own vocabulary.
+        self._logit_bias = {str(eot): -100} if eot is not None else None
+
+    # --- observation ---------------------------------------------------------------------
+    def _on_response(self, response: Any) -> None:
+        """httpx response hook: count statuses and feed the limiter (runs in worker threads)."""
+        status = response.status_code
+        with self._counts_lock:
+            self._status_counts[status] = self._status_counts.get(status, 0) + 1
+        if status == 429:
+            self._limiter.on_rate_limited()
+            # A 429 for an exhausted quota will not pass with waiting: stop now, not after retries.
+            response.read()
+            try:
+                error = response.json().get("error") or {}
+            except ValueError:
+                error = {}
+            if isinstance(error, dict) and error.get("code") == "insufficient_quota":
+                raise _QuotaExhausted("insufficient_quota")
+        elif status < 500:
+            self._limiter.on_success()
+        limit = response.headers.get("x-ratelimit-limit-requests")
+        if limit:
+            try:
+                self._limiter.on_reported_limit(float(limit))
+            except ValueError:
+                pass
+
+    def stats(self) -> dict[str, float]:
+        """Numbers for the run summary: calls, HTTP statuses, 429s, the final concurrency window."""
+        with self._counts_lock:
+            statuses = dict(self._status_counts)
+        out: dict[str, float] = {
+            "api_calls": self.calls,
+            "rate_limited_429": statuses.get(429, 0),
+            "server_errors_5xx": sum(n for code, n in statuses.items() if code >= 500),
+            "concurrency_window": round(self._limiter.limit, 2),
+            "max_tokens_now": self._max_tokens,
+        }
+        if self._limiter.reported_rpm:
+            out["reported_requests_per_minute"] = self._limiter.reported_rpm
+        return out
+
+    # --- errors --------------------------------------------------------------------------
+    def _scrub(self, text: str) -> str:
+        """One line, without the key, bounded in length."""
+        if self._secret:
+            text = text.replace(self._secret, "***")
+        text = " ".join(text.split())
+        return text[:300]
+
+    def _server_message(self, err: openai.APIStatusError) -> str:
+        body = err.body
+        message = None
+        if isinstance(body, dict):
+            inner = body.get("error", body)
+            message = inner.get("message") if isinstance(inner, dict) else None
+        return self._scrub(str(message or err.message or ""))
+
+    def _fatal(self, err: Exception) -> GenerationError:
+        """Translate an SDK error left after retries into a one-line, secret-free message."""
+        retries = self.config.max_retries
+        model = self.config.model_name
+        where = self.base_url
+        if isinstance(err, openai.AuthenticationError):
+            # OpenAI's 401 text quotes part of the key; it is not repeated.
+            return GenerationError(f"{where} rejected the API key (HTTP 401): check OPENAI_API_KEY")
+        if isinstance(err, openai.PermissionDeniedError):
+            return GenerationError(
+                f"{where} denied access (HTTP 403) for model {model!r}: {self._server_message(err)}"
+            )
+        if isinstance(err, openai.NotFoundError):
+            return GenerationError(
+                f"model {model!r} is unknown or retired at {where} (HTTP 404: {self._server_message(err)}); "
+                f"pick a current --model_name, check --api {self.config.api}, and that OPENAI_BASE_URL ends in /v1"
+            )
+        if isinstance(err, _QuotaExhausted):
+            return GenerationError(
+                f"{where}: quota exhausted (HTTP 429 insufficient_quota); check the plan and billing of "
+                f"the account behind OPENAI_API_KEY, then rerun to resume"
+            )
+        if isinstance(err, openai.RateLimitError):
+            return GenerationError(
+                f"{where} kept answering 429 (rate limited) after {retries} retries; "
+                f"lower --max_concurrency or raise --max_retries, then rerun to resume"
+            )
+        if isinstance(err, openai.InternalServerError) or (
+            isinstance(err, openai.APIStatusError) and err.status_code >= 500
+        ):
+            return GenerationError(
+                f"{where} failed with HTTP {err.status_code} after {retries} retries; rerun later to resume"
+            )
+        if isinstance(err, openai.APIStatusError):
+            return GenerationError(
+                f"{where} refused the request (HTTP {err.status_code}): {self._server_message(err)}; "
+                f"check --model_name, --api and the sampling flags"
+            )
+        if isinstance(err, openai.APITimeoutError):
+            return GenerationError(
+                f"{where} did not answer within --request_timeout={self.config.request_timeout:g} s "
+                f"after {retries} retries; raise --request_timeout, then rerun to resume"
+            )
+        if isinstance(err, openai.APIConnectionError):
+            return GenerationError(
+                f"cannot reach {where} after {retries} retries; check OPENAI_BASE_URL and the network"
+            )
+        return GenerationError(f"{where}: unexpected {type(err).__name__}: {self._scrub(str(err))}")
+
+    # --- one HTTP call ---------------------------------------------------------------------
+    def _create(self, prompts: tuple[str, ...], max_tokens: int) -> Any:
+        params = self.params
+        common: dict[str, Any] = {
+            "model": params.model,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "n": 1,
+            self._token_param: max_tokens,
+            "stop": list(params.stop),
+        }
+        if self.config.api == "completions" and self._logit_bias is not None:
+            common["logit_bias"] = self._logit_bias
+        for name in self._dropped:
+            common.pop(name, None)
+        if self.config.api == "completions":
+            return self.client.completions.with_raw_response.create(prompt=list(prompts), **common)
+        return self.client.chat.completions.with_raw_response.create(
+            messages=[{"role": "user", "content": prompts[0]}], **common
+        )
+
+    def _adapt_to_unsupported(self, err: openai.BadRequestError) -> bool:
+        """Handle a 400 "unsupported_parameter" once per parameter; True when the call should be retried."""
+        if getattr(err, "code", None) != "unsupported_parameter":
+            return False
+        param = getattr(err, "param", None)
+        with self._counts_lock:
+            if param == "max_tokens" and self.config.api == "chat" and self._token_param == "max_tokens":
+                self._token_param = "max_completion_tokens"
+            elif param in ("stop", "logit_bias", "top_p") and param not in self._dropped:
+                self._dropped.add(param)
+            elif (param == "max_tokens" and self._token_param != "max_tokens") or param in self._dropped:
+                return True  # another call already adapted; retry with the new settings
+            else:
+                return False
+        log.warning("%s does not accept %r for model %s; adapting and retrying",
+                    self.base_url, param, self.config.model_name)
+        return True
+
+    def _call(self, call: _Call) -> tuple[list[Completion], int, int, int]:
+        """Run one HTTP call to completion: (completions in prompt order, prompt tokens, completion tokens, retries)."""
+        while True:
+            max_tokens = self._max_tokens
+            try:
+                raw = self._create(call.prompts, max_tokens)
+                break
+            except openai.BadRequestError as err:
+                message = self._server_message(err)
+                if self._adapt_to_unsupported(err):
+                    continue
+                if getattr(err, "code", None) == "context_length_exceeded" or _CONTEXT_LENGTH.search(message):
+                    shrunk = int(max_tokens * 0.8)
+                    if shrunk < MIN_MAX_TOKENS:
+                        raise GenerationError(
+                            f"the prompt leaves no room for an answer at {self.base_url} even with "
+                            f"max_tokens={max_tokens}: lower --num_prompt_instructions or use a "
+                            f"longer-context --model_name"
+                        ) from None
+                    with self._counts_lock:
+                        # Shrink for every later call too, as the reference did.
+                        self._max_tokens = min(self._max_tokens, shrunk)
+                    log.warning("context length exceeded; retrying with max_tokens=%d", shrunk)
+                    continue
+                raise self._fatal(err) from None
+            except openai.OpenAIError as err:
+                raise self._fatal(err) from None
+        response = raw.parse()
+        choices = sorted(response.choices, key=lambda choice: choice.index)
+        if len(choices) != len(call.prompts):
+            raise GenerationError(
+                f"{self.base_url} answered {len(choices)} choices for {len(call.prompts)} prompts; "
+                f"the server does not support batched prompts: use --api chat or --request_batch_size 1"
+            )
+        if self.config.api == "completions":
+            completions = [Completion(c.text or "", c.finish_reason or "stop") for c in choices]
+        else:
+            completions = [Completion(c.message.content or "", c.finish_reason or "stop") for c in choices]
+        usage = response.usage
+        prompt_tokens = usage.prompt_tokens if usage else 0
+        completion_tokens = usage.completion_tokens if usage else 0
+        return completions, prompt_tokens, completion_tokens, raw.retries_taken
+
+    # --- the pipeline ----------------------------------------------------------------------
+    def _calls_for(self, request: GenerationRequest) -> list[_Call]:
+        n = len(request.prompts)
+        if self.config.api == "completions":
+            pending = _Pending(request, [None] * n, remaining=1)
+            return [_Call(pending, 0, request.prompts)]
+        pending = _Pending(request, [None] * n, remaining=n)
+        return [_Call(pending, i, (prompt,)) for i, prompt in enumerate(request.prompts)]
+
+    def _worker(self, tasks: queue.Queue[Any], results: queue.Queue[Any]) -> None:
+        while True:
+            call = tasks.get()
+            if isinstance(call, _Stop) or self._stop.is_set():
+                return
+            start = time.monotonic()
+            try:
+                completions, p_tok, c_tok, retries = self._call(call)
+            except BaseException as err:  # noqa: BLE001 - every failure must reach the consumer
+                self._limiter.release()
+                results.put(err if isinstance(err, GenerationError) else GenerationError(
+                    f"{type(err).__name__}: {self._scrub(str(err))}"))
+                self._stop.set()
+                return
+            elapsed = time.monotonic() - start
+            self._limiter.release(elapsed)
+            with self._counts_lock:
+                self.calls += 1
+            pending = call.pending
+            log.debug(
+                "request %d call %d: %d prompt(s) in %.2f s, %d+%d tokens, %d retries",
+                pending.request.index, call.slot, len(call.prompts), elapsed, p_tok, c_tok, retries,
+            )
+            with pending.lock:
+                for offset, completion in enumerate(completions):
+                    pending.completions[call.slot + offset] = completion
+                pending.prompt_tokens += p_tok
+                pending.completion_tokens += c_tok
+                pending.retries += retries
+                pending.remaining -= 1
+                done = pending.remaining == 0
+            if done:
+                results.put(
+                    GenerationResult(
+                        request=pending.request,
+                        completions=tuple(c for c in pending.completions if c is not None),
+                        prompt_tokens=pending.prompt_tokens,
+                        completion_tokens=pending.completion_tokens,
+                        retries=pending.retries,
+                        api_calls=1 if self.config.api == "completions" else len(pending.completions),
+                    )
+                )
+
+    def _dispatch(self, requests: Iterator[GenerationRequest], tasks: queue.Queue[Any],
+                  results: queue.Queue[Any], window: threading.Semaphore) -> None:
+        count = 0
+        try:
+            for request in requests:
+                count += 1
+                # Bound how far dispatch runs ahead of the consumer.
+                while not window.acquire(timeout=0.5):
+                    if self._stop.is_set():
+                        return
+                for call in self._calls_for(request):
+                    if not self._limiter.acquire(self._stop):
+                        return
+                    tasks.put(call)
+                if self._stop.is_set():
+                    return
+            results.put(_Exhausted(count))
+        except BaseException as err:  # noqa: BLE001 - surfaced to the consumer
+            results.put(err)
+            self._stop.set()
+
+    def run(self, requests: Iterator[GenerationRequest]) -> Iterator[GenerationResult]:
+        """Yield results as calls finish, in completion order; raise GenerationError on a fatal failure."""
+        tasks: queue.Queue[Any] = queue.Queue()
+        results: queue.Queue[Any] = queue.Queue()
+        window = threading.Semaphore(4 * self.config.max_concurrency)
+        for _ in range(self.config.max_concurrency):
+            # Daemon threads: a call still running at exit must not keep the process alive.
+            thread = threading.Thread(target=self._worker, args=(tasks, results), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        dispatcher = threading.Thread(target=self._dispatch, args=(requests, tasks, results, window), daemon=True)
+        dispatcher.start()
+        self._tasks = tasks
+        expected: int | None = None
+        yielded = 0
+        while expected is None or yielded < expected:
+            item = results.get()
+            if isinstance(item, BaseException):
+                self._stop.set()
+                raise item
+            if isinstance(item, _Exhausted):
+                expected = item.count
+                continue
+            window.release()
+            yielded += 1
+            yield item
+
+    def close(self) -> None:
+        """Stop dispatching; calls still in flight are abandoned (their threads are daemons)."""
+        self._stop.set()
+        tasks = getattr(self, "_tasks", None)
+        if tasks is not None:
+            for _ in self._threads:
+                tasks.put(_Stop())

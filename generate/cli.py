@@ -1,0 +1,76 @@
+"""`python -m generate`: parse flags into a GenerateConfig, run the loop, report failures in one line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import fire
+
+from generate.backends.base import GenerationError
+from generate.config import ConfigError, config_from_flags, flag_help
+from generate.journal import JournalError
+from generate.seeds import SeedTaskError
+
+log = logging.getLogger("generate")
+
+# Errors a user fixes by changing a flag, a file or the environment: one line, no traceback.
+USER_ERRORS = (ConfigError, GenerationError, JournalError, SeedTaskError)
+
+
+def _parse_flags(argv: list[str]) -> dict[str, Any]:
+    """fire's parsing of `--name=value` (values as Python literals where they parse)."""
+    parsed: dict[str, Any] = {}
+
+    def collect(**flags: Any) -> None:
+        parsed.update(flags)
+
+    fire.Fire(collect, command=argv, name="generate")
+    return parsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if any(arg in ("-h", "--help", "help") for arg in argv):
+        print(flag_help())
+        return 0
+    try:
+        flags = _parse_flags(argv)
+        config = config_from_flags(flags)
+    except fire.core.FireExit as exit_:
+        return int(exit_.code or 2)
+    except ConfigError as err:
+        print(f"generate: error: {err}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if config.log_level != "debug":
+        # The SDK and HTTP client log each retry at INFO; our own summary counts them.
+        logging.getLogger("openai").setLevel(logging.WARNING)
+        logging.getLogger("httpx2").setLevel(logging.WARNING)
+    if "num_cpus" in flags:
+        log.info("--num_cpus is accepted for compatibility and ignored: dedup runs in this process")
+    from generate.run import generate  # deferred: `--help` and flag errors stay instant
+
+    try:
+        summary = generate(config)
+    except USER_ERRORS as err:
+        print(f"generate: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("generate: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    cost = summary["estimated_cost_usd"]
+    cost_text = "unknown (no price for this model; pass --price_input/--price_output)" if cost is None else f"${cost:.4f}"
+    print(
+        f"kept {summary['kept']}/{summary['target']} instructions -> {summary['output']} "
+        f"({summary['requests']} requests, {summary['prompt_tokens']}+{summary['completion_tokens']} tokens, "
+        f"estimated cost {cost_text})",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,255 @@
+"""The generate stage's one typed configuration, built from command-line flags and checked up front."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+ApiName = Literal["completions", "chat"]
+BackendChoice = Literal["auto", "openai", "batch", "local"]
+DedupTokenizer = Literal["rouge", "unicode"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+# The reference's blacklist: instructions a text-only model cannot follow.
+REFERENCE_BLACKLIST: tuple[str, ...] = (
+    "image", "images", "graph", "graphs", "picture", "pictures", "file", "files",
+    "map", "maps", "draw", "plot", "go to", "video", "audio", "music", "flowchart", "diagram",
+)
+
+
+class ConfigError(ValueError):
+    """An invalid flag value; the message names the flag and how to fix it."""
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """Every setting of `python -m generate`; field names are the flag names."""
+
+    # --- the reference's flags -------------------------------------------------------------
+    output_dir: str = field(default="data", metadata=_help(
+        "Folder for alpaca_data.json, the journal, the summary and the neighbour side file."))
+    seed_tasks_path: str = field(default=str(REPO_ROOT / "seed_tasks.jsonl"), metadata=_help(
+        "Seed tasks, JSONL in the reference schema (id, name, instruction, instances, is_classification)."))
+    num_instructions_to_generate: int = field(default=100, metadata=_help(
+        "Target number of kept instructions; the run stops once it is reached."))
+    model_name: str = field(default="gpt-4o-mini", metadata=_help(
+        "Model id sent to the API (text-davinci-003 is retired; any current model works)."))
+    num_prompt_instructions: int = field(default=3, metadata=_help(
+        "Seed tasks shown as examples in each prompt."))
+    request_batch_size: int = field(default=5, metadata=_help(
+        "Prompts per request (one completions call, or that many chat calls)."))
+    temperature: float = field(default=1.0, metadata=_help("Sampling temperature."))
+    top_p: float = field(default=1.0, metadata=_help("Nucleus sampling mass."))
+    num_cpus: int = field(default=16, metadata=_help(
+        "Accepted for compatibility with the reference and ignored: dedup runs in-process."))
+    # --- this project's flags ------------------------------------------------------------
+    prompt_path: str = field(default=str(REPO_ROOT / "prompt.txt"), metadata=_help(
+        "The generation prompt; the numbered seed examples are appended after a newline."))
+    api: ApiName = field(default="chat", metadata=_help(
+        "completions: prompts batched per request, the model continues 'N. Instruction:'; "
+        "chat: one prompt per message, the answer restates it."))
+    backend: BackendChoice = field(default="auto", metadata=_help(
+        "openai: an OpenAI-compatible HTTP API; batch: the OpenAI Batch API (half price, slow); "
+        "local: a local transformers model; auto: openai when OPENAI_API_KEY or OPENAI_BASE_URL "
+        "is set, else local."))
+    seed: int = field(default=42, metadata=_help(
+        "Sampling seed: request i's prompts depend only on (seed, i), so runs are reproducible."))
+    max_tokens: int = field(default=3072, metadata=_help(
+        "Completion token limit per prompt; cut by 20% and retried when the API reports the "
+        "context is too long."))
+    max_concurrency: int = field(default=32, metadata=_help(
+        "Upper bound on API calls in flight; the client lowers it on 429s and raises it back."))
+    max_retries: int = field(default=6, metadata=_help(
+        "Retries of one call on 429, 5xx, timeouts and connection errors (exponential backoff, "
+        "Retry-After honoured) before the run stops."))
+    request_timeout: float = field(default=600.0, metadata=_help(
+        "Seconds before one API call times out (then it is retried)."))
+    similarity_threshold: float = field(default=0.7, metadata=_help(
+        "Drop an instruction whose ROUGE-L F against a seed or kept instruction is above this."))
+    dedup_tokenizer: DedupTokenizer = field(default="rouge", metadata=_help(
+        "rouge: rouge_score's tokenizer (ASCII only, the reference's); unicode: also non-ASCII words."))
+    blacklist: tuple[str, ...] = field(default=REFERENCE_BLACKLIST, metadata=_help(
+        "Whole words/phrases (case-insensitive) that reject an instruction; comma-separated."))
+    banned_prefixes: tuple[str, ...] = field(default=("Write a program",), metadata=_help(
+        "Instructions starting with one of these are rejected; comma-separated."))
+    min_instruction_words: int = field(default=4, metadata=_help(
+        "Instructions with fewer words are rejected (the reference drops <= 3)."))
+    max_instruction_words: int = field(default=150, metadata=_help(
+        "Instructions with more words are rejected."))
+    reject_punctuation_start: bool = field(default=True, metadata=_help(
+        "Reject instructions whose first character is ASCII punctuation."))
+    reject_non_ascii_start: bool = field(default=True, metadata=_help(
+        "Reject instructions whose first character is not ASCII (set False for other languages)."))
+    price_input: float | None = field(default=None, metadata=_help(
+        "USD per 1M input tokens, overriding the built-in price table."))
+    price_output: float | None = field(default=None, metadata=_help(
+        "USD per 1M output tokens, overriding the built-in price table."))
+    # --- options read by the batch and local backends (issue #7) ------------------------
+    batch_poll_interval: float = field(default=30.0, metadata=_help(
+        "batch backend: seconds between status polls of a submitted batch."))
+    batch_size: int = field(default=200, metadata=_help(
+        "batch backend: requests per submitted batch."))
+    local_model: str = field(default="", metadata=_help(
+        "local backend: path of a transformers causal LM folder (required for --backend local)."))
+    device: str = field(default="auto", metadata=_help(
+        "local backend: torch device (auto, cpu, cuda, cuda:1, ...)."))
+    # --- output --------------------------------------------------------------------------
+    log_level: LogLevel = field(default="info", metadata=_help(
+        "debug shows one line per request."))
+    progress: bool = field(default=True, metadata=_help("Show a tqdm progress bar."))
+
+    @property
+    def output_path(self) -> Path:
+        """Where the training data goes."""
+        return Path(self.output_dir) / "alpaca_data.json"
+
+
+_LITERAL_FIELDS = {
+    "api": ApiName, "backend": BackendChoice, "dedup_tokenizer": DedupTokenizer, "log_level": LogLevel,
+}
+_INT_FIELDS = {f.name for f in fields(GenerateConfig) if f.type == "int"}
+_FLOAT_FIELDS = {f.name for f in fields(GenerateConfig) if f.type in ("float", "float | None")}
+_BOOL_FIELDS = {f.name for f in fields(GenerateConfig) if f.type == "bool"}
+_TUPLE_FIELDS = {f.name for f in fields(GenerateConfig) if f.type.startswith("tuple")}
+
+
+def _as_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ConfigError(f"--{name} must be an integer (got {value!r})")
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"--{name} must be an integer (got {value!r})") from None
+
+
+def _as_float(name: str, value: Any) -> float | None:
+    if value is None and name in ("price_input", "price_output"):
+        return None
+    if isinstance(value, bool):
+        raise ConfigError(f"--{name} must be a number (got {value!r})")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--{name} must be a number (got {value!r})") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"--{name} must be a finite number (got {value!r})")
+    return number
+
+
+def _as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "1", "yes"):
+        return True
+    if isinstance(value, str) and value.lower() in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"--{name} must be True or False (got {value!r})")
+
+
+def _as_tuple(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        items = [part.strip() for part in value.split(",")]
+    elif isinstance(value, (list, tuple)):
+        items = [str(part).strip() for part in value]
+    else:
+        raise ConfigError(f"--{name} must be a comma-separated list (got {value!r})")
+    return tuple(item for item in items if item)
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name in _LITERAL_FIELDS:
+        choices = get_args(_LITERAL_FIELDS[name])
+        if value not in choices:
+            raise ConfigError(f"--{name} must be one of {', '.join(choices)} (got {value!r})")
+        return value
+    if name in _INT_FIELDS:
+        return _as_int(name, value)
+    if name in _FLOAT_FIELDS:
+        return _as_float(name, value)
+    if name in _BOOL_FIELDS:
+        return _as_bool(name, value)
+    if name in _TUPLE_FIELDS:
+        return _as_tuple(name, value)
+    return str(value)
+
+
+def config_from_flags(flags: dict[str, Any]) -> GenerateConfig:
+    """Build and validate the config from parsed flags; unknown or bad flags raise ConfigError."""
+    known = {f.name for f in fields(GenerateConfig)}
+    unknown = sorted(set(flags) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown flag --{unknown[0]}; run `python -m generate --help` for the list of flags"
+        )
+    values = {name: _coerce(name, value) for name, value in flags.items()}
+    config = GenerateConfig(**values)
+    validate(config)
+    return config
+
+
+def validate(config: GenerateConfig) -> None:
+    """Reject values that cannot work, naming the flag and the fix."""
+    positive_ints = (
+        "num_instructions_to_generate", "num_prompt_instructions", "request_batch_size",
+        "max_tokens", "max_concurrency", "batch_size", "num_cpus",
+    )
+    for name in positive_ints:
+        if getattr(config, name) < 1:
+            raise ConfigError(f"--{name} must be >= 1 (got {getattr(config, name)})")
+    if config.max_retries < 0:
+        raise ConfigError(f"--max_retries must be >= 0 (got {config.max_retries})")
+    if not 0.0 <= config.temperature <= 2.0:
+        raise ConfigError(f"--temperature must be in [0, 2] (got {config.temperature})")
+    if not 0.0 < config.top_p <= 1.0:
+        raise ConfigError(f"--top_p must be in (0, 1] (got {config.top_p})")
+    if config.request_timeout <= 0:
+        raise ConfigError(f"--request_timeout must be > 0 seconds (got {config.request_timeout})")
+    if config.batch_poll_interval <= 0:
+        raise ConfigError(f"--batch_poll_interval must be > 0 seconds (got {config.batch_poll_interval})")
+    if not 0.0 <= config.similarity_threshold <= 1.0:
+        raise ConfigError(
+            f"--similarity_threshold must be in [0, 1] (got {config.similarity_threshold})"
+        )
+    if config.min_instruction_words < 0 or config.max_instruction_words < config.min_instruction_words:
+        raise ConfigError(
+            "--min_instruction_words must be >= 0 and <= --max_instruction_words "
+            f"(got {config.min_instruction_words} and {config.max_instruction_words})"
+        )
+    for name in ("price_input", "price_output"):
+        value = getattr(config, name)
+        if value is not None and value < 0:
+            raise ConfigError(f"--{name} must be >= 0 USD per 1M tokens (got {value})")
+    if not config.model_name.strip():
+        raise ConfigError("--model_name must not be empty")
+    if not config.output_dir.strip():
+        raise ConfigError("--output_dir must not be empty")
+
+
+def flag_help() -> str:
+    """The `--help` text: every flag with its default and meaning."""
+    lines = ["usage: python -m generate [--flag=value ...]", "", "flags:"]
+    for f in fields(GenerateConfig):
+        default = f.default
+        if isinstance(default, tuple):
+            default = ",".join(default)
+        if isinstance(default, str) and default.startswith(str(REPO_ROOT)):
+            default = "<repo>/" + Path(default).name
+        lines.append(f"  --{f.name} (default: {default})")
+        lines.append(f"      {f.metadata.get('help', '')}")
+    return "\n".join(lines)
+
+
+def replace(config: GenerateConfig, **changes: Any) -> GenerateConfig:
+    """A validated copy with some fields changed (tests and the bench use it)."""
+    new = dataclasses.replace(config, **changes)
+    validate(new)
+    return new

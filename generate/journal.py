@@ -1,0 +1,190 @@
+"""The run's append-only journal: raw answers and backend state, fsync'd line by line, for resuming.
+
+Line 1 is a header with the settings that shape the data; then one JSON object per line:
+`{"type": "result", ...}` for each answered request (in arrival order) and
+`{"type": "state", "key": ..., "value": ...}` for backend state. A line torn by a crash
+mid-write can only be the last one; it is dropped with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from generate.backends.base import Completion, GenerationRequest, GenerationResult
+
+log = logging.getLogger(__name__)
+
+JOURNAL_VERSION = 1
+
+
+class JournalError(RuntimeError):
+    """A journal that cannot be resumed; the message names the file and what to do."""
+
+
+def result_to_record(result: GenerationResult) -> dict[str, Any]:
+    """The journal line for a result (prompts are rebuilt from the seed, so they are not stored)."""
+    return {
+        "type": "result",
+        "index": result.request.index,
+        "completions": [{"text": c.text, "finish_reason": c.finish_reason} for c in result.completions],
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "retries": result.retries,
+        "api_calls": result.api_calls,
+    }
+
+
+def record_to_result(record: dict[str, Any], request: GenerationRequest) -> GenerationResult:
+    """Rebuild a result from its journal line and its (re-derived) request."""
+    return GenerationResult(
+        request=request,
+        completions=tuple(Completion(c["text"], c["finish_reason"]) for c in record["completions"]),
+        prompt_tokens=int(record.get("prompt_tokens", 0)),
+        completion_tokens=int(record.get("completion_tokens", 0)),
+        retries=int(record.get("retries", 0)),
+        api_calls=int(record.get("api_calls", 1)),
+    )
+
+
+class Journal:
+    """Durable, append-only record of a run; `open` validates it against this run's settings."""
+
+    def __init__(self, path: Path, settings: dict[str, Any]) -> None:
+        self.path = path
+        self.settings = settings
+        self.results: dict[int, dict[str, Any]] = {}
+        self.state: dict[str, Any] = {}
+        self.header: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+        self._handle: Any = None
+
+    @classmethod
+    def open(cls, path: Path, settings: dict[str, Any]) -> Journal:
+        """Load an existing journal (checking its settings) or start a new one."""
+        journal = cls(path, settings)
+        if path.exists() and path.stat().st_size > 0:
+            journal._load()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            journal._handle = path.open("ab")
+            journal._append({"type": "header", "version": JOURNAL_VERSION, "settings": settings})
+            _fsync_dir(path.parent)
+        return journal
+
+    def _load(self) -> None:
+        data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        good_end = 0  # byte offset just after the last complete, parseable line
+        offset = 0
+        for number, raw in enumerate(lines, start=1):
+            is_last = number == len(lines)
+            line_end = offset + len(raw) + (0 if is_last else 1)
+            if not raw.strip():
+                offset = line_end
+                if not is_last:
+                    good_end = line_end
+                continue
+            try:
+                record = json.loads(raw)
+                if is_last:
+                    raise ValueError("no trailing newline")
+            except ValueError:
+                if is_last or all(not rest.strip() for rest in lines[number:]):
+                    log.warning(
+                        "%s: dropping a torn last line (%d bytes) left by an interrupted write",
+                        self.path, len(raw),
+                    )
+                    break
+                raise JournalError(
+                    f"{self.path}, line {number}: not valid JSON; the journal is damaged "
+                    f"(move it away, or use a new --output_dir, to start fresh)"
+                ) from None
+            self._apply(record, number)
+            offset = line_end
+            good_end = line_end
+        if good_end != len(data):
+            with self.path.open("r+b") as handle:
+                handle.truncate(good_end)
+                handle.flush()
+                os.fsync(handle.fileno())
+        if self.header is None:
+            raise JournalError(f"{self.path}: no header line; move it away to start fresh")
+        self._check_settings()
+        self._handle = self.path.open("ab")
+
+    def _apply(self, record: dict[str, Any], number: int) -> None:
+        kind = record.get("type")
+        if kind == "header":
+            self.header = record
+        elif kind == "result":
+            self.results[int(record["index"])] = record
+        elif kind == "state":
+            self.state[record["key"]] = record["value"]
+        else:
+            raise JournalError(f"{self.path}, line {number}: unknown record type {kind!r}")
+
+    def _check_settings(self) -> None:
+        assert self.header is not None  # checked by the caller
+        old = self.header.get("settings", {})
+        for key, value in self.settings.items():
+            if key in old and old[key] != value:
+                raise JournalError(
+                    f"{self.path} was written with {key}={old[key]!r} but this run has {value!r}; "
+                    f"rerun with the same setting to resume, or use a new --output_dir "
+                    f"(or delete the journal) to start fresh"
+                )
+
+    def _append(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
+        with self._lock:
+            self._handle.write(line)
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+
+    def append_result(self, result: GenerationResult) -> None:
+        """Make a result durable before it is used."""
+        record = result_to_record(result)
+        self._append(record)
+        self.results[result.request.index] = record
+
+    def set_state(self, key: str, value: Any) -> None:
+        """Make a backend state value durable."""
+        self._append({"type": "state", "key": key, "value": value})
+        self.state[key] = value
+
+    def close(self) -> None:
+        """Close the file handle (every line is already on disk)."""
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+class JournalBackendState:
+    """The BackendState a backend sees: values live in the journal, so they survive a crash."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+
+    def get(self, key: str) -> Any | None:
+        return self._journal.state.get(key)
+
+    def set(self, key: str, value: Any) -> None:
+        self._journal.set_state(key, value)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,89 @@
+"""Flags -> one validated GenerateConfig; bad values named with the flag."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from generate.backends.factory import resolve_backend_name
+from generate.config import REFERENCE_BLACKLIST, ConfigError, GenerateConfig, config_from_flags
+
+
+def test_reference_flags_and_types() -> None:
+    config = config_from_flags({
+        "output_dir": "out", "num_instructions_to_generate": "52", "model_name": "gpt-4o-mini",
+        "num_prompt_instructions": 3, "request_batch_size": 5, "temperature": 1, "top_p": "0.9",
+        "num_cpus": 4, "blacklist": "image,video", "progress": "False",
+    })
+    assert config.num_instructions_to_generate == 52
+    assert config.temperature == 1.0 and isinstance(config.temperature, float)
+    assert config.top_p == 0.9
+    assert config.blacklist == ("image", "video")
+    assert config.progress is False
+    assert GenerateConfig().blacklist == REFERENCE_BLACKLIST
+
+
+def test_default_paths_are_repo_relative() -> None:
+    root = Path(__file__).resolve().parents[2]
+    assert Path(GenerateConfig().prompt_path) == root / "prompt.txt"
+    assert Path(GenerateConfig().seed_tasks_path) == root / "seed_tasks.jsonl"
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ({"api": "edits"}, "--api must be one of completions, chat"),
+        ({"num_prompt_instructions": 0}, "--num_prompt_instructions must be >= 1"),
+        ({"temperature": 3}, "--temperature must be in"),
+        ({"top_p": 0}, "--top_p must be in"),
+        ({"max_concurrency": "many"}, "--max_concurrency must be an integer"),
+        ({"similarity_threshold": 1.5}, "--similarity_threshold must be in"),
+        ({"price_input": -1}, "--price_input must be >= 0"),
+        ({"backend": "gpu"}, "--backend must be one of auto, openai, batch, local"),
+        ({"modle_name": "x"}, "unknown flag --modle_name"),
+    ],
+)
+def test_bad_flags_are_named(flags: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config_from_flags(flags)
+
+
+def test_backend_auto_rule() -> None:
+    auto = GenerateConfig()
+    assert resolve_backend_name(auto, {"OPENAI_API_KEY": "k"}) == "openai"
+    assert resolve_backend_name(auto, {"OPENAI_BASE_URL": "http://x/v1"}) == "openai"
+    assert resolve_backend_name(auto, {"OPENAI_API_KEY": "", "OPENAI_BASE_URL": "  "}) == "local"
+    assert resolve_backend_name(GenerateConfig(backend="batch"), {}) == "batch"
+
+
+def test_cli_flag_error_exits_2_with_one_line(repo_root: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "generate", "--api=edits"], cwd=repo_root,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "generate: error: --api must be one of completions, chat (got 'edits')"
+
+
+def test_cli_without_key_or_base_url_fails_fast(repo_root: Path, tmp_path: Path, clean_env) -> None:
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "generate", "--backend=openai", f"--output_dir={tmp_path / 'out'}"],
+        cwd=repo_root, capture_output=True, text=True, timeout=60,
+        env={k: v for k, v in __import__("os").environ.items() if not k.startswith("OPENAI_")},
+    )
+    assert time.monotonic() - start < 10
+    assert proc.returncode == 1
+    assert "OPENAI_API_KEY" in proc.stderr and "OPENAI_BASE_URL" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_help_lists_flags(repo_root: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "generate", "--help"], cwd=repo_root,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    for flag in ("--num_cpus", "--prompt_path", "--api", "--seed", "--max_concurrency", "--backend"):
+        assert flag in proc.stdout
