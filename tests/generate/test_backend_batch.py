@@ -1,0 +1,408 @@
+"""The Batch API backend against the loopback server's /v1/files and /v1/batches (real HTTP).
+
+Each test checks answers against the server's own answer function, so a line mapped to the
+wrong request or prompt fails; server counters show what was submitted (paid for) and how often.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from generate.backends import batch as batch_module
+from generate.backends.base import GenerationError, GenerationRequest
+from generate.backends.batch import (
+    STATE_KEY,
+    BatchBackend,
+    BatchLimits,
+    custom_id,
+    from_ranges,
+    parse_custom_id,
+    to_ranges,
+)
+from generate.config import GenerateConfig
+from tests.openai_server import OpenAIServer, ServerOptions
+from tests.openai_server_batch import BatchAPI, BatchOptions
+
+
+class DictState:
+    """A BackendState in memory; `on_set` lets a test act at the moment a value is saved."""
+
+    def __init__(self, on_set: Any = None) -> None:
+        self.values: dict[str, Any] = {}
+        self.history: list[Any] = []
+        self.on_set = on_set
+
+    def get(self, key: str) -> Any:
+        return json.loads(json.dumps(self.values[key])) if key in self.values else None
+
+    def set(self, key: str, value: Any) -> None:
+        self.values[key] = json.loads(json.dumps(value))  # as the journal stores it
+        self.history.append(self.values[key])
+        if self.on_set is not None:
+            self.on_set(self.values[key])
+
+
+@pytest.fixture
+def server(clean_env: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
+    with OpenAIServer(ServerOptions(material="synthetic", blocks_per_answer=3)) as srv:
+        clean_env.setenv("OPENAI_BASE_URL", srv.base_url)
+        yield srv
+
+
+def make_config(**changes: Any) -> GenerateConfig:
+    values: dict[str, Any] = {
+        "api": "completions", "batch_poll_interval": 0.001, "num_instructions_to_generate": 100,
+        "request_batch_size": 2, "progress": False, "max_retries": 0, "max_tokens": 300,
+    }
+    values.update(changes)
+    return GenerateConfig(**values)
+
+
+def requests_from(start: int = 0, prompts: int = 2) -> Iterator[GenerationRequest]:
+    for i in itertools.count(start):
+        yield GenerationRequest(i, tuple(f"Request {i} prompt {j}.\n4. Instruction:" for j in range(prompts)))
+
+
+def expected_texts(server: OpenAIServer, request: GenerationRequest, config: GenerateConfig) -> list[tuple[str, str]]:
+    restate = config.api == "chat"
+    return [server.answer_text(p, config.max_tokens, ["\n20", "20."], restate=restate) for p in request.prompts]
+
+
+def ctrl_c(seconds: float) -> None:
+    """Stands in for time.sleep: the user presses Ctrl-C while the backend waits for a batch."""
+    raise KeyboardInterrupt
+
+
+def take(backend: BatchBackend, requests: Iterator[GenerationRequest], n: int) -> list:
+    return list(itertools.islice(backend.run(requests), n))
+
+
+def test_custom_ids_and_ranges_round_trip() -> None:
+    assert custom_id(7, None) == "request-7"
+    assert custom_id(7, 3) == "request-7-3"
+    assert parse_custom_id("request-7") == (7, None)
+    assert parse_custom_id("request-7-3") == (7, 3)
+    with pytest.raises(ValueError):
+        parse_custom_id("other-7")
+    assert to_ranges([5, 1, 2, 3, 9, 10]) == [[1, 4], [5, 6], [9, 11]]
+    assert from_ranges([[1, 4], [5, 6], [9, 11]]) == [1, 2, 3, 5, 9, 10]
+
+
+def test_rounds_are_sized_from_the_prior_guess_then_the_observed_yield(server: OpenAIServer) -> None:
+    api = BatchAPI.install(server)
+    backend = BatchBackend(make_config(num_prompt_instructions=3, request_batch_size=5), DictState())
+    # 16 numbered slots per prompt (4..19), half kept, 5 prompts: 40 per request.
+    assert backend.round_size() == 3  # ceil(100 / 40)
+
+    backend = BatchBackend(make_config(), DictState())  # 2 prompts per request: 16 per request
+    run = backend.run(requests_from())
+    for kept in range(1, 8):
+        next(run)
+        backend.progress(kept=8 * kept, target=100)  # the loop keeps 8 per request
+    next(run)  # starts round 2: ceil((100 - 56) / 8) = 6 requests
+    lines = [len(api.contents[b["input_file_id"]].splitlines()) for b in api.batches.values()]
+    assert lines == [7, 6]
+
+
+def test_completions_round_trip_in_request_order(server: OpenAIServer) -> None:
+    api = BatchAPI.install(server)
+    config = make_config()
+    state = DictState()
+    backend = BatchBackend(config, state)
+    results = take(backend, requests_from(), 7)  # round 1 = ceil(100 / 16) = 7 requests
+
+    assert [r.request.index for r in results] == list(range(7))
+    for result in results:
+        expected = expected_texts(server, result.request, config)
+        assert [(c.text, c.finish_reason) for c in result.completions] == expected
+        assert result.retries == 0 and result.api_calls == 1
+        assert result.prompt_tokens > 0 and result.completion_tokens > 0
+    assert api.stats()["batches_created"] == 1
+    assert api.stats()["lines_submitted"] == 7
+    # The batch id was journaled with its file before the wait began.
+    assert state.history[0] == [{"input_file_id": "file-0001", "batch_id": None, "indices": [[0, 7]], "custom_ids": None}]
+    assert state.history[1][0]["batch_id"] == "batch_0000"
+    # Still journaled: the loop may stop consuming at any result; the batch is forgotten
+    # when the backend next runs and finds none of its requests waiting.
+    assert state.values[STATE_KEY] == [{"input_file_id": "file-0001", "batch_id": "batch_0000",
+                                        "indices": [[0, 7]], "custom_ids": None}]
+    submitted = [json.loads(line) for line in api.contents["file-0001"].decode().splitlines()]
+    assert [line["custom_id"] for line in submitted] == [f"request-{i}" for i in range(7)]
+    assert submitted[0]["url"] == "/v1/completions"
+    assert submitted[0]["body"]["prompt"] == list(results[0].request.prompts)
+    assert submitted[0]["body"]["stop"] == ["\n20", "20."]
+    assert backend.stats() == {"batches": 1, "batch_lines": 7, "batch_lines_retried": 0, "batch_rounds": 1,
+                               "price_factor": 0.5}
+
+
+def test_chat_sends_one_line_per_prompt(server: OpenAIServer) -> None:
+    api = BatchAPI.install(server)
+    config = make_config(api="chat")
+    backend = BatchBackend(config, DictState())
+    results = take(backend, requests_from(), 7)
+    assert [r.request.index for r in results] == list(range(7))
+    for result in results:
+        assert [(c.text, c.finish_reason) for c in result.completions] == expected_texts(server, result.request, config)
+        assert result.api_calls == 2
+    submitted = [json.loads(line) for line in api.contents["file-0001"].decode().splitlines()]
+    assert [line["custom_id"] for line in submitted[:3]] == ["request-0-0", "request-0-1", "request-1-0"]
+    assert submitted[0]["url"] == "/v1/chat/completions"
+    assert submitted[1]["body"]["messages"] == [{"role": "user", "content": results[0].request.prompts[1]}]
+
+
+def test_large_rounds_are_split_by_lines_bytes_and_batch_size(server: OpenAIServer) -> None:
+    api = BatchAPI.install(server)
+    # 7 requests x 2 chat lines = 14 lines; at most 4 lines per file, a request's lines together.
+    backend = BatchBackend(make_config(api="chat"), DictState(), BatchLimits(max_lines=4))
+    assert len(take(backend, requests_from(), 7)) == 7
+    sizes = [len(api.contents[b["input_file_id"]].decode().splitlines()) for b in api.batches.values()]
+    assert sizes == [4, 4, 4, 2]
+
+    api2 = BatchAPI.install(server)
+    backend = BatchBackend(make_config(batch_size=3), DictState())
+    assert len(take(backend, requests_from(), 7)) == 7
+    sizes = [len(api2.contents[b["input_file_id"]].decode().splitlines()) for b in api2.batches.values()]
+    assert sizes == [3, 3, 1]
+
+    api3 = BatchAPI.install(server)
+    line_bytes = len(BatchBackend(make_config(), DictState())._line(next(requests_from()), None).data)
+    backend = BatchBackend(make_config(), DictState(), BatchLimits(max_bytes=2 * line_bytes + 10))
+    assert [r.request.index for r in take(backend, requests_from(), 7)] == list(range(7))
+    assert api3.stats()["batches_created"] == 4
+    with pytest.raises(GenerationError, match="over the batch file limit of 10: lower --request_batch_size"):
+        BatchBackend(make_config(), DictState(), BatchLimits(max_bytes=10))._split(
+            [BatchBackend(make_config(), DictState())._line(next(requests_from()), None)])
+
+
+def test_failed_lines_are_retried_in_a_follow_up_batch(server: OpenAIServer) -> None:
+    api = BatchAPI.install(server, BatchOptions(line_errors={"request-2-1": 1}))
+    config = make_config(api="chat")
+    backend = BatchBackend(config, DictState())
+    results = take(backend, requests_from(), 7)
+    # Request 2 waits for its retried prompt; everything else comes from the first batch.
+    assert [r.request.index for r in results] == [0, 1, 3, 4, 5, 6, 2]
+    retried = results[-1]
+    assert retried.retries == 1
+    assert [(c.text, c.finish_reason) for c in retried.completions] == expected_texts(server, retried.request, config)
+    follow_up = api.contents[api.batches["batch_0001"]["input_file_id"]].decode().splitlines()
+    assert [json.loads(line)["custom_id"] for line in follow_up] == ["request-2-1"]
+    assert backend.stats()["batch_lines_retried"] == 1
+
+
+def test_expired_lines_are_retried_not_lost(server: OpenAIServer) -> None:
+    api = BatchAPI.install(server, BatchOptions(expire={0}, expire_keep=3))
+    backend = BatchBackend(make_config(), DictState())
+    results = take(backend, requests_from(), 7)
+    assert sorted(r.request.index for r in results) == list(range(7))
+    assert [r.request.index for r in results[:3]] == [0, 1, 2]
+    assert api.batches["batch_0000"]["status"] == "expired"
+    assert api.stats()["lines_submitted"] == 7 + 4
+    assert api.stats()["lines_answered"] == 7
+
+
+def test_cancelled_batch_lines_are_resubmitted(server: OpenAIServer) -> None:
+    api = BatchAPI.install(server, BatchOptions(polls_per_stage=2))
+
+    def cancel_when_created(jobs: list) -> None:
+        if len(jobs) == 1 and jobs[0]["batch_id"] == "batch_0000":
+            api._cancel("batch_0000")
+
+    backend = BatchBackend(make_config(), DictState(on_set=cancel_when_created))
+    results = take(backend, requests_from(), 7)
+    assert [r.request.index for r in results] == list(range(7))
+    assert api.batches["batch_0000"]["status"] == "cancelled"
+    assert api.stats()["cancels"] == 1
+    assert api.stats()["lines_answered"] == 7
+
+
+def test_failed_validation_stops_with_the_reason_and_forgets_the_batch(server: OpenAIServer) -> None:
+    BatchAPI.install(server, BatchOptions(fail_validation={0}))
+    state = DictState()
+    backend = BatchBackend(make_config(), state)
+    with pytest.raises(GenerationError, match=r"batch batch_0000 failed validation: The model `x` does not exist\.; "
+                                              r"check --model_name and --api, then rerun"):
+        take(backend, requests_from(), 1)
+    assert state.values[STATE_KEY] == []
+
+
+def test_persistent_failures_stop_the_run_and_a_rerun_submits_them_again(server: OpenAIServer) -> None:
+    api = BatchAPI.install(server, BatchOptions(line_errors={"request-3": 10}))
+    state = DictState()
+    backend = BatchBackend(make_config(), state, BatchLimits(max_followup_rounds=2))
+    got: list[int] = []
+    with pytest.raises(GenerationError, match=r"1 batch requests still failing after 2 follow-up batches "
+                                              r"\(e\.g\. request-3: HTTP 500: .*\); rerun to submit them again"):
+        for result in backend.run(requests_from()):
+            got.append(result.request.index)
+    assert got == [0, 1, 2, 4, 5, 6]
+    assert api.stats()["lines_submitted"] == 7 + 2
+    assert len(state.values[STATE_KEY]) == 3  # request 3's batches stay journaled
+
+    api.options.line_errors["request-3"] = 3  # the next attempt succeeds
+    skip = set(got)
+    rerun = BatchBackend(make_config(), state, BatchLimits(max_followup_rounds=2))
+    results = take(rerun, (r for r in requests_from() if r.index not in skip), 1)
+    assert [r.request.index for r in results] == [3]
+    assert api.stats()["lines_submitted"] == 7 + 3  # only request 3 was sent again
+
+
+def test_ctrl_c_while_waiting_resumes_the_same_batch(server: OpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    api = BatchAPI.install(server, BatchOptions(polls_per_stage=3))
+    state = DictState()
+    real_sleep = batch_module.time.sleep
+    monkeypatch.setattr(batch_module.time, "sleep", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        take(BatchBackend(make_config(), state), requests_from(), 1)
+    monkeypatch.setattr(batch_module.time, "sleep", real_sleep)
+    assert state.values[STATE_KEY][0]["batch_id"] == "batch_0000"
+
+    config = make_config()
+    results = take(BatchBackend(config, state), requests_from(), 7)
+    assert [r.request.index for r in results] == list(range(7))
+    assert [(c.text, c.finish_reason) for c in results[4].completions] == expected_texts(server, results[4].request, config)
+    assert api.stats()["batches_created"] == 1
+    assert api.stats()["lines_submitted"] == 7
+
+
+def test_a_batch_created_but_not_journaled_is_found_by_its_file(server: OpenAIServer) -> None:
+    api = BatchAPI.install(server)
+
+    def crash_after_create(jobs: list) -> None:
+        if jobs and jobs[0]["batch_id"] is not None:
+            raise KeyboardInterrupt  # as if killed just before the batch id reached the disk
+
+    crashing = DictState(on_set=crash_after_create)
+    with pytest.raises(KeyboardInterrupt):
+        take(BatchBackend(make_config(), crashing), requests_from(), 1)
+    state = DictState()
+    state.values[STATE_KEY] = crashing.history[0]  # what the journal held: the file id only
+    assert state.values[STATE_KEY][0]["batch_id"] is None
+
+    results = take(BatchBackend(make_config(), state), requests_from(), 7)
+    assert [r.request.index for r in results] == list(range(7))
+    assert api.stats()["batches_created"] == 1
+
+
+def test_resume_skips_requests_already_journaled(server: OpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    api = BatchAPI.install(server)
+    state = DictState()
+    first = take(BatchBackend(make_config(), state), requests_from(), 3)
+    assert [r.request.index for r in first] == [0, 1, 2]
+    # Interrupted after three results: the batch stays journaled; the loop skips 0..2 on rerun.
+    assert state.values[STATE_KEY][0]["batch_id"] == "batch_0000"
+    rerun = BatchBackend(make_config(), state).run(requests_from(3))
+    rest = list(itertools.islice(rerun, 4))
+    assert [r.request.index for r in rest] == [3, 4, 5, 6]
+    assert api.stats()["batches_created"] == 1
+    next(rerun)  # the next round starts: the finished batch is forgotten first
+    assert [job["batch_id"] for job in state.values[STATE_KEY]] == ["batch_0001"]
+
+
+def test_context_length_errors_shrink_max_tokens_for_the_follow_up(server: OpenAIServer) -> None:
+    api = BatchAPI.install(server, BatchOptions(context_window=280))
+    backend = BatchBackend(make_config(max_tokens=300), DictState())
+    results = take(backend, requests_from(), 7)
+    assert sorted(r.request.index for r in results) == list(range(7))
+    follow_up = [json.loads(line) for line in api.contents[api.batches["batch_0001"]["input_file_id"]].decode().splitlines()]
+    assert {line["body"]["max_tokens"] for line in follow_up} == {240}
+    assert len(follow_up) == 7
+
+
+def test_unsupported_parameters_are_adapted_for_the_follow_up(server: OpenAIServer) -> None:
+    api = BatchAPI.install(server, BatchOptions(unsupported=("max_tokens", "stop")))
+    config = make_config(api="chat")
+    results = take(BatchBackend(config, DictState()), requests_from(), 7)
+    assert sorted(r.request.index for r in results) == list(range(7))
+
+    def bodies(batch_id: str) -> list[dict]:
+        return [json.loads(line)["body"] for line in api.contents[api.batches[batch_id]["input_file_id"]].splitlines()]
+
+    # The API names one unsupported parameter per answer: one follow-up round each.
+    assert [sorted(set(b) & {"max_tokens", "max_completion_tokens", "stop"}) for b in bodies("batch_0001")] == \
+        [["max_completion_tokens", "stop"]] * 14
+    assert [sorted(set(b) & {"max_tokens", "max_completion_tokens", "stop"}) for b in bodies("batch_0002")] == \
+        [["max_completion_tokens"]] * 14
+    assert len(api.batches) == 3
+    assert [(c.text, c.finish_reason) for c in results[0].completions] == [
+        server.answer_text(p, 300, [], restate=True) for p in results[0].request.prompts
+    ]
+
+
+def test_waiting_is_bounded(server: OpenAIServer) -> None:
+    BatchAPI.install(server, BatchOptions(polls_per_stage=1000))
+    state = DictState()
+    backend = BatchBackend(make_config(), state, BatchLimits(wait_deadline_s=-1.0))
+    with pytest.raises(GenerationError, match=r"batch batch_0000 is still validating -0.000277778 h after creation; "
+                                              r"rerun later to resume waiting for it"):
+        take(backend, requests_from(), 1)
+    assert state.values[STATE_KEY][0]["batch_id"] == "batch_0000"
+
+
+def test_a_round_that_keeps_nothing_stops_before_paying_again(server: OpenAIServer) -> None:
+    BatchAPI.install(server)
+    backend = BatchBackend(make_config(), DictState())
+    run = backend.run(requests_from())
+    for _ in range(7):
+        next(run)
+        backend.progress(kept=0, target=100)
+    with pytest.raises(GenerationError, match="a batch round answered 7 requests and none gave a usable instruction"):
+        next(run)
+
+
+def test_generate_with_the_batch_backend(server: OpenAIServer, tmp_path: Path, prompt_file: Path, seed_file: Path) -> None:
+    from generate.run import JOURNAL_NAME, generate
+
+    api = BatchAPI.install(server)
+    config = make_config(
+        backend="batch", output_dir=str(tmp_path / "out"), prompt_path=str(prompt_file),
+        seed_tasks_path=str(seed_file), num_instructions_to_generate=12, request_batch_size=2,
+        model_name="gpt-4o-mini",
+    )
+    summary = generate(config)
+    data = json.loads((tmp_path / "out" / "alpaca_data.json").read_text())
+    assert len(data) == 12 and summary["kept"] == 12
+    assert summary["backend"] == "batch"
+    assert summary["backend_stats"]["price_factor"] == 0.5
+    list_price = (summary["prompt_tokens"] * 0.15 + summary["completion_tokens"] * 0.60) / 1e6
+    assert summary["estimated_cost_usd"] == pytest.approx(list_price / 2, abs=1e-6)
+    # Every batch and input file the server saw was journaled.
+    records = [json.loads(line) for line in (tmp_path / "out" / JOURNAL_NAME).read_text().splitlines()]
+    journaled = [job for r in records if r["type"] == "state" and r["key"] == STATE_KEY for job in r["value"]]
+    assert {job["batch_id"] for job in journaled} - {None} == set(api.batches)
+    assert {job["input_file_id"] for job in journaled} == {b["input_file_id"] for b in api.batches.values()}
+    assert summary["requests"] == api.stats()["lines_answered"]
+
+
+def test_generate_interrupted_while_waiting_resumes_the_same_batch(
+    server: OpenAIServer, tmp_path: Path, prompt_file: Path, seed_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from generate.run import generate
+
+    api = BatchAPI.install(server, BatchOptions(polls_per_stage=2))
+
+    def config_for(out: str) -> GenerateConfig:
+        return make_config(backend="batch", output_dir=str(tmp_path / out), prompt_path=str(prompt_file),
+                           seed_tasks_path=str(seed_file), num_instructions_to_generate=12)
+
+    real_sleep = batch_module.time.sleep
+    monkeypatch.setattr(batch_module.time, "sleep", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        generate(config_for("resumed"))
+    assert api.stats()["batches_created"] == 1
+    monkeypatch.setattr(batch_module.time, "sleep", real_sleep)
+    summary = generate(config_for("resumed"))
+    assert summary["kept"] == 12
+    resumed_batches = api.stats()["batches_created"]
+    assert api.batches["batch_0000"]["status"] == "completed"  # the first batch was waited for, not resubmitted
+    assert api.stats()["lines_submitted"] == summary["requests"]  # every line paid for once
+
+    # An uninterrupted run from the same settings gives the same data from as many batches.
+    generate(config_for("straight"))
+    assert api.stats()["batches_created"] == 2 * resumed_batches
+    assert (tmp_path / "resumed" / "alpaca_data.json").read_text() == (tmp_path / "straight" / "alpaca_data.json").read_text()

@@ -1,0 +1,340 @@
+"""The local backend on a tiny random Llama built offline: real transformers generation.
+
+Random weights produce junk text; what is checked is the plumbing: prompts in, text out,
+greedy text equal to a hand-written argmax loop, stop sequences cut as the API cuts them,
+the token cap and finish reasons, real token counts, and the offline error path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from generate.backends.base import GenerationError, GenerationRequest, SamplingParams
+from generate.backends.local import (
+    DEFAULT_LOCAL_MODEL,
+    LocalBackend,
+    cut_at_stop,
+    local_model_name,
+)
+from generate.config import GenerateConfig
+
+PROMPTS = (
+    "Give three tips for staying healthy.\n4. Instruction:",
+    "Translate the sentence into French. Classify the following text.\n4. Instruction:",
+)
+
+
+class _State:
+    def __init__(self) -> None:
+        self.values: dict = {}
+
+    def get(self, key):
+        return self.values.get(key)
+
+    def set(self, key, value) -> None:
+        self.values[key] = value
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from train.tiny_model import build_tiny_llama
+
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "llama", max_position_embeddings=96)
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_model: Path) -> LocalBackend:
+    config = GenerateConfig(
+        local_model=str(tiny_model), temperature=0.0, max_tokens=12, api="completions", device="cpu"
+    )
+    return LocalBackend(config, _State())
+
+
+def greedy_reference(model_dir: Path, prompt: str, steps: int) -> tuple[list[int], list[int]]:
+    """Prompt ids and up to `steps` argmax tokens (stopping at EOS), with plain forward calls."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    prompt_ids = tok(prompt)["input_ids"]
+    ids = list(prompt_ids)
+    with torch.no_grad():
+        for _ in range(steps):
+            nxt = int(model(torch.tensor([ids])).logits[0, -1].argmax())
+            if nxt == tok.eos_token_id:
+                break
+            ids.append(nxt)
+    return prompt_ids, ids[len(prompt_ids):]
+
+
+def test_greedy_batch_matches_an_argmax_loop(backend: LocalBackend, tiny_model: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    backend.sampling = dataclasses.replace(backend.sampling, stop=())
+    result = backend.answer(GenerationRequest(index=0, prompts=PROMPTS))
+
+    assert result.request.prompts == PROMPTS
+    assert len(result.completions) == 2
+    expected_prompt_tokens = expected_new = 0
+    for prompt, completion in zip(PROMPTS, result.completions):
+        prompt_ids, new_ids = greedy_reference(tiny_model, prompt, 12)
+        expected_prompt_tokens += len(prompt_ids)
+        expected_new += len(new_ids)
+        assert completion.text == tok.decode(new_ids, skip_special_tokens=True)
+        assert completion.finish_reason == ("length" if len(new_ids) == 12 else "stop")
+    assert result.prompt_tokens == expected_prompt_tokens
+    assert result.completion_tokens == expected_new
+
+
+def test_stop_sequence_is_cut_like_the_api(backend: LocalBackend, tiny_model: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    _, new_ids = greedy_reference(tiny_model, PROMPTS[0], 12)
+    full = tok.decode(new_ids, skip_special_tokens=True)
+    # A stop string taken from the middle of the greedy answer must end it there.
+    stop = full[len(full) // 2 : len(full) // 2 + 2]
+    cut = full.find(stop)
+    assert cut > 0
+    backend.sampling = dataclasses.replace(backend.sampling, stop=(stop, "never-produced"))
+    result = backend.answer(GenerationRequest(index=0, prompts=PROMPTS[:1]))
+
+    assert result.completions[0].text == full[:cut]
+    assert result.completions[0].finish_reason == "stop"
+    assert result.completion_tokens < 12
+
+
+def test_max_tokens_is_the_cap(backend: LocalBackend, tiny_model: Path) -> None:
+    backend.sampling = dataclasses.replace(backend.sampling, stop=(), max_tokens=3)
+    result = backend.answer(GenerationRequest(index=0, prompts=PROMPTS))
+    expected = [greedy_reference(tiny_model, p, 3)[1] for p in PROMPTS]
+    assert result.completion_tokens == sum(len(ids) for ids in expected)
+    assert [c.finish_reason for c in result.completions] == [
+        "length" if len(ids) == 3 else "stop" for ids in expected
+    ]
+
+
+def test_the_context_lowers_the_cap_and_an_overlong_prompt_is_refused(backend: LocalBackend) -> None:
+    backend.sampling = dataclasses.replace(backend.sampling, stop=(), max_tokens=3072)
+    ids = backend.encode(PROMPTS[0])
+    # 96-token context: the cap is what is left after the prompt.
+    assert backend.max_new_tokens(GenerationRequest(0, PROMPTS[:1]), [ids]) == 96 - len(ids)
+    long_prompt = "The quick brown fox jumps over the lazy dog. " * 40
+    with pytest.raises(GenerationError, match=r"request 7: a prompt of \d+ tokens fills the 96-token"):
+        backend.answer(GenerationRequest(index=7, prompts=(long_prompt,)))
+    backend.sampling = dataclasses.replace(backend.sampling, max_tokens=12)
+
+
+def test_sampling_depends_on_seed_and_index_only(tiny_model: Path) -> None:
+    config = GenerateConfig(local_model=str(tiny_model), temperature=1.0, max_tokens=10, device="cpu")
+    first = LocalBackend(config, _State())
+    first.sampling = dataclasses.replace(first.sampling, stop=())
+    answers = [first.answer(GenerationRequest(i, PROMPTS)).completions for i in (0, 1, 0)]
+    assert answers[0] == answers[2]
+    assert answers[0] != answers[1]
+
+
+def test_run_answers_every_request_in_order(backend: LocalBackend) -> None:
+    requests = iter([GenerationRequest(i, PROMPTS[:1]) for i in range(3)])
+    results = list(backend.run(requests))
+    assert [r.request.index for r in results] == [0, 1, 2]
+    assert all(r.completion_tokens > 0 for r in results)
+
+
+def test_chat_without_a_template_sends_raw_prompts(tiny_model: Path) -> None:
+    from transformers import AutoTokenizer
+
+    config = GenerateConfig(local_model=str(tiny_model), api="chat", device="cpu")
+    local = LocalBackend(config, _State())
+    assert local.chat is False
+    assert local.encode(PROMPTS[0]) == AutoTokenizer.from_pretrained(tiny_model)(PROMPTS[0])["input_ids"]
+
+
+def test_chat_goes_through_the_template_once(tiny_model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    chat_model = tmp_path / "chat"
+    shutil.copytree(tiny_model, chat_model)
+    tok = AutoTokenizer.from_pretrained(chat_model)
+    tok.chat_template = (
+        "{{ bos_token }}{% for m in messages %}Q: {{ m['content'] }}{% endfor %}"
+        "{% if add_generation_prompt %} A:{% endif %}"
+    )
+    tok.save_pretrained(chat_model)
+    config = GenerateConfig(local_model=str(chat_model), api="chat", device="cpu", temperature=0.0, max_tokens=8)
+    local = LocalBackend(config, _State())
+    local.sampling = dataclasses.replace(local.sampling, stop=())
+    ids = local.encode(PROMPTS[0])
+    assert ids == tok("<s>Q: " + PROMPTS[0] + " A:", add_special_tokens=False)["input_ids"]
+    assert ids.count(tok.bos_token_id) == 1
+
+    result = local.answer(GenerationRequest(0, PROMPTS[:1]))
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(chat_model).eval()
+    seq = list(ids)
+    with torch.no_grad():
+        for _ in range(8):
+            nxt = int(model(torch.tensor([seq])).logits[0, -1].argmax())
+            if nxt == tok.eos_token_id:
+                break
+            seq.append(nxt)
+    assert result.completions[0].text == tok.decode(seq[len(ids):], skip_special_tokens=True)
+    assert result.prompt_tokens == len(ids)
+
+
+def test_cut_at_stop_uses_the_earliest_stop() -> None:
+    assert cut_at_stop("a\n20. b 20.", ("20.", "\n20")) == ("a", True)
+    assert cut_at_stop("abc", ("\n20",)) == ("abc", False)
+    assert cut_at_stop("abc", ()) == ("abc", False)
+
+
+def test_model_choice() -> None:
+    assert local_model_name(GenerateConfig()) == DEFAULT_LOCAL_MODEL
+    assert local_model_name(GenerateConfig(model_name="org/model")) == "org/model"
+    assert local_model_name(GenerateConfig(model_name="org/model", local_model="/m")) == "/m"
+
+
+def test_the_reference_stops_apply_by_default(tiny_model: Path) -> None:
+    config = GenerateConfig(local_model=str(tiny_model), device="cpu", max_tokens=7, top_p=0.9)
+    local = LocalBackend(config, _State())
+    assert local.sampling == SamplingParams(
+        model=str(tiny_model), temperature=1.0, top_p=0.9, max_tokens=7, stop=("\n20", "20.")
+    )
+
+
+def _load_in_subprocess(tmp_path: Path, model_name: str, **env: str) -> subprocess.CompletedProcess:
+    code = (
+        "from generate.backends.local import resolve_model\n"
+        "from generate.backends.base import GenerationError\n"
+        "try:\n"
+        f"    resolve_model({model_name!r})\n"
+        "except GenerationError as exc:\n"
+        "    print(exc)\n"
+        "    raise SystemExit(3)\n"
+    )
+    full_env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), **env}
+    full_env.pop("HF_HUB_CACHE", None)
+    return subprocess.run(
+        [sys.executable, "-c", code], check=False, cwd=Path(__file__).resolve().parents[2],
+        env=full_env, capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_offline_without_cache_names_both_ways_out(
+    tmp_path: Path, prompt_file: Path, seed_file: Path, repo_root: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "HF_HUB_CACHE"))}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "empty-hf-home"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "generate", "--output_dir", str(tmp_path / "out"), "--progress", "False",
+         "--seed_tasks_path", str(seed_file), "--prompt_path", str(prompt_file)],
+        check=False, cwd=repo_root, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 1
+    assert f"generating locally with {DEFAULT_LOCAL_MODEL}" in proc.stderr
+    message = proc.stderr.strip().splitlines()[-1]
+    assert message.startswith(
+        f"generate: error: local model '{DEFAULT_LOCAL_MODEL}' is not in the Hugging Face cache "
+        f"({tmp_path / 'empty-hf-home' / 'hub'}) and HF_HUB_OFFLINE is set: "
+    )
+    for way_out in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "--model_name <local model directory>"):
+        assert way_out in message
+
+
+def test_unreachable_hub_fails_without_retrying(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port that refuses connections
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = _load_in_subprocess(
+        tmp_path, "org/missing-model", HF_HUB_OFFLINE="0", TRANSFORMERS_OFFLINE="0",
+        HF_ENDPOINT=f"http://127.0.0.1:{port}",
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "the hub is unreachable (ConnectError)" in proc.stdout
+    assert "OPENAI_API_KEY" in proc.stdout
+
+
+def test_a_missing_directory_is_named(tmp_path: Path) -> None:
+    with pytest.raises(GenerationError, match="--model_name ./nowhere: not a model directory"):
+        from generate.backends.local import resolve_model
+
+        resolve_model("./nowhere")
+
+
+def test_generate_runs_locally_without_an_api_and_counts_junk_as_rejected(
+    tmp_path: Path, prompt_file: Path, seed_file: Path, clean_env: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import json
+    from collections import Counter
+
+    from generate.parsing import parse_answer
+    from generate.run import JOURNAL_NAME, generate
+    from train.tiny_model import build_tiny_llama
+
+    model = build_tiny_llama(tmp_path / "model")  # 1024-token context: the prompt fits
+    clean_env.setattr(LocalBackend, "no_yield_limit", 3)
+    out = tmp_path / "out"
+    config = GenerateConfig(
+        backend="auto", local_model=str(model), output_dir=str(out), prompt_path=str(prompt_file),
+        seed_tasks_path=str(seed_file), num_instructions_to_generate=5, request_batch_size=2,
+        max_tokens=16, device="cpu", progress=False, api="completions",
+    )
+    caplog.set_level("INFO", logger="generate.backends.local")
+    with pytest.raises(GenerationError, match="gave no usable instruction in 3 requests in a row"):
+        generate(config)
+
+    assert f"no OPENAI_API_KEY or OPENAI_BASE_URL set: generating locally with {model}" in caplog.text
+    summary = json.loads((out / "generate_summary.json").read_text())
+    assert summary["backend"] == "local"
+    assert (summary["requests"], summary["kept"], summary["api_calls"]) == (3, 0, 0)
+    assert summary["estimated_cost_usd"] == 0.0
+    assert json.loads((out / "alpaca_data.json").read_text()) == []
+    # Every answer was parsed by the loop and its junk counted, block by block.
+    records = [json.loads(line) for line in (out / JOURNAL_NAME).read_text().splitlines()]
+    results = [r for r in records if r["type"] == "result"]
+    assert [r["index"] for r in results] == [0, 1, 2]
+    assert sum(r["completion_tokens"] for r in results) == summary["completion_tokens"] > 0
+    expected: Counter[str] = Counter()
+    for record in results:
+        for completion in record["completions"]:
+            expected.update(parse_answer(completion["text"], completion["finish_reason"], 3, "completions")[1])
+    assert sum(expected.values()) >= 6
+    assert {k: v for k, v in summary["rejected"].items() if v} == dict(expected)
+
+
+@pytest.mark.gpu
+def test_vllm_engine_answers_with_the_same_rules(tmp_path: Path) -> None:
+    """On a CUDA machine with vLLM installed: the vLLM engine is chosen and keeps the API's rules."""
+    pytest.importorskip("vllm")
+    from train.tiny_model import build_tiny_llama
+
+    # head_dim 64: the attention kernels vLLM ships support it.
+    model = build_tiny_llama(tmp_path / "m", hidden_size=256, intermediate_size=512,
+                             num_attention_heads=4, num_key_value_heads=4)
+    local = LocalBackend(GenerateConfig(local_model=str(model), max_tokens=16, device="auto"), _State())
+    assert local.engine_name == "vllm"
+    local.sampling = dataclasses.replace(local.sampling, stop=("e",))
+    result = local.answer(GenerationRequest(0, PROMPTS))
+    assert len(result.completions) == 2
+    assert result.prompt_tokens == sum(len(local.encode(p)) for p in PROMPTS)
+    assert 0 < result.completion_tokens <= 32
+    for completion in result.completions:
+        assert "e" not in completion.text
+        assert completion.finish_reason in ("stop", "length")
+    again = local.answer(GenerationRequest(0, PROMPTS))
+    assert again.completions == result.completions  # seeded per request
