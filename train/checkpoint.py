@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from train.distributed import DistEnv, barrier, broadcast_object
+from train.config import RESUME_NEWEST, RESUME_OFF, ConfigError
+from train.distributed import DistEnv, barrier
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,10 @@ def write_json_atomic(path: Path, obj: Any) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(obj, fh, indent=2)
             fh.write("\n")
+        # mkstemp creates the file 0600; give it the mode any new file gets (umask applied).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -54,16 +59,16 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
 
 def resolve_resume_path(value: str | None, output_dir: Path) -> Path | None:
     """`--resume_from_checkpoint`: a directory, or latest/True for the newest in output_dir."""
-    if value is None or value.lower() in ("", "false", "none"):
+    if value is None or value.lower() in RESUME_OFF:
         return None
-    if value.lower() in ("true", "latest"):
+    if value.lower() in RESUME_NEWEST:
         found = list_checkpoints(output_dir)
         if not found:
-            raise FileNotFoundError(f"--resume_from_checkpoint {value}: no checkpoint-* in {output_dir}")
+            raise ConfigError(f"--resume_from_checkpoint {value}: no checkpoint-* in {output_dir}")
         return found[-1]
-    path = Path(value)
+    path = Path(value)  # an existing directory: config.validate checked
     if not (path / LOOP_STATE).is_file():
-        raise FileNotFoundError(f"--resume_from_checkpoint {path}: not a checkpoint (no {LOOP_STATE})")
+        raise ConfigError(f"--resume_from_checkpoint {path}: not a checkpoint of this trainer (no {LOOP_STATE})")
     return path
 
 
@@ -167,4 +172,4 @@ def save_final_model(
         staging.rmdir()
         logger.info("saved the final model and tokenizer to %s", output_dir)
     del state
-    broadcast_object(None, env)  # everyone waits until rank 0 is done writing
+    barrier(env)  # everyone waits until rank 0 is done writing

@@ -5,19 +5,23 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import sys
 from typing import Sequence
 
 from train.config import ConfigError, TrainConfig, resolve_legacy_flags, validate
 
-logger = logging.getLogger("train")
+logger = logging.getLogger(__name__)
 
 
 def parse_config(argv: Sequence[str] | None = None) -> TrainConfig:
     """Parse flags (HfArgumentParser over TrainConfig), map legacy names, validate."""
     from transformers import HfArgumentParser, TrainingArguments
 
-    parser = HfArgumentParser(TrainConfig)
+    class _Parser(HfArgumentParser):
+        def error(self, message: str):  # type: ignore[override]
+            # argparse prints the whole usage block before the error; one line is enough.
+            raise ConfigError(f"{message} (see python -m train --help)")
+
+    parser = _Parser(TrainConfig, prog="python -m train")
     (cfg, rest) = parser.parse_args_into_dataclasses(args=list(argv) if argv is not None else None,
                                                       return_remaining_strings=True)
     flags = [a for a in rest if a.startswith("--")]
@@ -57,11 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         train(cfg)
-    except (DataError, ConfigError, FileNotFoundError) as exc:
+    except (DataError, ConfigError) as exc:
         logger.error("%s", exc)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

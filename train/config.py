@@ -20,13 +20,17 @@ SchedulerName = Literal[
     "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"
 ]
 FSDP_OPTIONS = ("full_shard", "shard_grad_op", "auto_wrap", "offload")
+# --resume_from_checkpoint values that are not a directory (compared lower-cased).
+RESUME_NEWEST = ("true", "latest")  # the newest checkpoint-* in --output_dir
+RESUME_OFF = ("", "false", "none")
 
 
 class ConfigError(ValueError):
     """A flag value that cannot work; the message names the flag and the fix."""
 
 
-def _doc(text: str, **kwargs) -> dict:
+def _doc(text: str, **kwargs: object) -> dict:
+    """Field keywords with `text` as the flag's --help line."""
     return {"metadata": {"help": text}, **kwargs}
 
 
@@ -52,6 +56,11 @@ class TrainConfig:
     )
     max_seq_length: int = field(
         default=4096, **_doc("Token budget of one packed row (only with --packing True).")
+    )
+    attn_implementation: str | None = field(
+        default=None,
+        **_doc("Attention kernel: eager, sdpa, flex_attention, flash_attention_2, packed_varlen "
+               "(train/packing.py); default: transformers' choice (sdpa)."),
     )
     overwrite_output_dir: bool = field(default=False, **_doc("Accepted for compatibility."))
 
@@ -238,6 +247,9 @@ def validate(cfg: TrainConfig) -> None:
         )
     if cfg.save_total_limit is not None and cfg.save_total_limit < 1:
         raise ConfigError(f"--save_total_limit {cfg.save_total_limit}: must be >= 1")
+    resume = cfg.resume_from_checkpoint
+    if resume and resume.lower() not in RESUME_OFF + RESUME_NEWEST and not Path(resume).is_dir():
+        raise ConfigError(f"--resume_from_checkpoint {resume}: no such directory")
     if cfg.packing and cfg.deepspeed:
         raise ConfigError("--packing is not supported with --deepspeed: drop one")
     if cfg.report_to not in ("none", "") and not cfg.deepspeed:

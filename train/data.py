@@ -79,13 +79,6 @@ class TokenizeStats:
     dropped_no_supervision: int
 
 
-def tokenize_example(tokenizer: Any, rec: dict[str, str], max_length: int) -> tuple[TokenizedExample, bool]:
-    """Tokenize one record as prompt + response + EOS; return it and whether it was truncated."""
-    prompt_ids = tokenizer(format_prompt(rec["instruction"], rec["input"]), add_special_tokens=True)["input_ids"]
-    response_ids = tokenizer(rec["output"], add_special_tokens=False)["input_ids"]
-    return _join(prompt_ids, response_ids, tokenizer.eos_token_id, max_length)
-
-
 def _join(prompt_ids: Sequence[int], response_ids: Sequence[int], eos_id: int, max_length: int) -> tuple[TokenizedExample, bool]:
     ids = list(prompt_ids) + list(response_ids) + [eos_id]
     labels = [IGNORE_INDEX] * len(prompt_ids) + list(response_ids) + [eos_id]
@@ -96,7 +89,8 @@ def _join(prompt_ids: Sequence[int], response_ids: Sequence[int], eos_id: int, m
 def tokenize_examples(
     tokenizer: Any, records: Sequence[dict[str, str]], max_length: int
 ) -> tuple[list[TokenizedExample], TokenizeStats]:
-    """Tokenize all records; drop (and count) those whose response truncation removed entirely."""
+    """Tokenize each record as prompt + response + EOS, truncated at `max_length`; drop (and
+    count) those whose response truncation removed entirely."""
     if tokenizer.eos_token_id is None:
         raise DataError("the tokenizer has no EOS token id: cannot end responses")
     # One batched call per side: the fast tokenizers run it in Rust, far quicker than a loop.

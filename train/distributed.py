@@ -63,15 +63,6 @@ def all_reduce_sum(value: torch.Tensor, env: DistEnv) -> torch.Tensor:
     return out
 
 
-def broadcast_object(obj: object, env: DistEnv) -> object:
-    """Send a picklable object from rank 0 to every rank."""
-    if env.backend is None:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def shutdown(env: DistEnv) -> None:
     """Leave the process group cleanly."""
     if dist.is_initialized():

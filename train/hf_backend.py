@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from train.config import ConfigError, TrainConfig
+from train.config import RESUME_NEWEST, RESUME_OFF, ConfigError, TrainConfig
 from train.distributed import DistEnv
 from train.loop import Prepared
 
@@ -74,8 +74,6 @@ def train_with_hf_trainer(cfg: TrainConfig, env: DistEnv, prep: Prepared) -> dic
     """Train with `transformers.Trainer` (DeepSpeed when configured); return the summary dict."""
     from transformers import Trainer
 
-    if cfg.packing:
-        raise ConfigError("--packing is not supported with --deepspeed: drop one")
     args = training_arguments(cfg)
     trainer = Trainer(
         model=prep.model,
@@ -86,9 +84,9 @@ def train_with_hf_trainer(cfg: TrainConfig, env: DistEnv, prep: Prepared) -> dic
         processing_class=prep.tokenizer,
     )
     resume: str | bool | None = cfg.resume_from_checkpoint
-    if isinstance(resume, str) and resume.lower() in ("true", "latest"):
+    if isinstance(resume, str) and resume.lower() in RESUME_NEWEST:
         resume = True  # the Trainer's spelling of "newest checkpoint in output_dir"
-    elif isinstance(resume, str) and resume.lower() in ("", "false", "none"):
+    elif isinstance(resume, str) and resume.lower() in RESUME_OFF:
         resume = None
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_state()

@@ -20,15 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
-from train.checkpoint import (
-    load_checkpoint,
-    resolve_resume_path,
-    save_checkpoint,
-    save_final_model,
-    write_json_atomic,
-)
+from train.checkpoint import load_checkpoint, save_checkpoint, save_final_model, write_json_atomic
 from train.config import TrainConfig
-from train.data import IGNORE_INDEX, PackedDataset, PadCollator, SupervisedDataset, TokenizeStats
+from train.data import IGNORE_INDEX, PadCollator, TokenizeStats
 from train.distributed import DistEnv, all_reduce_sum
 from train.sharding import ShardingReport, apply_ddp, apply_fsdp, inspect_sharding
 
@@ -60,6 +54,9 @@ def build_parallel_model(model: torch.nn.Module, cfg: TrainConfig, env: DistEnv)
     else:
         model.to(env.device)
         report = inspect_sharding(model, env, "none")
+    if cfg.fsdp and env.world_size == 1:
+        logger.warning("--fsdp with a single process: the model is wrapped but nothing is sharded "
+                       "(launch with torchrun --nproc_per_node=N to shard over N processes)")
     if cfg.fsdp and env.world_size > 1 and not report.sharded:
         raise RuntimeError("--fsdp was requested but the parameters are not sharded (see the log)")
     if cfg.torch_compile:
@@ -270,10 +267,9 @@ class Trainer:
         return float(total) / max(int(n), 1)
 
     # ---------------------------------------------------------------- run
-    def run(self) -> dict:
-        """Train to the end (resuming if asked), save the model, return the summary."""
+    def run(self, resume: Path | None = None) -> dict:
+        """Train to the end (from checkpoint `resume` if given), save the model, return the summary."""
         cfg, env = self.cfg, self.env
-        resume = resolve_resume_path(cfg.resume_from_checkpoint, self.output_dir)
         if resume is not None:
             loop_state, state = load_checkpoint(resume, self.model, self.optimizer, self.scheduler, env)
             self.step = int(loop_state["step"])
@@ -289,13 +285,23 @@ class Trainer:
                 )
         logger.info(self.start_line())
         self.model.train()
+        from tqdm.auto import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        # logging_redirect_tqdm: log lines go above the bar instead of being glued to it.
+        with logging_redirect_tqdm(), tqdm(total=self.total_steps, initial=self.step,
+                                           disable=not env.is_main, desc="train") as bar:
+            self._train_to_end(bar)
+        return self._finish()
+
+    def _train_to_end(self, bar: Any) -> None:
+        """The optimizer steps from self.step on, with logging, evaluation and checkpoints."""
+        cfg, env = self.cfg, self.env
+        t0 = time.perf_counter()
         window: list[float] = []  # step losses since the last log entry
         window_tokens = 0
-        t0 = time.perf_counter()
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not env.is_main, desc="train")
         for _epoch, micro in self._micro_batches(self.step):
+            lr = self.scheduler.get_last_lr()[0]  # the rate this step runs at (logged as HF does)
             loss, tokens, grad_norm = self.train_step(micro)
             self.step += 1
             bar.update(1)
@@ -308,7 +314,7 @@ class Trainer:
                 entry = {
                     "epoch": round(self.step / self.steps_per_epoch, 4),
                     "grad_norm": grad_norm,
-                    "learning_rate": self.scheduler.get_last_lr()[0],
+                    "learning_rate": lr,
                     "loss": round(sum(window) / len(window), 6),
                     "step": self.step,
                     "supervised_tokens": window_tokens,
@@ -334,9 +340,7 @@ class Trainer:
                 self.train_seconds += time.perf_counter() - t0
                 self._save(self.step)
                 t0 = time.perf_counter()
-        bar.close()
         self.train_seconds += time.perf_counter() - t0
-        return self._finish()
 
     def _loop_state(self) -> dict:
         return {
@@ -386,7 +390,6 @@ class Trainer:
         }
         if env.is_main:
             write_json_atomic(self.output_dir / "trainer_state.json", self.trainer_state())
-            write_json_atomic(self.output_dir / "train_summary.json", summary)
             logger.info("train_loss %.4f over %d steps; %d supervised tokens (%.0f/s); fsdp=%s",
                         train_loss, self.step, self.supervised_tokens,
                         summary["supervised_tokens_per_s"] or 0.0, summary["fsdp"])

@@ -9,9 +9,13 @@ which keeps the new tokens' initial logits ordinary instead of random.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
+
+from train.config import ConfigError
+from train.packing import VARLEN_ATTENTION, register_varlen_attention
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +64,27 @@ def add_special_tokens_and_resize(tokenizer: Any, model: torch.nn.Module) -> dic
     return missing
 
 
+def check_model_path(name_or_path: str) -> None:
+    """Fail in one line, before anything heavy, when a local model path cannot be a checkpoint.
+
+    A string that is not an existing directory is left to the hub loader (it may be a hub id
+    such as `facebook/opt-6.7b`), unless it can only be a path (absolute, `./`, `~`, or more
+    than one `/`)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ConfigError(
+                f"--model_name_or_path {name_or_path}: not a Hugging Face checkpoint (no config.json); "
+                "convert the weights with transformers' conversion script first"
+            )
+        return
+    if path.exists():
+        raise ConfigError(f"--model_name_or_path {name_or_path}: is a file; give the checkpoint directory")
+    looks_local = name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1
+    if looks_local:
+        raise ConfigError(f"--model_name_or_path {name_or_path}: no such directory")
+
+
 def load_tokenizer(name_or_path: str, model_max_length: int, cache_dir: str | None = None) -> Any:
     """Load the tokenizer with right padding and the given length limit."""
     from transformers import AutoTokenizer
@@ -69,13 +94,25 @@ def load_tokenizer(name_or_path: str, model_max_length: int, cache_dir: str | No
     return tok
 
 
-def load_model(name_or_path: str, cache_dir: str | None = None, on_meta: bool = False) -> torch.nn.Module:
+def load_model(
+    name_or_path: str,
+    cache_dir: str | None = None,
+    on_meta: bool = False,
+    attn_implementation: str | None = None,
+) -> torch.nn.Module:
     """Load the causal LM on CPU in fp32 (the master weights AdamW updates), or, with `on_meta`,
-    build it without weights on the meta device (they arrive later by broadcast)."""
+    build it without weights on the meta device (they arrive later by broadcast).
+    `attn_implementation` None keeps transformers' default (sdpa where available)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    if attn_implementation == VARLEN_ATTENTION:
+        register_varlen_attention()  # a custom implementation must be registered before loading
     if on_meta:
         config = AutoConfig.from_pretrained(name_or_path, cache_dir=cache_dir)
         with torch.device("meta"):
-            return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    return AutoModelForCausalLM.from_pretrained(name_or_path, cache_dir=cache_dir, dtype=torch.float32)
+            return AutoModelForCausalLM.from_config(
+                config, dtype=torch.float32, attn_implementation=attn_implementation
+            )
+    return AutoModelForCausalLM.from_pretrained(
+        name_or_path, cache_dir=cache_dir, dtype=torch.float32, attn_implementation=attn_implementation
+    )

@@ -47,9 +47,9 @@ from typing import Any
 
 import torch
 
-logger = logging.getLogger(__name__)
+from train.data import IGNORE_INDEX
 
-IGNORE_INDEX = -100
+logger = logging.getLogger(__name__)
 
 #: Name under which `register_varlen_attention` registers the varlen implementation.
 VARLEN_ATTENTION = "packed_varlen"

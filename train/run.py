@@ -11,8 +11,10 @@ from pathlib import Path
 
 import torch
 
+from train.checkpoint import resolve_resume_path, write_json_atomic
 from train.config import ConfigError, TrainConfig
 from train.data import (
+    DataError,
     PackedDataset,
     PadCollator,
     SupervisedDataset,
@@ -22,13 +24,14 @@ from train.data import (
 )
 from train.distributed import DistEnv, init_distributed, shutdown
 from train.loop import Prepared, Trainer
-from train.model_setup import add_special_tokens_and_resize, load_model, load_tokenizer
+from train.model_setup import add_special_tokens_and_resize, check_model_path, load_model, load_tokenizer
+from train.packing import collate_packed, pack_bins, prepare_model_for_packing
 
 logger = logging.getLogger(__name__)
 
 
-def configure_tf32(requested: bool | None) -> bool:
-    """Enable TF32 matmuls when asked and supported; warn (and go on) when not supported."""
+def configure_tf32(requested: bool | None, env: DistEnv) -> bool:
+    """Enable TF32 matmuls when asked and supported; warn once (and go on) when not supported."""
     if not requested:
         return False
     from transformers.utils.import_utils import enable_tf32, is_torch_tf32_available
@@ -36,46 +39,53 @@ def configure_tf32(requested: bool | None) -> bool:
     if is_torch_tf32_available():
         enable_tf32(True)
         return True
-    logger.warning("--tf32 True: this machine has no TF32 support (needs an Ampere+ GPU); continuing in plain fp32 matmuls")
+    if env.is_main:
+        logger.warning("--tf32 True: this machine has no TF32 support (needs an Ampere+ GPU); "
+                       "continuing in plain fp32 matmuls")
     return False
 
 
 def prepare(cfg: TrainConfig, env: DistEnv) -> Prepared:
     """Load tokenizer, model and data; add special tokens; tokenize with the prompt masked."""
     torch.manual_seed(cfg.seed)
-    # Data first: a malformed file should fail in a second, not after loading a 7B model.
+    # Data and paths first: a malformed file should fail in a second, not after loading a 7B model.
     records = load_examples(cfg.data_path)
     records, eval_records = split_eval(records, cfg.eval_fraction, cfg.seed)
     if cfg.eval_data_path:
         eval_records = load_examples(cfg.eval_data_path)
+    check_model_path(cfg.model_name_or_path)
     try:
         tokenizer = load_tokenizer(cfg.model_name_or_path, cfg.model_max_length, cfg.cache_dir)
         on_meta = cfg.cpu_ram_efficient_loading and env.world_size > 1 and not env.is_main
-        model = load_model(cfg.model_name_or_path, cfg.cache_dir, on_meta=on_meta)
-    except OSError as exc:
+        model = load_model(cfg.model_name_or_path, cfg.cache_dir, on_meta=on_meta,
+                           attn_implementation=cfg.attn_implementation)
+    except ImportError as exc:  # an attention kernel whose package is missing (flash-attn)
+        raise ConfigError(f"--attn_implementation {cfg.attn_implementation}: cannot use it ({exc})") from exc
+    except (OSError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"--model_name_or_path {cfg.model_name_or_path}: cannot load ({first_line})") from exc
     add_special_tokens_and_resize(tokenizer, model)
     examples, stats = tokenize_examples(tokenizer, records, cfg.model_max_length)
     if not examples:
-        raise ValueError(f"{cfg.data_path}: no example has a response token within --model_max_length {cfg.model_max_length}")
+        raise DataError(
+            f"{cfg.data_path}: no example has a response token within --model_max_length {cfg.model_max_length}"
+        )
     eval_set = None
     if eval_records:
         eval_examples, _ = tokenize_examples(tokenizer, eval_records, cfg.model_max_length)
         eval_set = SupervisedDataset(eval_examples)
 
     if cfg.packing:
-        try:
-            from train.packing import collate_packed, pack_bins, prepare_model_for_packing
-        except ImportError as exc:
-            raise RuntimeError("--packing True needs train/packing.py, which is missing from this install") from exc
-        too_long = [i for i, ex in enumerate(examples) if len(ex.input_ids) > cfg.max_seq_length]
-        if too_long:
-            raise ValueError(
-                f"--max_seq_length {cfg.max_seq_length} is shorter than {len(too_long)} examples "
-                f"(up to --model_max_length {cfg.model_max_length}): raise --max_seq_length"
+        longest = max(len(ex.input_ids) for ex in examples)
+        if longest > cfg.max_seq_length:
+            raise ConfigError(
+                f"--max_seq_length {cfg.max_seq_length} is shorter than the longest example ({longest} tokens "
+                f"after truncation at --model_max_length {cfg.model_max_length}): raise --max_seq_length"
             )
-        prepare_model_for_packing(model)  # KV cache off, attention that keeps examples apart
+        try:
+            prepare_model_for_packing(model)  # KV cache off, attention that keeps examples apart
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
         bins = pack_bins([len(ex.input_ids) for ex in examples], cfg.max_seq_length)
         train_set: torch.utils.data.Dataset = PackedDataset(examples, bins)
         # The loader's batch is one bin (a list of examples) -> one padding-free row.
@@ -88,23 +98,24 @@ def prepare(cfg: TrainConfig, env: DistEnv) -> Prepared:
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Run training as configured (under torchrun or alone); return train_summary's content."""
+    """Run training as configured (under torchrun or alone); write and return train_summary."""
     env = init_distributed()
     try:
-        tf32 = configure_tf32(cfg.tf32)
-        Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+        tf32 = configure_tf32(cfg.tf32, env)
+        output_dir = Path(cfg.output_dir)
+        # Resolved before loading anything: a wrong checkpoint path fails at once.
+        resume = None if cfg.deepspeed else resolve_resume_path(cfg.resume_from_checkpoint, output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
         prep = prepare(cfg, env)
         if cfg.deepspeed is not None:
             from train.hf_backend import train_with_hf_trainer
 
             summary = train_with_hf_trainer(cfg, env, prep)
         else:
-            summary = Trainer(cfg, env, prep).run()
+            summary = Trainer(cfg, env, prep).run(resume)
         summary["tf32"] = tf32
         if env.is_main:
-            from train.checkpoint import write_json_atomic
-
-            write_json_atomic(Path(cfg.output_dir) / "train_summary.json", summary)
+            write_json_atomic(output_dir / "train_summary.json", summary)
         return summary
     finally:
         shutdown(env)

@@ -87,11 +87,48 @@ def test_shipped_configs_parse_and_name_their_command() -> None:
         assert "-m train" in comment and f"configs/{path.name}" in comment, path
 
 
-def test_bad_data_fails_fast_with_file_and_index(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+BAD_INPUTS = {
+    # name: (file contents or None, extra flags, exit status, the one error line; {d} = tmp dir)
+    "missing data file": (None, [], 1, "{d}/alpaca_data.json: cannot read (No such file or directory)"),
+    "malformed JSON": ('[{"instruction": "a",\n', [], 1,
+                       "{d}/alpaca_data.json: not valid JSON (line 2: Expecting property name enclosed in double quotes)"),
+    "not a list": ('{"instruction": "a"}', [], 1, "{d}/alpaca_data.json: expected a JSON list of examples, got dict"),
+    "record missing a field": ('[{"instruction": "a", "input": ""}]', [], 1, "{d}/alpaca_data.json[0]: missing field 'output'"),
+    "bad value type": ('[{"instruction": "a", "input": "", "output": "b"}, {"instruction": "a", "output": 7}]', [], 1,
+                       "{d}/alpaca_data.json[1]: field 'output' must be a string, got int"),
+    "bad scheduler": ("ok", ["--lr_scheduler_type", "cosin"], 2,
+                      "argument --lr_scheduler_type/--lr-scheduler-type: invalid choice: 'cosin' (choose from 'linear', "
+                      "'cosine', 'cosine_with_restarts', 'polynomial', 'constant', 'constant_with_warmup') "
+                      "(see python -m train --help)"),
+    "missing model path": ("ok", ["--model_name_or_path", "{d}/no-model"], 1,
+                           "--model_name_or_path {d}/no-model: no such directory"),
+    "model path not a checkpoint": ("ok", ["--model_name_or_path", "{d}"], 1,
+                                    "--model_name_or_path {d}: not a Hugging Face checkpoint (no config.json); "
+                                    "convert the weights with transformers' conversion script first"),
+    "model path is a file": ("ok", ["--model_name_or_path", "{d}/alpaca_data.json"], 1,
+                             "--model_name_or_path {d}/alpaca_data.json: is a file; give the checkpoint directory"),
+    "unknown fsdp option": ("ok", ["--fsdp", "full_shard auto_wrap offlaod"], 2,
+                            "--fsdp 'full_shard auto_wrap offlaod': unknown option(s) ['offlaod']; "
+                            "use full_shard shard_grad_op auto_wrap offload"),
+    "resume dir missing": ("ok", ["--resume_from_checkpoint", "{d}/checkpoint-9"], 2,
+                           "--resume_from_checkpoint {d}/checkpoint-9: no such directory"),
+    "resume dir not a checkpoint": ("ok", ["--resume_from_checkpoint", "{d}"], 1,
+                                    "--resume_from_checkpoint {d}: not a checkpoint of this trainer (no loop_state.json)"),
+    "resume latest without checkpoints": ("ok", ["--resume_from_checkpoint", "latest"], 1,
+                                          "--resume_from_checkpoint latest: no checkpoint-* in {d}/out"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_error_line_naming_file_or_flag(
+    case: str, tmp_path: Path, tiny_llama: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each bad input stops `python -m train` before any model is loaded, with one line."""
+    content, extra, status, message = BAD_INPUTS[case]
     data = tmp_path / "alpaca_data.json"
-    data.write_text(json.dumps([{"instruction": "a", "input": "", "output": "b"}, {"instruction": "a", "output": 7}]))
-    argv = seed_command(tmp_path / "no-model", data, tmp_path / "out")
+    if content is not None:
+        data.write_text('[{"instruction": "a", "input": "", "output": "b"}]' if content == "ok" else content)
+    argv = seed_command(tiny_llama, data, tmp_path / "out") + [a.format(d=tmp_path) for a in extra]
     with caplog.at_level(logging.ERROR):
-        assert main(argv) == 1
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert errors == [f"{data}[1]: field 'output' must be a string, got int"]
+        assert main(argv) == status
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [message.format(d=tmp_path)]

@@ -12,9 +12,9 @@ from train.data import (
     IGNORE_INDEX,
     DataError,
     PadCollator,
+    TokenizedExample,
     load_examples,
     split_eval,
-    tokenize_example,
     tokenize_examples,
 )
 from train.template import format_prompt
@@ -40,10 +40,17 @@ def ids(text: str) -> list[int]:
     return [ord(c) + 10 for c in text]
 
 
+def tokenize_one(tokenizer, rec: dict[str, str], max_length: int) -> tuple[TokenizedExample, bool]:
+    """One record through the stage's (batched) tokenization: the example and whether it was cut."""
+    kept, stats = tokenize_examples(tokenizer, [rec], max_length)
+    assert (len(kept), stats.total, stats.dropped_no_supervision) == (1, 1, 0)
+    return kept[0], stats.truncated == 1
+
+
 @pytest.mark.parametrize("inp", ["", "some input"])
 def test_prompt_masked_response_and_eos_supervised(inp: str) -> None:
     rec = {"instruction": "Say hi.", "input": inp, "output": "Hi"}
-    ex, truncated = tokenize_example(CharTokenizer(), rec, max_length=4096)
+    ex, truncated = tokenize_one(CharTokenizer(), rec, max_length=4096)
     prompt = [BOS] + ids(format_prompt("Say hi.", inp))
     assert ex.input_ids == prompt + ids("Hi") + [EOS]
     assert ex.labels == [IGNORE_INDEX] * len(prompt) + ids("Hi") + [EOS]
@@ -57,10 +64,10 @@ def test_truncation_keeps_partial_response_and_drops_empty_ones() -> None:
     tok = CharTokenizer()
     rec = {"instruction": "Say hi.", "input": "", "output": "Hi"}
     n_prompt = 1 + len(format_prompt("Say hi.", ""))
-    ex, truncated = tokenize_example(tok, rec, max_length=n_prompt + 1)
+    ex, truncated = tokenize_one(tok, rec, max_length=n_prompt + 1)
     assert truncated is True
     assert ex.labels[-1] == ids("H")[0] and ex.num_supervised == 1  # EOS cut off
-    ex, truncated = tokenize_example(tok, rec, max_length=n_prompt + 3)
+    ex, truncated = tokenize_one(tok, rec, max_length=n_prompt + 3)
     assert truncated is False and ex.labels[-1] == EOS
 
     long_rec = {"instruction": "x" * 600, "input": "", "output": "Hi"}
@@ -74,7 +81,7 @@ def test_real_tokenizer_supervises_exactly_response_plus_eos(tiny_llama: Path) -
 
     tok = AutoTokenizer.from_pretrained(tiny_llama)
     rec = {"instruction": "What is the capital of France?", "input": "", "output": "Paris is the capital."}
-    ex, _ = tokenize_example(tok, rec, max_length=512)
+    ex, _ = tokenize_one(tok, rec, max_length=512)
     response = tok("Paris is the capital.", add_special_tokens=False)["input_ids"]
     assert ex.labels[-len(response) - 1 :] == response + [tok.eos_token_id]
     assert ex.num_supervised == len(response) + 1

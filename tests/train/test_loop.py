@@ -129,3 +129,7 @@ def test_packing_gives_the_unpacked_loss(tiny_llama: Path, tmp_path: Path) -> No
     assert packed["packing"] is True and packed["effective_batch_size"] == 1
     assert packed["supervised_tokens"] == padded["supervised_tokens"] > 0
     assert packed["final_loss"] == pytest.approx(padded["final_loss"], rel=1e-5)
+    # The same through --attn_implementation packed_varlen (registered by the loader).
+    varlen = train(parse_config(_args(tiny_llama, data, tmp_path / "varlen", "--max_steps", "1",
+                                      "--packing", "True", "--attn_implementation", "packed_varlen")))
+    assert varlen["final_loss"] == pytest.approx(padded["final_loss"], rel=1e-5)

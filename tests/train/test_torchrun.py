@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def test_seed_command_two_processes_sharded_and_learns(seed_run: tuple[Path, sub
     assert proc.returncode == 0, proc.stderr[-4000:]
     log = proc.stderr
     assert log.count("legacy flag mapped:") == 3
-    assert "--tf32 True: this machine has no TF32 support" in log
+    assert log.count("--tf32 True: this machine has no TF32 support") == 1  # rank 0 only
     assert "world_size=2 backend=gloo device=cpu sharding=fsdp2 (full_shard auto_wrap; 2 x LlamaDecoderLayer; sharded=True" in log
     assert "precision=bf16 packing=False effective_batch=4 (micro 2 x accum 1 x world 2) steps=36" in log
 
@@ -57,6 +58,11 @@ def test_seed_command_two_processes_sharded_and_learns(seed_run: tuple[Path, sub
 
     losses = _losses(out)
     assert sorted(losses) == list(range(1, 37))
+    # Cosine with 2 warmup steps (ceil(0.03 x 36)); each entry holds the rate its step ran at.
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    rates = [e["learning_rate"] for e in history if "learning_rate" in e]
+    assert rates[:3] == pytest.approx([0.0, 5e-3, 1e-2])
+    assert rates[-1] == pytest.approx(0.5 * (1 + math.cos(math.pi * 33 / 34)) * 1e-2)
     assert losses[1] > 5.0 and losses[36] < 0.5 and summary["final_loss"] < 0.5
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -89,26 +95,3 @@ def test_resume_with_offload_matches_uninterrupted(
     summary = json.loads((second / "train_summary.json").read_text())
     assert summary["fsdp"] is True and summary["steps"] == 36 and summary["sharding"]["offload"] is True
     assert summary["supervised_tokens"] == 48 * 3 * 9  # counted across the interruption
-
-
-def test_cpu_ram_efficient_loading_broadcasts_rank0_weights(tiny_llama: Path, same_data: Path, tmp_path: Path) -> None:
-    """Rank 1 builds on the meta device; after one step at lr 0 (first warmup step) the saved
-    weights are exactly the checkpoint's, plus the mean-initialised pad row."""
-    import torch
-    from safetensors.torch import load_file
-
-    out = tmp_path / "out"
-    args = _seed_args(tiny_llama, same_data, out, max_steps="1", save_strategy="no")
-    proc = run_torchrun(args + ["--cpu_ram_efficient_loading", "True"])
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert json.loads((out / "train_summary.json").read_text())["fsdp"] is True
-    before = load_file(tiny_llama / "model.safetensors")
-    after = load_file(out / "model.safetensors")
-    assert sorted(before) == sorted(after)
-    for name, old in before.items():
-        new = after[name]
-        if name in ("model.embed_tokens.weight", "lm_head.weight"):
-            assert new.shape[0] == old.shape[0] + 1
-            torch.testing.assert_close(new[-1], old.mean(0))
-            new = new[:-1]
-        assert torch.equal(new, old), name
