@@ -8,9 +8,15 @@
 2. Ours and rouge_score on the first `--reference_items` items, in process, load included.
    rouge_score runs the reference loop: the candidate's tokens against every seed and kept
    instruction through `rouge_scorer._score_lcs`, on one core.
-3. The generate stage's call pattern: `add_many` (exact nearest neighbour included) and
-   `keep_many` on 50-item requests over the whole stream, and one request in 20 through
-   `add` per candidate: time per request as the kept set grows.
+3. Per 50-item request at three kept-set sizes (about 4K, 15K and 34K kept), CPU and
+   wall ms: `add_many` (exact nearest neighbour included), `keep_many`, 50 `add` calls,
+   and, on the very requests `add_many` served, the reference for the nearest neighbour:
+   the brute-force method (one rapidfuzz `cdist` of the request's kept items against
+   every earlier record, one core), whose (score, nearest) must equal `add_many`'s.
+   Section "per_request_ms_by_kept".
+4. The generate stage's call pattern over the whole stream: `add_many` and `keep_many`
+   on 50-item requests, and one request in 20 through `add` per candidate: time per
+   request as the kept set grows (section "per_request"; skip with --skip_per_request).
 Every run's decisions are checked against `dedup_stream.expected.json`; a mismatch fails
 the benchmark. Results (times, items/s, peak memory, machine, versions) go to --output.
 """
@@ -33,8 +39,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import numpy as np  # noqa: E402
+from rapidfuzz import process  # noqa: E402
+from rapidfuzz.distance import LCSseq  # noqa: E402
+
 from generate.dedup import Deduplicator, dedup_stream  # noqa: E402
 from generate.dedup_cli import read_instructions  # noqa: E402
+from generate.dedup_tokenize import rouge_tokenize_many  # noqa: E402
+from generate.rouge_f import rouge_fmeasure_array  # noqa: E402
 
 REQUEST = 50  # candidates per generate-stage request in part 3
 
@@ -175,6 +187,110 @@ def per_request(seeds_path: Path, stream_path: Path, expected: list[int]) -> dic
     return out
 
 
+class BruteForceNearest:
+    """The previous nearest-neighbour method, as the reference: one rapidfuzz `cdist` of a
+    request's kept items against every earlier record, rouge_score's float F, the earliest
+    record winning ties. Keeps its own copy of the records (seeds, then kept items)."""
+
+    def __init__(self, seeds: list[str]) -> None:
+        self.texts: list[str] = []
+        self.codes: list[str] = []
+        self.lens: list[int] = []
+        self.vocab: dict[bytes, str] = {}
+        self.add(seeds)
+
+    def encode(self, texts: list[str]) -> list[str]:
+        """One character per token (private-use and beyond: no clash with real text)."""
+        vocab = self.vocab
+        return ["".join(vocab.setdefault(tok, chr(0xF0000 + len(vocab))) for tok in toks)
+                for toks in rouge_tokenize_many(texts)]
+
+    def add(self, texts: list[str]) -> None:
+        codes = self.encode(texts)
+        self.texts.extend(texts)
+        self.codes.extend(codes)
+        self.lens.extend(map(len, codes))
+
+    def nearest_of_kept(self, kept: list[str]) -> list[tuple[float, str | None]]:
+        """(score, nearest) of each text in `kept`, in order, each against the records
+        before it (earlier ones of `kept` included); then adds them as records."""
+        codes = self.encode(kept)
+        first = len(self.codes)
+        self.add(kept)
+        lcs = process.cdist(codes, self.codes, scorer=LCSseq.similarity, dtype=np.int32, workers=1)
+        n = np.array([len(c) for c in codes])[:, None]
+        f = rouge_fmeasure_array(lcs, n, np.array(self.lens)[None, :])
+        f[np.arange(f.shape[1])[None, :] >= first + np.arange(len(kept))[:, None]] = 0.0
+        best = f.argmax(axis=1)  # first maximum: the earliest record
+        return [(float(f[r, j]), self.texts[j] if f[r, j] > 0 else None) for r, j in enumerate(best)]
+
+
+def per_request_by_kept(seeds_path: Path, stream_path: Path, expected: list[int],
+                        points: tuple[int, ...] = (5000, 22000, 56000), requests: int = 20) -> dict:
+    """CPU and wall ms per 50-item request at three kept-set sizes (about 4K, 15K, 34K):
+    `add_many` (exact nearest), `keep_many`, 50 `add` calls, and the brute-force nearest
+    reference on the very requests `add_many` served, whose answers must be equal."""
+    seeds = read_instructions(seeds_path, "seed tasks")
+    stream = read_instructions(stream_path, "instructions")
+    dedup = Deduplicator(seeds)
+    reference = BruteForceNearest(seeds)
+    position = 0
+    out: list[dict[str, object]] = []
+
+    def advance(end: int) -> None:  # keep_many up to item `end`, untimed, checked
+        nonlocal position
+        flags = dedup.keep_many(stream[position:end])
+        check(flags, expected[position:end], "keep_many")
+        reference.add([t for t, k in zip(stream[position:end], flags) if k])
+        position = end
+
+    def timed(call) -> tuple[float, float, object]:  # (cpu ms, wall ms, result)
+        cpu, wall = time.process_time(), time.perf_counter()
+        result = call()
+        return 1000 * (time.process_time() - cpu), 1000 * (time.perf_counter() - wall), result
+
+    for point in points:
+        advance(point)
+        warm_up = stream[position : position + REQUEST]  # its first search indexes the rest
+        reference.add([t for t, d in zip(warm_up, dedup.add_many(warm_up)) if d.keep])
+        position += REQUEST
+        kept_set = len(dedup) + len(seeds)
+        times: dict[str, list[tuple[float, float]]] = {
+            "add_many": [], "brute_force_nearest_reference": [], "keep_many": [], "add_one_by_one": []}
+        checked = 0
+        for _ in range(requests):
+            batch = stream[position : position + REQUEST]
+            cpu, wall, decisions = timed(lambda: dedup.add_many(batch))
+            times["add_many"].append((cpu, wall))
+            check([d.keep for d in decisions], expected[position : position + REQUEST], "add_many")
+            kept = [t for t, d in zip(batch, decisions) if d.keep]
+            cpu, wall, answers = timed(lambda: reference.nearest_of_kept(kept))
+            times["brute_force_nearest_reference"].append((cpu, wall))
+            ours = [(d.score, d.nearest) for d in decisions if d.keep]
+            if ours != answers:
+                raise SystemExit(f"add_many's nearest differs from brute force near item {position}")
+            checked += len(kept)
+            position += REQUEST
+        for name, call in (("keep_many", lambda b: dedup.keep_many(b)),
+                           ("add_one_by_one", lambda b: [dedup.add(t).keep for t in b])):
+            for _ in range(requests // 2):
+                batch = stream[position : position + REQUEST]
+                cpu, wall, flags = timed(lambda: call(batch))
+                times[name].append((cpu, wall))
+                check(flags, expected[position : position + REQUEST], name)
+                reference.add([t for t, k in zip(batch, flags) if k])
+                position += REQUEST
+        row: dict[str, object] = {"kept_set": kept_set, "items_before": point,
+                                  "nearest_checked_against_reference": checked}
+        for name, pairs in times.items():
+            row[name] = {"cpu_ms_median": round(statistics.median(c for c, _ in pairs), 2),
+                         "wall_ms_median": round(statistics.median(w for _, w in pairs), 2),
+                         "requests": len(pairs)}
+        out.append(row)
+        print("per request at", kept_set, "kept:", row, flush=True)
+    return {"request_size": REQUEST, "points": out}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_dir", type=Path, default=REPO.parent / "shared" / "data")
@@ -205,6 +321,7 @@ def main() -> None:
           f"({reference['cpu_s']:.1f} s CPU), ours {ours['wall_s_best']:.3f} s "
           f"({min(ours['cpu_s']):.3f} s CPU): x{result['speedup_at_prefix_wall']} wall, "
           f"x{result['speedup_at_prefix_cpu']} CPU", flush=True)
+    result["per_request_ms_by_kept"] = per_request_by_kept(seeds_path, stream_path, expected)
     if not args.skip_per_request:
         result["per_request"] = per_request(seeds_path, stream_path, expected)
     result["load_average_at_end"] = os.getloadavg()

@@ -30,11 +30,13 @@ comparing every pair:
    earlier ones that were kept.
 
 Any pair with F > t survives every bound, so each decision is exact, and so are the score
-and nearest text of a dropped item (its best pair is among the verified ones). A *kept*
-item's nearest neighbour can score far below t, out of the index's reach, so `add_many`
-finds it with one rapidfuzz `cdist` of the batch's kept items against every earlier
-record (multi-query SIMD, about 35 ns a pair on this machine): exact, but linear in the
-kept set. `keep_many` and the CLI skip it, the CLI contract being keep/drop only.
+and nearest text of a dropped item (its best pair is among the verified ones, and so are
+all pairs tied with it). A *kept* item's nearest neighbour can score far below t, out of
+the index's reach, so `add_many` (and `add`) search for it in a second index over every
+element of every record, by branch and bound (`generate/dedup_nearest.py`): exact, and
+a few dozen LCS calls per kept item instead of one per record. `keep_many` and the CLI
+skip it (the CLI contract is keep/drop only), and that index is only built, lazily, by
+the first search that needs it.
 """
 
 from __future__ import annotations
@@ -50,12 +52,12 @@ import numpy as np
 from rapidfuzz import process
 from rapidfuzz.distance import LCSseq
 
+from generate.dedup_nearest import GrowingArray, NearestIndex, Query, Records, append_postings, run_starts
 from generate.dedup_tokenize import TOKENIZERS, TokenizerName, batch_tokenizer
 from generate.rouge_f import min_overlap, needed_lcs, rouge_fmeasure_array
 
 _OCC_BITS = 24  # element key = token id << 24 | occurrence number
 _HASH_MUL = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing of element keys to bits
-_NEAREST_ROWS = 32  # kept items per nearest-neighbour cdist call (bounds its memory)
 _TABLE_LEN = 256  # lengths below this get the needed LCS from a table
 STREAM_CHUNK = 4096  # candidates per batch in `dedup_stream`
 
@@ -65,33 +67,13 @@ class Decision:
     """Keep/drop for one candidate, with its most similar earlier text and that score.
 
     score: the max ROUGE-L F against seeds and earlier kept items, as rouge_score computes
-    it; nearest: the earliest text reaching it (None when no text shares a token).
+    it; nearest: the earliest text reaching it (None when no text shares a token). Both
+    exact, for kept and dropped items alike.
     """
 
     keep: bool
     nearest: str | None
     score: float
-
-
-class _Column:
-    """An append-only 1-D numpy array that grows in place by doubling (amortised O(1))."""
-
-    def __init__(self, dtype: type) -> None:
-        self._data = np.zeros(1024, dtype=dtype)
-        self._size = 0
-
-    def extend(self, values: np.ndarray) -> None:
-        end = self._size + len(values)
-        if end > len(self._data):
-            grown = np.zeros(max(end, 2 * len(self._data)), dtype=self._data.dtype)
-            grown[: self._size] = self._data[: self._size]
-            self._data = grown
-        self._data[self._size : end] = values
-        self._size = end
-
-    @property
-    def view(self) -> np.ndarray:
-        return self._data[: self._size]
 
 
 @dataclass
@@ -104,6 +86,8 @@ class _Batch:
     sig_hi: np.ndarray  # uint64 [B], second signature (another hash of all elements)
     prefix_keys: np.ndarray  # int64: element keys of every prefix, item by item
     prefix_own: np.ndarray  # int32: the batch item each prefix key belongs to (ascending)
+    elem_keys: np.ndarray  # int64: every element key, item by item (lens[j] for item j)
+    elem_own: np.ndarray  # int32: the batch item each element key belongs to (ascending)
 
 
 class Deduplicator:
@@ -134,10 +118,11 @@ class Deduplicator:
             self._vocab.setdefault(token, len(self._vocab))
         self._texts: list[str] = []
         self._codes: list[str] = []
-        self._lens = _Column(np.int32)
-        self._sig_lo = _Column(np.uint64)
-        self._sig_hi = _Column(np.uint64)
+        self._lens = GrowingArray(np.int32)
+        self._sig_lo = GrowingArray(np.uint64)
+        self._sig_hi = GrowingArray(np.uint64)
         self._index: dict[int, array] = {}
+        self._nearest_index = NearestIndex()
         self._need_table = _need_table(self.threshold)
         batch = self._prepare(list(seeds))
         self._commit(list(seeds), batch, np.ones(len(batch.codes), dtype=bool))
@@ -158,18 +143,16 @@ class Deduplicator:
 
         With `max_kept`, stops right after that many are kept: the candidates after that
         are neither decided nor added, and the list returned is that much shorter (for a
-        run that must end at an exact item count). One call per API request is much
-        cheaper than one `add` per candidate: the nearest-neighbour search is batched.
+        run that must end at an exact item count). One call per API request costs about
+        half as much as one `add` per candidate (the fixed numpy cost of a call is shared).
         """
         instructions = list(instructions)
         first_id = len(self._texts)
         keep, best_f, best_id, batch = self._decide(instructions, max_kept=max_kept)
         # Kept items were committed in order: the k-th kept one has record id first_id + k.
-        kept_rows = np.flatnonzero(keep)
-        for start in range(0, len(kept_rows), _NEAREST_ROWS):
-            rows = kept_rows[start : start + _NEAREST_ROWS]
-            f, i = self._nearest(batch, rows, first_id + start + np.arange(len(rows)))
-            best_f[rows], best_id[rows] = f, i
+        for k, row in enumerate(np.flatnonzero(keep).tolist()):
+            best_f[row], best_id[row] = self._nearest(batch, row, first_id + k,
+                                                      float(best_f[row]), int(best_id[row]))
         return [
             Decision(bool(k), self._texts[i] if i >= 0 else None, f)
             for k, f, i in zip(keep.tolist(), best_f.tolist(), best_id.tolist())
@@ -211,7 +194,8 @@ class Deduplicator:
         sigs = np.zeros((len(texts), 2), dtype=np.uint64)
         if len(flat) == 0:
             empty = np.zeros(0, dtype=np.int64)
-            return _Batch(codes, lens, sigs[:, 0].copy(), sigs[:, 1].copy(), empty, empty.astype(np.int32))
+            return _Batch(codes, lens, sigs[:, 0].copy(), sigs[:, 1].copy(), empty,
+                          empty.astype(np.int32), empty, empty.astype(np.int32))
         own = np.repeat(np.arange(len(texts)), lens)
         # Occurrence number of each token inside its record: rank within (record, token).
         order = np.lexsort((tok, own))
@@ -235,8 +219,9 @@ class Deduplicator:
         for word, shift in enumerate((58, 52)):
             bit = (hashed >> np.uint64(shift)) & np.uint64(63)
             np.bitwise_or.at(sigs[:, word], key_own, np.left_shift(np.uint64(1), bit))
+        key_own = key_own.astype(np.int32)
         return _Batch(codes, lens, sigs[:, 0].copy(), sigs[:, 1].copy(),
-                      keys[in_prefix], key_own[in_prefix].astype(np.int32))
+                      keys[in_prefix], key_own[in_prefix], keys, key_own)
 
     def _decide(self, texts: list[str], token_lists: Sequence[Sequence[Hashable]] | None = None,
                 max_kept: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, _Batch]:
@@ -253,7 +238,7 @@ class Deduplicator:
         # 1. Candidate pairs from the kept-set index and from earlier items of this batch.
         g_q, g_t = self._probe(batch)
         g_q, g_t = self._filter(batch, g_q, g_t, self._lens.view, self._sig_lo.view, self._sig_hi.view)
-        l_q, l_t = _self_join(batch.prefix_keys, batch.prefix_own)
+        l_q, l_t = _self_join(batch.prefix_keys, batch.prefix_own) if size > 1 else (g_q[:0], g_t[:0])
         l_q, l_t = self._filter(batch, l_q, l_t, batch.lens, batch.sig_lo, batch.sig_hi)
         # 2. Exact LCS and F for the surviving pairs.
         g_f = self._verify([batch.codes[q] for q in g_q.tolist()],
@@ -356,45 +341,21 @@ class Deduplicator:
         self._lens.extend(batch.lens[keep])
         self._sig_lo.extend(batch.sig_lo[keep])
         self._sig_hi.extend(batch.sig_hi[keep])
-        # Posting appends, one per distinct key: record ids ascending within each key.
         record_of = (first + np.cumsum(keep) - 1).astype(np.int32)
         mask = keep[batch.prefix_own]
-        keys, records = batch.prefix_keys[mask], record_of[batch.prefix_own[mask]]
-        order = np.argsort(keys, kind="stable")
-        keys, records = keys[order], records[order]
-        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, int)
-        ends = np.r_[starts[1:], len(keys)]
-        index = self._index
-        for key, a, b in zip(keys[starts].tolist(), starts.tolist(), ends.tolist()):
-            posting = index.get(key)
-            if posting is None:
-                index[key] = array("i", records[a:b].tobytes())
-            else:
-                posting.frombytes(records[a:b].tobytes())
+        append_postings(self._index, batch.prefix_keys[mask], record_of[batch.prefix_own[mask]])
+        mask = keep[batch.elem_own]
+        self._nearest_index.extend(batch.elem_keys[mask], record_of[batch.elem_own[mask]],
+                                   len(self._texts))
 
-    def _nearest(self, batch: _Batch, rows: np.ndarray,
-                 record_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Exact best (F, record id) of batch items `rows` among the records before each one.
-
-        One rapidfuzz `cdist` of those items against every record (bit-parallel, SIMD, all
-        cores; about 35 ns a pair here), then rouge_score's float F on each row's few
-        records within 1e-9 of the row's best LCS/(n + m); the earliest record wins ties.
-        """
-        n = batch.lens[rows].astype(np.int64)
-        lcs = process.cdist([batch.codes[j] for j in rows.tolist()], self._codes,
-                            scorer=LCSseq.similarity, dtype=np.int32, workers=self._workers)
-        lcs[np.arange(lcs.shape[1]) >= record_ids[:, None]] = 0  # only earlier records count
-        m = self._lens.view.astype(np.int64)
-        ratio = lcs / np.maximum(n[:, None] + m[None, :], 1)  # F = 2 * ratio, up to rounding
-        best_ratio = ratio.max(axis=1, initial=0.0)
-        best_f = np.zeros(len(rows))
-        best_id = np.full(len(rows), -1, dtype=np.int64)
-        for r in np.flatnonzero(best_ratio > 0).tolist():
-            near = np.flatnonzero(ratio[r] >= best_ratio[r] * (1 - 1e-9))
-            f = rouge_fmeasure_array(lcs[r, near], n[r], m[near])
-            best_f[r] = f.max()
-            best_id[r] = near[np.argmax(f)]  # first maximum = earliest record
-        return best_f, best_id
+    def _nearest(self, batch: _Batch, row: int, record_id: int, best_f: float,
+                 best_id: int) -> tuple[float, int]:
+        """Exact best (F, record id) of batch item `row` among the records before
+        `record_id`, starting from a known (best_f, best_id); see `generate.dedup_nearest`."""
+        first = int(batch.lens[:row].sum())
+        query = Query(batch.codes[row], batch.elem_keys[first : first + int(batch.lens[row])])
+        records = Records(self._codes, self._lens.view)
+        return self._nearest_index.search(query, record_id, records, best_f, best_id)
 
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -410,7 +371,7 @@ def _self_join(keys: np.ndarray, own: np.ndarray) -> tuple[np.ndarray, np.ndarra
     order = np.lexsort((own, keys))
     keys, own = keys[order], own[order]
     position = np.arange(len(keys))
-    group_start = np.maximum.accumulate(np.where(np.r_[True, keys[1:] != keys[:-1]], position, 0))
+    group_start = np.maximum.accumulate(np.where(run_starts(keys), position, 0))
     earlier = position - group_start  # earlier items holding the same key
     return np.repeat(own, earlier), own[_ranges(group_start, earlier)]
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from rouge_score import rouge_scorer
 from rouge_score import tokenize as rouge_tokenize_ref
 
+from generate import dedup_nearest
 from generate.dedup import Decision, Deduplicator, dedup_stream
 from generate.dedup_tokenize import rouge_tokenize, rouge_tokenize_many, unicode_tokenize
 from generate.rouge_f import min_overlap, needed_lcs, rouge_fmeasure, rouge_fmeasure_array
@@ -198,6 +199,81 @@ def test_unicode_tokenizer_decisions_equal_rouge_lcs_on_its_tokens(
             pool.append(tokens)
     got = Deduplicator(seeds, tokenizer="unicode").add_many(stream)
     assert [(d.keep, d.score) for d in got] == expected
+
+
+def _brute_force_nearest(pool: list[list[str]], tokens: list[str]) -> tuple[float, int]:
+    """(max F, index of the earliest text reaching it; -1 when F is 0), via rouge_score."""
+    best, nearest = 0.0, -1
+    for i, other in enumerate(pool):
+        f = rouge_scorer._score_lcs(tokens, other).fmeasure
+        if f > best:
+            best, nearest = f, i
+    return best, nearest
+
+
+TIE_WORDS = ["a", "b", "c", "d", "e", "f", "g", "h", "the", "of"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.sampled_from(TIE_WORDS), min_size=0, max_size=9), min_size=1, max_size=70),
+       st.integers(0, 40), st.sampled_from([1, 2, 16]), st.integers(1, 8), st.booleans())
+def test_nearest_and_score_equal_brute_force_with_ties_and_pruning(
+    texts: list[list[str]], seed_count: int, chunk: int, batch: int, one_by_one: bool
+) -> None:
+    """Many records with equal scores (a tiny vocabulary), texts sharing no token, empty
+    texts, and verification chunks down to 1 record: the branch and bound's pruning and
+    chunking must still give rouge_score's best score and its earliest text."""
+    texts = [" ".join(t) for t in texts]
+    seeds, stream = texts[:seed_count], texts[seed_count:]
+    pool = [rouge_tokenize_ref.tokenize(t, None) for t in seeds]
+    pool_texts = list(seeds)
+    expected: list[Decision] = []
+    for text in stream:
+        tokens = rouge_tokenize_ref.tokenize(text, None)
+        best, nearest = _brute_force_nearest(pool, tokens)
+        keep = not best > 0.7
+        expected.append(Decision(keep, pool_texts[nearest] if nearest >= 0 else None, best))
+        if keep:
+            pool.append(tokens)
+            pool_texts.append(text)
+    saved = dedup_nearest.FIRST_CHUNK
+    dedup_nearest.FIRST_CHUNK = chunk
+    try:
+        dedup = Deduplicator(seeds)
+        if one_by_one:
+            got = [dedup.add(text) for text in stream]
+        else:
+            got = [d for i in range(0, len(stream), batch) for d in dedup.add_many(stream[i : i + batch])]
+    finally:
+        dedup_nearest.FIRST_CHUNK = saved
+    assert got == expected
+
+
+def test_nearest_is_the_earliest_of_many_equal_scores_and_none_without_shared_tokens(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 40 seeds all scoring 2*2/(3+3) = 0.667 against the query, with different texts:
+    # more than two verification chunks tie, and the first seed must win.
+    seeds = [f"alpha beta s{i}" for i in range(40)] + ["gamma delta epsilon"]
+    dedup = Deduplicator(seeds)
+    assert dedup.add("alpha beta omega") == Decision(True, "alpha beta s0", rouge_fmeasure(2, 3, 3))
+    # Tied between a seed and the kept item "alpha beta omega": the seed is earlier.
+    assert dedup.add("beta s0 omega") == Decision(True, "alpha beta s0", rouge_fmeasure(2, 3, 3))
+    assert dedup.add("nothing shared here") == Decision(True, None, 0.0)
+    # The best, far below the threshold, is "gamma delta epsilon" (LCS 2 of 7 and 3 tokens);
+    # the 42 records holding only "beta" score at most 2*1/(7+3) = 0.2: never verified.
+    verified: list[int] = []
+    cdist = dedup_nearest.process.cdist
+    monkeypatch.setattr(dedup_nearest.process, "cdist",
+                        lambda q, c, **kw: verified.append(len(c)) or cdist(q, c, **kw))
+    assert dedup.add("gamma delta beta x3 x4 x5 x6") == Decision(
+        True, "gamma delta epsilon", rouge_fmeasure(2, 7, 3))
+    assert sum(verified) == 1
+    assert len(dedup) == 4
+    # A later record with a higher bound (two shared tokens, out of order) is verified
+    # first and ties with an earlier one (one shared token): the earlier one still wins.
+    dedup = Deduplicator(["a q r s", "b a x y"])
+    assert dedup.add("a b c d") == Decision(True, "a q r s", rouge_fmeasure(1, 4, 4))
 
 
 def test_add_many_sees_earlier_kept_items_of_the_same_batch() -> None:
