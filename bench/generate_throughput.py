@@ -148,23 +148,28 @@ def ours_arm(base_url: str, seconds: float, target: int, seeds: Path, prompt: Pa
     out = work / "ours"
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
     env.update(OPENAI_BASE_URL=base_url, OPENAI_API_KEY="bench", OMP_NUM_THREADS="1")
+    stderr_path = work / "ours.stderr"  # a file, not a pipe: a full pipe would stall the run
     start = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "generate", f"--output_dir={out}", f"--seed_tasks_path={seeds}",
-         f"--prompt_path={prompt}", f"--num_instructions_to_generate={target}", "--api=completions",
-         "--model_name=gpt-3.5-turbo-instruct", f"--max_concurrency={max_concurrency}", "--max_retries=10",
-         "--request_timeout=60", "--progress=False"],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        proc.wait(timeout=seconds)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+    with stderr_path.open("w") as stderr_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "generate", f"--output_dir={out}", f"--seed_tasks_path={seeds}",
+             f"--prompt_path={prompt}", f"--num_instructions_to_generate={target}", "--api=completions",
+             "--model_name=gpt-3.5-turbo-instruct", f"--max_concurrency={max_concurrency}", "--max_retries=10",
+             "--request_timeout=60", "--progress=False"],
+            cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=stderr_file,
+            # A shell's background job (`bench ... &`) ignores SIGINT, and children inherit that:
+            # restore the default so the SIGINT below ends the run.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        try:
+            proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=60)
     elapsed = time.monotonic() - start
     summary = json.loads((out / "generate_summary.json").read_text())
     return {"summary": summary, "elapsed_s": round(elapsed, 2), "returncode": proc.returncode,
-            "stderr_tail": proc.stderr.read()[-500:] if proc.stderr else ""}
+            "stderr_tail": stderr_path.read_text()[-500:]}
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from generate.config import ConfigError, config_from_flags, flag_help
 from generate.journal import JournalError
 from generate.seeds import SeedTaskError
 
-log = logging.getLogger("generate")
+log = logging.getLogger(__name__)
 
 # Errors a user fixes by changing a flag, a file or the environment: one line, no traceback.
 USER_ERRORS = (ConfigError, GenerationError, JournalError, SeedTaskError)
@@ -30,12 +30,30 @@ def _parse_flags(argv: list[str]) -> dict[str, Any]:
     return parsed
 
 
+def _positional(argv: list[str]) -> str | None:
+    """The first argument that is neither a flag nor a flag's value, if any."""
+    expecting_value = False
+    for arg in argv:
+        if arg.startswith("--"):
+            expecting_value = "=" not in arg
+        elif expecting_value:
+            expecting_value = False
+        else:
+            return arg
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     argv = sys.argv[1:] if argv is None else argv
     if any(arg in ("-h", "--help", "help") for arg in argv):
         print(flag_help())
         return 0
+    stray = _positional(argv)
+    if stray is not None:
+        print(f"generate: error: unexpected argument {stray!r}: every setting is a flag, "
+              f"--name=value (see `python -m generate --help`)", file=sys.stderr)
+        return 2
     try:
         flags = _parse_flags(argv)
         config = config_from_flags(flags)
@@ -67,10 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     cost = summary["estimated_cost_usd"]
     cost_text = "unknown (no price for this model; pass --price_input/--price_output)" if cost is None else f"${cost:.4f}"
+    requests = summary["requests"]
     print(
         f"kept {summary['kept']}/{summary['target']} instructions -> {summary['output']} "
-        f"({summary['requests']} requests, {summary['prompt_tokens']}+{summary['completion_tokens']} tokens, "
-        f"estimated cost {cost_text})",
+        f"({requests} request{'' if requests == 1 else 's'}, "
+        f"{summary['prompt_tokens']}+{summary['completion_tokens']} tokens, estimated cost {cost_text})",
         file=sys.stderr,
     )
     return 0

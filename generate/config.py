@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -106,11 +105,6 @@ class GenerateConfig:
     log_level: LogLevel = field(default="info", metadata=_help(
         "debug shows one line per request."))
     progress: bool = field(default=True, metadata=_help("Show a tqdm progress bar."))
-
-    @property
-    def output_path(self) -> Path:
-        """Where the training data goes."""
-        return Path(self.output_dir) / "alpaca_data.json"
 
 
 _LITERAL_FIELDS = {
@@ -246,10 +240,3 @@ def flag_help() -> str:
         lines.append(f"  --{f.name} (default: {default})")
         lines.append(f"      {f.metadata.get('help', '')}")
     return "\n".join(lines)
-
-
-def replace(config: GenerateConfig, **changes: Any) -> GenerateConfig:
-    """A validated copy with some fields changed (tests and the bench use it)."""
-    new = dataclasses.replace(config, **changes)
-    validate(new)
-    return new

@@ -14,9 +14,8 @@ import hashlib
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -127,19 +126,3 @@ def end_of_text_token(model: str) -> int | None:
     except KeyError:
         return None
     return {"gpt2": 50256, "r50k_base": 50256, "p50k_base": 50256, "cl100k_base": 100257, "o200k_base": 199999}.get(name)
-
-
-@dataclass
-class TokenTotals:
-    """Running token counts of a run."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    estimated: bool = False  # some counts came from tiktoken, not from the API
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "tokens_estimated_with_tiktoken": self.estimated,
-        }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections import Counter
@@ -100,14 +101,13 @@ def parse_answer(
     return candidates, rejected
 
 
+@functools.lru_cache(maxsize=16)
 def _blacklist_pattern(words: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One case-insensitive whole-word regex for all the words (None when there are none)."""
     if not words:
         return None
     alternatives = "|".join(re.escape(word) for word in words)
     return re.compile(rf"\b({alternatives})\b", flags=re.IGNORECASE)
-
-
-_PATTERN_CACHE: dict[tuple[str, ...], re.Pattern[str] | None] = {}
 
 
 def rejection_reason(instruction: str, settings: FilterSettings) -> str | None:
@@ -117,9 +117,7 @@ def rejection_reason(instruction: str, settings: FilterSettings) -> str | None:
         return "too_short"
     if words > settings.max_words:
         return "too_long"
-    if settings.blacklist not in _PATTERN_CACHE:
-        _PATTERN_CACHE[settings.blacklist] = _blacklist_pattern(settings.blacklist)
-    pattern = _PATTERN_CACHE[settings.blacklist]
+    pattern = _blacklist_pattern(settings.blacklist)
     if pattern is not None and pattern.search(instruction):
         return "blacklisted"
     if any(instruction.startswith(prefix) for prefix in settings.banned_prefixes):

@@ -20,7 +20,7 @@ from typing import Any, Iterator, Mapping
 from tqdm import tqdm
 
 from generate.backends.base import Backend, GenerationRequest, GenerationResult
-from generate.backends.factory import check_credentials, create_backend, resolve_backend_name
+from generate.backends.factory import PRICE_FACTORS, check_credentials, create_backend, resolve_backend_name
 from generate.config import ConfigError, GenerateConfig
 from generate.cost import count_tokens, estimate_cost_usd, price_for
 from generate.dedup import Deduplicator
@@ -130,18 +130,28 @@ class Processor:
 
     def process(self, result: GenerationResult) -> int:
         """Parse, filter and dedup one answer; returns how many items it added."""
+        self.stats.requests_processed += 1
+        parsed = [
+            parse_answer(completion.text, completion.finish_reason, self.config.num_prompt_instructions,
+                         self.config.api)
+            for completion in result.completions
+        ]
+        reasons = [[rejection_reason(c.instruction, self.filters) for c in candidates] for candidates, _ in parsed]
+        # One dedup call for the whole answer (batched nearest-neighbour search: several times
+        # cheaper than one call per candidate). It stops right after the last item the target
+        # needs, so the kept set is what candidate-by-candidate calls would have built.
+        passing = [c.instruction for (candidates, _), why in zip(parsed, reasons)
+                   for c, reason in zip(candidates, why) if reason is None]
+        target = self.config.num_instructions_to_generate
+        decisions = iter(self.dedup.add_many(passing, max_kept=target - len(self.store)))
         added = 0
-        for completion in result.completions:
-            candidates, rejected = parse_answer(
-                completion.text, completion.finish_reason, self.config.num_prompt_instructions, self.config.api
-            )
+        for (candidates, rejected), why in zip(parsed, reasons):
             self.stats.rejected.update(rejected)
-            for candidate in candidates:
+            for candidate, reason in zip(candidates, why):
                 if self.done:
                     return added  # the target is exact: later candidates are left for a longer run
-                reason = rejection_reason(candidate.instruction, self.filters)
                 if reason is None:
-                    decision = self.dedup.add(candidate.instruction)
+                    decision = next(decisions)
                     if not decision.keep:
                         reason = "similar"
                 if reason is not None:
@@ -157,7 +167,6 @@ class Processor:
                     },
                 )
                 added += 1
-        self.stats.requests_processed += 1
         return added
 
 
@@ -273,10 +282,10 @@ def generate(config: GenerateConfig, environ: Mapping[str, str] | None = None) -
                 raise
             log.error("could not write %s: %s", store.data_path, write_error)
         backend_stats = backend.stats() if backend is not None and hasattr(backend, "stats") else {}
-        price_factor = backend.price_factor if backend is not None else (0.0 if backend_name == "local" else 1.0)
-        prices = price_for(config.model_name, config.price_input, config.price_output)
-        if backend_name == "local":
-            prices = (0.0, 0.0)
+        price_factor = backend.price_factor if backend is not None else PRICE_FACTORS[backend_name]
+        # Free (a local model): a known zero, whatever the model's name.
+        prices = (0.0, 0.0) if price_factor == 0 else price_for(config.model_name, config.price_input,
+                                                                 config.price_output)
         cost = estimate_cost_usd(stats.prompt_tokens, stats.completion_tokens, prices, price_factor)
         summary = stats.summary(
             elapsed_s=time.monotonic() - started,

@@ -38,7 +38,7 @@ def load_seed_tasks(path: Path) -> list[SeedTask]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise SeedTaskError(f"{where}: not valid JSON ({err.msg})") from None
+                raise SeedTaskError(f"{where}: not valid JSON: {err.msg} (column {err.colno})") from None
             if not isinstance(record, dict):
                 raise SeedTaskError(f"{where}: expected a JSON object")
             instruction = record.get("instruction")
@@ -100,11 +100,7 @@ def build_request(
     requests are made in, and whether or not the run was interrupted.
     """
     rng = random.Random(f"{seed}:{index}")
-    if num_prompt_instructions > len(tasks):
-        raise SeedTaskError(
-            f"--num_prompt_instructions={num_prompt_instructions} exceeds the {len(tasks)} seed tasks"
-        )
-    pool = list(tasks)
+    pool = list(tasks)  # more examples than tasks: rng.sample raises (run.generate checks it up front)
     prompts = tuple(
         encode_prompt(prompt_text, rng.sample(pool, num_prompt_instructions))
         for _ in range(request_batch_size)

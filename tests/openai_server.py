@@ -10,6 +10,7 @@ In tests:
 From a shell (`make smoke`, benchmarks):
 
     python -m tests.openai_server --port 0 --port_file /tmp/port --latency_s 2 --rpm 600
+    python -m tests.openai_server --port 8123 --bad_block_rate 0.3 --script 0:429,1:500,3:slow --models gpt-4o-mini
 
 Answers are deterministic: a function of the prompt, the server seed and the options, never
 of arrival order, so a retried or resumed request gets the same answer. Material comes from
@@ -57,6 +58,7 @@ from typing import Any, Callable
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PREDICTIONS = REPO_ROOT.parent / "shared" / "data" / "text-davinci-003_predictions.jsonl"
 
+FAULT_KINDS = ("429", "500", "slow", "401", "404", "400", "quota")
 BAD_KINDS = (
     "malformed", "blacklisted", "too_short", "too_long", "banned_prefix",
     "punctuation_start", "non_ascii_start", "repeat", "near_repeat",
@@ -510,6 +512,17 @@ class OpenAIServer:
         return _Handler
 
 
+def _parse_script(text: str) -> dict[int, str]:
+    """`0:429,1:500,3:slow` -> {0: "429", 1: "500", 3: "slow"}."""
+    script: dict[int, str] = {}
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        number, _, kind = entry.partition(":")
+        if not number.isdigit() or kind not in FAULT_KINDS:
+            raise argparse.ArgumentTypeError(f"{entry!r}: expected CALL_NUMBER:KIND, KIND one of {', '.join(FAULT_KINDS)}")
+        script[int(number)] = kind
+    return script
+
+
 def main(argv: list[str] | None = None) -> None:
     """Serve until SIGTERM/SIGINT; write the chosen port to --port_file once listening."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -522,22 +535,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rpm", type=int)
     parser.add_argument("--bad_block_rate", type=float, default=0.0)
     parser.add_argument("--truncate_rate", type=float, default=0.0)
-    parser.add_argument("--always", choices=("429", "500", "slow", "401", "404", "400", "quota"))
-    parser.add_argument("--api_key")
+    parser.add_argument("--always", choices=FAULT_KINDS)
+    parser.add_argument("--script", type=_parse_script, default={},
+                        help="faults by call number, e.g. 0:429,1:500,3:slow (kinds: %s)" % ", ".join(FAULT_KINDS))
+    parser.add_argument("--slow_s", type=float, default=5.0, help="how long a 'slow' fault sleeps")
+    parser.add_argument("--api_key", help="when set, other bearer tokens get 401")
+    parser.add_argument("--models", help="comma-separated model ids; when set, other models get 404")
+    parser.add_argument("--context_window", type=int, help="tokens; beyond it 400 context_length_exceeded")
     args = parser.parse_args(argv)
     options = ServerOptions(seed=args.seed, material=args.material, blocks_per_answer=args.blocks_per_answer,
                             latency_s=args.latency_s, rpm=args.rpm, bad_block_rate=args.bad_block_rate,
-                            truncate_rate=args.truncate_rate, always=args.always, api_key=args.api_key)
+                            truncate_rate=args.truncate_rate, always=args.always, script=args.script,
+                            slow_s=args.slow_s, api_key=args.api_key, context_window=args.context_window,
+                            models=tuple(args.models.split(",")) if args.models else None)
     server = OpenAIServer(options, port=args.port)
+    serve_until_signalled(server, args.port_file, f"({server.material_name} material)")
+
+
+def serve_until_signalled(server: OpenAIServer, port_file: Path | None, what: str = "") -> None:
+    """Start `server`, write its port to `port_file` (atomically: a reader never sees half of it),
+    print the URL and `what`, and serve until SIGTERM or SIGINT (for CLIs built on this server)."""
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
     server.start()
-    if args.port_file:
-        tmp = args.port_file.with_suffix(".tmp")
+    if port_file:
+        tmp = port_file.with_suffix(".tmp")
         tmp.write_text(str(server.port))
-        tmp.replace(args.port_file)
-    print(f"serving {server.base_url} ({server.material_name} material)", flush=True)
+        tmp.replace(port_file)
+    print(f"serving {server.base_url} {what}".rstrip(), flush=True)
     done.wait()
     server.stop()
 

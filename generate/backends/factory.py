@@ -19,6 +19,10 @@ _CLASSES: dict[str, tuple[str, str]] = {
     "local": ("generate.backends.local", "LocalBackend"),
 }
 
+# The list-price multiplier of each backend (its class's `price_factor`), for a run that makes
+# no backend object: one resumed after it had already reached its target.
+PRICE_FACTORS: dict[str, float] = {"openai": 1.0, "batch": 0.5, "local": 0.0}
+
 
 def env_value(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     """An environment variable's value, with empty or blank counted as unset."""

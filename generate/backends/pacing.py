@@ -2,9 +2,10 @@
 
 Two signals steer it. When the server reports its request limit (OpenAI's
 `x-ratelimit-limit-requests` header, requests per minute), call starts are spaced to that
-rate and the window opens to its maximum at once. Independently, the number of calls in flight follows AIMD as TCP does: it starts
-small, grows by one per success until the first 429 (slow start), then grows by one per
-round of successes and halves on a 429, at most once per round trip.
+rate and the window opens to its maximum at once. Independently, the number of calls in
+flight follows AIMD as TCP does: it starts small, grows by one per success until the first
+429 (slow start), then grows by one per round of successes and halves on a 429, at most
+once per round trip.
 """
 
 from __future__ import annotations

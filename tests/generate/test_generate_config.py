@@ -87,3 +87,24 @@ def test_help_lists_flags(repo_root: Path) -> None:
     assert proc.returncode == 0
     for flag in ("--num_cpus", "--prompt_path", "--api", "--seed", "--max_concurrency", "--backend"):
         assert flag in proc.stdout
+
+
+def test_cli_rejects_a_stray_argument_and_takes_space_separated_values(capsys: pytest.CaptureFixture) -> None:
+    from generate.cli import main
+
+    assert main(["--api", "chat", "data", "--seed=1"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "generate: error: unexpected argument 'data': every setting is a flag, --name=value "
+        "(see `python -m generate --help`)")
+    assert main(["--api", "edits", "--progress", "False"]) == 2  # `--flag value` reaches the validation
+    assert "--api must be one of completions, chat (got 'edits')" in capsys.readouterr().err
+
+
+def test_more_examples_than_seed_tasks_is_refused_before_writing(seed_file, prompt_file, tmp_path, clean_env) -> None:
+    from generate.run import generate
+
+    config = config_from_flags({"output_dir": str(tmp_path / "out"), "seed_tasks_path": str(seed_file),
+                                "prompt_path": str(prompt_file), "num_prompt_instructions": 9})
+    with pytest.raises(ConfigError, match=r"--num_prompt_instructions=9 is more than the 8 tasks in .*seed_tasks.jsonl"):
+        generate(config)
+    assert not (tmp_path / "out").exists()

@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import openai
+import pytest
 
 from tests.openai_server import OpenAIServer, RouteResponse, ServerOptions
 
@@ -20,12 +21,17 @@ PROMPT = "Header\n###\n1. Instruction: Say hello to the user\n1. Input:\n<noinpu
 def test_cli_serves_until_sigterm(repo_root: Path, tmp_path: Path) -> None:
     port_file = tmp_path / "port"
     proc = subprocess.Popen([sys.executable, "-m", "tests.openai_server", "--port", "0", "--port_file", str(port_file),
-                             "--material", "synthetic", "--rpm", "600"], cwd=repo_root, stdout=subprocess.DEVNULL)
+                             "--material", "synthetic", "--rpm", "600", "--script", "0:500", "--models", "m,n"],
+                            cwd=repo_root, stdout=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
         while not port_file.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port_file.read_text()}/v1", api_key="x", max_retries=0)
+        with pytest.raises(openai.InternalServerError):  # --script: call 0 fails
+            client.completions.create(model="m", prompt=PROMPT, max_tokens=50)
+        with pytest.raises(openai.NotFoundError, match="model `gpt-4o` does not exist"):  # --models
+            client.completions.create(model="gpt-4o", prompt=PROMPT, max_tokens=50)
         raw = client.completions.with_raw_response.create(model="m", prompt=[PROMPT, PROMPT], max_tokens=500)
         answer = raw.parse()
         assert raw.headers["x-ratelimit-limit-requests"] == "600"
