@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     cost = summary["estimated_cost_usd"]
     cost_text = "unknown (no price for this model; pass --price_input/--price_output)" if cost is None else f"${cost:.4f}"
+    if summary["backend"] == "batch":
+        cost_text += " (Batch API: half price)"
     requests = summary["requests"]
     print(
         f"kept {summary['kept']}/{summary['target']} instructions -> {summary['output']} "

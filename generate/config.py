@@ -96,9 +96,10 @@ class GenerateConfig:
     batch_poll_interval: float = field(default=30.0, metadata=_help(
         "batch backend: seconds between status polls of a submitted batch."))
     batch_size: int = field(default=200, metadata=_help(
-        "batch backend: requests per submitted batch."))
+        "batch backend: the most requests in one submitted batch."))
     local_model: str = field(default="", metadata=_help(
-        "local backend: path of a transformers causal LM folder (required for --backend local)."))
+        "local backend: a model directory or Hugging Face id (default: --model_name if given, "
+        "that is, not the API default gpt-4o-mini; else Qwen/Qwen2.5-1.5B-Instruct)."))
     device: str = field(default="auto", metadata=_help(
         "local backend: torch device (auto, cpu, cuda, cuda:1, ...)."))
     # --- output --------------------------------------------------------------------------

@@ -60,6 +60,7 @@ class Journal:
         self.results: dict[int, dict[str, Any]] = {}
         self.state: dict[str, Any] = {}
         self.header: dict[str, Any] | None = None
+        self.created = False  # this run wrote the file (it holds only what this run appended)
         self._lock = threading.Lock()
         self._handle: Any = None
 
@@ -72,9 +73,15 @@ class Journal:
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             journal._handle = path.open("ab")
+            journal.created = True
             journal._append({"type": "header", "version": JOURNAL_VERSION, "settings": settings})
             _fsync_dir(path.parent)
         return journal
+
+    @property
+    def is_empty(self) -> bool:
+        """True while the journal holds no answer and no backend state (only its header)."""
+        return not self.results and not self.state
 
     def _load(self) -> None:
         data = self.path.read_bytes()
@@ -162,6 +169,14 @@ class Journal:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+    def discard(self) -> None:
+        """Close and delete a journal this run created and never used: a run that never
+        started leaves nothing behind. Refuses (ValueError) anything else."""
+        if not (self.created and self.is_empty):
+            raise ValueError(f"{self.path}: only an unused journal created by this run may be discarded")
+        self.close()
+        self.path.unlink(missing_ok=True)
 
 
 class JournalBackendState:

@@ -20,7 +20,13 @@ from typing import Any, Iterator, Mapping
 from tqdm import tqdm
 
 from generate.backends.base import Backend, GenerationRequest, GenerationResult
-from generate.backends.factory import PRICE_FACTORS, check_credentials, create_backend, resolve_backend_name
+from generate.backends.factory import (
+    PRICE_FACTORS,
+    check_credentials,
+    create_backend,
+    model_used,
+    resolve_backend_name,
+)
 from generate.config import ConfigError, GenerateConfig
 from generate.cost import count_tokens, estimate_cost_usd, price_for
 from generate.dedup import Deduplicator
@@ -42,12 +48,14 @@ def _sha256(path: Path) -> str:
 def data_settings(config: GenerateConfig, backend: str) -> dict[str, Any]:
     """The settings that shape the answers; a journal only resumes under the same values.
 
+    `model_name` is the model that answers (for the local backend: --local_model, or its
+    default, rather than the API's model name), so switching local models is refused too.
     Filters and the dedup threshold are not among them: they are applied again on replay, so
     changing them between runs is consistent.
     """
     return {
         "backend": backend,
-        "model_name": config.model_name,
+        "model_name": model_used(backend, config),
         "api": config.api,
         "seed": config.seed,
         "num_prompt_instructions": config.num_prompt_instructions,
@@ -170,6 +178,15 @@ class Processor:
         return added
 
 
+def _remove_empty_dirs(new_dirs: list[Path]) -> None:
+    """Remove the folders this run created, deepest first, as long as they are empty."""
+    for folder in new_dirs:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def _account(stats: RunStats, result: GenerationResult, model: str) -> None:
     """Add a paid-for answer's tokens, calls and retries to the totals (tiktoken when usage is absent)."""
     prompt_tokens, completion_tokens = result.prompt_tokens, result.completion_tokens
@@ -201,10 +218,16 @@ def generate(config: GenerateConfig, environ: Mapping[str, str] | None = None) -
     backend_name = resolve_backend_name(config, environ)
     check_credentials(backend_name, environ)
     output_dir = Path(config.output_dir)
+    new_dirs = [d for d in (output_dir, *output_dir.parents) if not d.exists()]  # deepest first
     output_dir.mkdir(parents=True, exist_ok=True)
-    journal = Journal.open(output_dir / JOURNAL_NAME, data_settings(config, backend_name))
-    stats = RunStats(backend=backend_name, model=config.model_name, api=config.api,
-                     target=config.num_instructions_to_generate)
+    settings = data_settings(config, backend_name)
+    model = settings["model_name"]
+    try:
+        journal = Journal.open(output_dir / JOURNAL_NAME, settings)
+    except BaseException:
+        _remove_empty_dirs(new_dirs)
+        raise
+    stats = RunStats(backend=backend_name, model=model, api=config.api, target=config.num_instructions_to_generate)
     store = OutputStore(output_dir)
     processor = Processor(config, tasks, store, stats)
 
@@ -218,7 +241,7 @@ def generate(config: GenerateConfig, environ: Mapping[str, str] | None = None) -
     # Replay: everything already answered, through the same deterministic steps.
     answered = {index: record_to_result(record, request_at(index)) for index, record in journal.results.items()}
     for result in answered.values():
-        _account(stats, result, config.model_name)
+        _account(stats, result, model)
     next_index = 0
     while not processor.done and next_index in answered:
         processor.process(answered.pop(next_index))
@@ -227,7 +250,7 @@ def generate(config: GenerateConfig, environ: Mapping[str, str] | None = None) -
     stats.kept = len(store)
     if answered or stats.requests_total:
         log.info("resumed from %s: %d answered requests, %d items kept", journal.path, stats.requests_total, len(store))
-    store.write(wait=True)
+        store.write(wait=True)  # a fresh run writes its data files with its first answer
 
     backend: Backend | None = None
     gate: DispatchGate | None = None
@@ -238,6 +261,11 @@ def generate(config: GenerateConfig, environ: Mapping[str, str] | None = None) -
     try:
         if not processor.done:
             backend = create_backend(backend_name, config, JournalBackendState(journal))
+            # Optional hook (the batch backend sizes its rounds from it): the real kept count,
+            # also when resuming with items already kept.
+            progress_hook = getattr(backend, "progress", None)
+            if progress_hook is not None:
+                progress_hook(len(store), config.num_instructions_to_generate)
             skip = set(journal.results)
             gate = DispatchGate(lookahead=max(4 * config.max_concurrency, 16), target=config.num_instructions_to_generate)
             gate.advance(next_index, len(store), stats.requests_processed)
@@ -252,7 +280,7 @@ def generate(config: GenerateConfig, environ: Mapping[str, str] | None = None) -
             for result in backend.run(requests()):
                 tick = time.perf_counter()
                 journal.append_result(result)  # durable before it is used
-                _account(stats, result, config.model_name)
+                _account(stats, result, model)
                 stats.requests_this_run += 1
                 answered[result.request.index] = result
                 added = 0
@@ -260,6 +288,8 @@ def generate(config: GenerateConfig, environ: Mapping[str, str] | None = None) -
                     added += processor.process(answered.pop(next_index))
                     next_index += 1
                 gate.advance(next_index, len(store), stats.requests_processed)
+                if progress_hook is not None:
+                    progress_hook(len(store), config.num_instructions_to_generate)
                 store.write(wait=processor.done)
                 stats.processing_ms.append(1000 * (time.perf_counter() - tick))
                 bar.update(added)
@@ -273,31 +303,36 @@ def generate(config: GenerateConfig, environ: Mapping[str, str] | None = None) -
         if gate is not None:
             gate.close()
         bar.close()
-        stats.kept = len(store)
-        stats.kept_this_run = len(store) - kept_at_start
-        try:
-            store.write(wait=True)
-        except OSError as write_error:
-            if error is None:
-                raise
-            log.error("could not write %s: %s", store.data_path, write_error)
-        backend_stats = backend.stats() if backend is not None and hasattr(backend, "stats") else {}
-        price_factor = backend.price_factor if backend is not None else PRICE_FACTORS[backend_name]
-        # Free (a local model): a known zero, whatever the model's name.
-        prices = (0.0, 0.0) if price_factor == 0 else price_for(config.model_name, config.price_input,
-                                                                 config.price_output)
-        cost = estimate_cost_usd(stats.prompt_tokens, stats.completion_tokens, prices, price_factor)
-        summary = stats.summary(
-            elapsed_s=time.monotonic() - started,
-            prices=prices,
-            cost_usd=cost,
-            backend_stats=backend_stats,
-            finished=processor.done,
-            error=error,
-            output_path=store.data_path,
-        )
-        write_summary(output_dir / SUMMARY_NAME, summary)
-        if backend is not None:
-            backend.close()
-        journal.close()
+        if backend is None and error is not None and journal.created and journal.is_empty:
+            # The backend never started (a local model that cannot load, Ctrl-C while loading):
+            # no request went out, so the run leaves nothing behind, not even an empty data file.
+            journal.discard()
+            _remove_empty_dirs(new_dirs)
+        else:
+            stats.kept = len(store)
+            stats.kept_this_run = len(store) - kept_at_start
+            try:
+                store.write(wait=True)
+            except OSError as write_error:
+                if error is None:
+                    raise
+                log.error("could not write %s: %s", store.data_path, write_error)
+            backend_stats = backend.stats() if backend is not None and hasattr(backend, "stats") else {}
+            price_factor = backend.price_factor if backend is not None else PRICE_FACTORS[backend_name]
+            # Free (a local model): a known zero, whatever the model's name.
+            prices = (0.0, 0.0) if price_factor == 0 else price_for(model, config.price_input, config.price_output)
+            cost = estimate_cost_usd(stats.prompt_tokens, stats.completion_tokens, prices, price_factor)
+            summary = stats.summary(
+                elapsed_s=time.monotonic() - started,
+                prices=prices,
+                cost_usd=cost,
+                backend_stats=backend_stats,
+                finished=processor.done,
+                error=error,
+                output_path=store.data_path,
+            )
+            write_summary(output_dir / SUMMARY_NAME, summary)
+            if backend is not None:
+                backend.close()
+            journal.close()
     return summary

@@ -28,19 +28,19 @@ import email.parser
 import email.policy
 import hashlib
 import json
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from tests.openai_server import (
     OpenAIServer,
     RouteRequest,
     RouteResponse,
-    ServerOptions,
     _approx_tokens,
+    add_server_arguments,
+    options_from_args,
+    serve_until_signalled,
 )
 
 STAGES = ("validating", "in_progress", "finalizing")
@@ -291,29 +291,16 @@ class BatchAPI:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Serve the synchronous and Batch endpoints until SIGTERM/SIGINT; write the port to --port_file."""
+    """Serve the synchronous and Batch endpoints until SIGTERM/SIGINT; write the port to --port_file.
+
+    Takes every flag of `python -m tests.openai_server`, plus --polls_per_stage."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--port_file", type=Path)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--material", choices=("auto", "predictions", "synthetic"), default="auto")
-    parser.add_argument("--bad_block_rate", type=float, default=0.0)
-    parser.add_argument("--polls_per_stage", type=int, default=1)
+    add_server_arguments(parser)
+    parser.add_argument("--polls_per_stage", type=int, default=1, help="status polls before a batch moves on")
     args = parser.parse_args(argv)
-    server = OpenAIServer(ServerOptions(seed=args.seed, material=args.material, bad_block_rate=args.bad_block_rate),
-                          port=args.port)
+    server = OpenAIServer(options_from_args(args), port=args.port)
     BatchAPI.install(server, BatchOptions(polls_per_stage=args.polls_per_stage))
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    server.start()
-    if args.port_file:
-        tmp = args.port_file.with_suffix(".tmp")
-        tmp.write_text(str(server.port))
-        tmp.replace(args.port_file)
-    print(f"serving {server.base_url} with /v1/files and /v1/batches", flush=True)
-    done.wait()
-    server.stop()
+    serve_until_signalled(server, args.port_file, "with /v1/files and /v1/batches")
 
 
 if __name__ == "__main__":

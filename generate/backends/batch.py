@@ -165,33 +165,14 @@ class BatchBackend(OpenAIBackend):
         return {**self.counts, "price_factor": self.price_factor}
 
     # --- request lines --------------------------------------------------------------------
-    def _body(self, prompts: tuple[str, ...]) -> dict[str, Any]:
-        params = self.params
-        body: dict[str, Any] = {
-            "model": params.model,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-            "n": 1,
-            self._token_param: self._max_tokens,  # as adapted by the synchronous backend's rules
-            "stop": list(params.stop),
-        }
-        if self.config.api == "completions":
-            body["prompt"] = list(prompts)
-            if self._logit_bias is not None:
-                body["logit_bias"] = self._logit_bias
-        else:
-            body["messages"] = [{"role": "user", "content": prompts[0]}]
-        for name in self._dropped:
-            body.pop(name, None)
-        return body
-
     def _slots(self, request: GenerationRequest) -> list[int | None]:
         return [None] if self.config.api == "completions" else list(range(len(request.prompts)))
 
     def _line(self, request: GenerationRequest, slot: int | None) -> _Line:
         prompts = request.prompts if slot is None else (request.prompts[slot],)
         cid = custom_id(request.index, slot)
-        record = {"custom_id": cid, "method": "POST", "url": self.endpoint, "body": self._body(prompts)}
+        body = self.request_body(prompts, self._max_tokens)  # max_tokens as adapted by follow-ups
+        record = {"custom_id": cid, "method": "POST", "url": self.endpoint, "body": body}
         return _Line(cid, request.index, (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
 
     def _expected_ids(self, job: dict[str, Any]) -> list[str]:
@@ -418,7 +399,7 @@ class BatchBackend(OpenAIBackend):
         errors = list(errors)
         for error in errors:
             if error.code == "unsupported_parameter":
-                self._adapt_to_unsupported(error)  # type: ignore[arg-type]  # reads .code and .param
+                self._adapt_to_unsupported(error.code, error.param)
         if any(e.code == "context_length_exceeded" or _CONTEXT_LENGTH.search(e.message) for e in errors):
             self._shrink_max_tokens()
 

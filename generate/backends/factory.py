@@ -50,6 +50,16 @@ def check_credentials(name: BackendName, environ: Mapping[str, str] | None = Non
         )
 
 
+def model_used(name: BackendName, config: GenerateConfig) -> str:
+    """The model that answers: --model_name for the APIs; for the local backend the model it
+    loads (--local_model, else --model_name unless it is the API default, else its default)."""
+    if name == "local":
+        from generate.backends.local import local_model_name  # deferred: local imports this module
+
+        return local_model_name(config)
+    return config.model_name
+
+
 def sampling_params(config: GenerateConfig) -> SamplingParams:
     """The decoding settings every backend uses for this run."""
     return SamplingParams(

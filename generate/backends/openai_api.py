@@ -228,9 +228,11 @@ class OpenAIBackend:
         return GenerationError(f"{where}: unexpected {type(err).__name__}: {self._scrub(str(err))}")
 
     # --- one HTTP call ---------------------------------------------------------------------
-    def _create(self, prompts: tuple[str, ...], max_tokens: int) -> Any:
+    def request_body(self, prompts: tuple[str, ...], max_tokens: int) -> dict[str, Any]:
+        """The JSON body of one call (completions: all `prompts`; chat: the one prompt as a user
+        message), with the parameters adapted to what the model accepts; the Batch API sends it too."""
         params = self.params
-        common: dict[str, Any] = {
+        body: dict[str, Any] = {
             "model": params.model,
             "temperature": params.temperature,
             "top_p": params.top_p,
@@ -238,21 +240,27 @@ class OpenAIBackend:
             self._token_param: max_tokens,
             "stop": list(params.stop),
         }
-        if self.config.api == "completions" and self._logit_bias is not None:
-            common["logit_bias"] = self._logit_bias
-        for name in self._dropped:
-            common.pop(name, None)
         if self.config.api == "completions":
-            return self.client.completions.with_raw_response.create(prompt=list(prompts), **common)
-        return self.client.chat.completions.with_raw_response.create(
-            messages=[{"role": "user", "content": prompts[0]}], **common
-        )
+            body["prompt"] = list(prompts)
+            if self._logit_bias is not None:
+                body["logit_bias"] = self._logit_bias
+        else:
+            body["messages"] = [{"role": "user", "content": prompts[0]}]
+        for name in self._dropped:
+            body.pop(name, None)
+        return body
 
-    def _adapt_to_unsupported(self, err: openai.BadRequestError) -> bool:
-        """Handle a 400 "unsupported_parameter" once per parameter; True when the call should be retried."""
-        if getattr(err, "code", None) != "unsupported_parameter":
+    def _create(self, prompts: tuple[str, ...], max_tokens: int) -> Any:
+        body = self.request_body(prompts, max_tokens)
+        if self.config.api == "completions":
+            return self.client.completions.with_raw_response.create(**body)
+        return self.client.chat.completions.with_raw_response.create(**body)
+
+    def _adapt_to_unsupported(self, code: str | None, param: str | None) -> bool:
+        """Handle a 400 "unsupported_parameter" (the error's `code` and `param`) once per parameter;
+        True when the call should be retried."""
+        if code != "unsupported_parameter":
             return False
-        param = getattr(err, "param", None)
         with self._counts_lock:
             if param == "max_tokens" and self.config.api == "chat" and self._token_param == "max_tokens":
                 self._token_param = "max_completion_tokens"
@@ -275,7 +283,7 @@ class OpenAIBackend:
                 break
             except openai.BadRequestError as err:
                 message = self._server_message(err)
-                if self._adapt_to_unsupported(err):
+                if self._adapt_to_unsupported(getattr(err, "code", None), getattr(err, "param", None)):
                     continue
                 if getattr(err, "code", None) == "context_length_exceeded" or _CONTEXT_LENGTH.search(message):
                     shrunk = int(max_tokens * 0.8)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -406,3 +407,66 @@ def test_generate_interrupted_while_waiting_resumes_the_same_batch(
     generate(config_for("straight"))
     assert api.stats()["batches_created"] == 2 * resumed_batches
     assert (tmp_path / "resumed" / "alpaca_data.json").read_text() == (tmp_path / "straight" / "alpaca_data.json").read_text()
+
+
+def test_generate_sizes_rounds_from_the_real_kept_count_also_after_a_resume(
+    server: OpenAIServer, tmp_path: Path, prompt_file: Path, seed_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from generate.run import generate
+
+    api = BatchAPI.install(server)
+    reported: list[tuple[int, int]] = []
+    real_progress = BatchBackend.progress
+
+    def spy(self: BatchBackend, kept: int, target: int) -> None:
+        reported.append((kept, target))
+        real_progress(self, kept, target)
+
+    monkeypatch.setattr(BatchBackend, "progress", spy)
+
+    def config_for(target: int) -> GenerateConfig:
+        return make_config(backend="batch", output_dir=str(tmp_path / "out"), prompt_path=str(prompt_file),
+                           seed_tasks_path=str(seed_file), num_instructions_to_generate=target)
+
+    def batch_sizes() -> list[int]:
+        return [len(api.contents[b["input_file_id"]].splitlines()) for b in api.batches.values()]
+
+    assert generate(config_for(12))["kept"] == 12
+    first_run_batches = len(api.batches)
+    reported.clear()
+    summary = generate(config_for(40))  # resumes with 12 kept
+    assert summary["kept"] == 40
+    neighbours = [json.loads(line) for line in (tmp_path / "out" / "generate_neighbours.jsonl").read_text().splitlines()]
+    requests = range(summary["requests_resumed_from_journal"], summary["requests"])
+
+    def kept_through(index: int) -> int:
+        return sum(n["request"] <= index for n in neighbours)
+
+    # Told the kept count before anything was asked, then after every answered request.
+    assert reported == [(12, 40)] + [(kept_through(i), 40) for i in requests]
+    # Round 1 of the resumed run: the 28 missing items at the prior guess of 16 per request (2
+    # prompts x 8); without the hook it would have asked for all 40 (3 requests).
+    round_1, round_2 = batch_sizes()[first_run_batches:]
+    assert round_1 == math.ceil((40 - 12) / 16) == 2
+    # Round 2: from the items round 1 really kept.
+    kept_after_round_1 = kept_through(requests[round_1 - 1])
+    assert round_2 == math.ceil((40 - kept_after_round_1) / ((kept_after_round_1 - 12) / round_1))
+
+
+def test_cli_reports_the_batch_price_on_the_cost_line(
+    server: OpenAIServer, tmp_path: Path, prompt_file: Path, seed_file: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from generate.cli import main
+
+    BatchAPI.install(server)
+    out = tmp_path / "out"
+    status = main([f"--output_dir={out}", f"--prompt_path={prompt_file}", f"--seed_tasks_path={seed_file}",
+                   "--backend=batch", "--api=completions", "--num_instructions_to_generate=6",
+                   "--request_batch_size=2", "--batch_poll_interval=0.001", "--progress=False"])
+    assert status == 0
+    summary = json.loads((out / "generate_summary.json").read_text())
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"kept 6/6 instructions -> {out / 'alpaca_data.json'} ({summary['requests']} request"
+        f"{'' if summary['requests'] == 1 else 's'}, {summary['prompt_tokens']}+{summary['completion_tokens']} "
+        f"tokens, estimated cost ${summary['estimated_cost_usd']:.4f} (Batch API: half price))"
+    )

@@ -25,6 +25,7 @@ from generate.backends.local import (
     local_model_name,
 )
 from generate.config import GenerateConfig
+from generate.journal import JournalError
 
 PROMPTS = (
     "Give three tips for staying healthy.\n4. Instruction:",
@@ -251,6 +252,25 @@ def test_offline_without_cache_names_both_ways_out(
     )
     for way_out in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "--model_name <local model directory>"):
         assert way_out in message
+    assert not (tmp_path / "out").exists()  # a run that never started leaves nothing behind
+
+
+def test_a_backend_that_cannot_start_leaves_an_earlier_runs_files_alone(
+    tmp_path: Path, prompt_file: Path, seed_file: Path, clean_env: pytest.MonkeyPatch
+) -> None:
+    from generate.run import generate
+
+    out = tmp_path / "out"
+    out.mkdir()
+    earlier = {"alpaca_data.json": '[\n    {"instruction": "a", "input": "", "output": "b"}\n]\n',
+               "generate_summary.json": '{"kept": 1}\n', "notes.txt": "mine\n"}
+    for name, text in earlier.items():
+        (out / name).write_text(text)
+    config = GenerateConfig(local_model=str(tmp_path / "nowhere"), output_dir=str(out), progress=False,
+                            prompt_path=str(prompt_file), seed_tasks_path=str(seed_file))
+    with pytest.raises(GenerationError, match=f"--model_name {tmp_path / 'nowhere'}: not a model directory"):
+        generate(config)
+    assert {path.name: path.read_text() for path in out.iterdir()} == earlier
 
 
 def test_unreachable_hub_fails_without_retrying(tmp_path: Path) -> None:
@@ -301,6 +321,7 @@ def test_generate_runs_locally_without_an_api_and_counts_junk_as_rejected(
     assert f"no OPENAI_API_KEY or OPENAI_BASE_URL set: generating locally with {model}" in caplog.text
     summary = json.loads((out / "generate_summary.json").read_text())
     assert summary["backend"] == "local"
+    assert summary["model"] == str(model)  # the model that answered, not the API default
     assert (summary["requests"], summary["kept"], summary["api_calls"]) == (3, 0, 0)
     assert summary["estimated_cost_usd"] == 0.0
     assert json.loads((out / "alpaca_data.json").read_text()) == []
@@ -315,6 +336,23 @@ def test_generate_runs_locally_without_an_api_and_counts_junk_as_rejected(
             expected.update(parse_answer(completion["text"], completion["finish_reason"], 3, "completions")[1])
     assert sum(expected.values()) >= 6
     assert {k: v for k, v in summary["rejected"].items() if v} == dict(expected)
+    assert records[0]["settings"]["model_name"] == str(model)
+    # Another local model would answer differently: resuming with it is refused.
+    other = dataclasses.replace(config, local_model=str(tmp_path / "other"))
+    with pytest.raises(JournalError, match=f"was written with model_name='{model}' but this run has "
+                                           f"'{tmp_path / 'other'}'"):
+        generate(other)
+
+
+def test_the_journal_records_the_local_model_however_it_was_chosen(prompt_file: Path, seed_file: Path) -> None:
+    from generate.run import data_settings
+
+    files = {"prompt_path": str(prompt_file), "seed_tasks_path": str(seed_file)}
+    by_flag = data_settings(GenerateConfig(local_model="/m", **files), "local")
+    assert by_flag["model_name"] == "/m"
+    assert data_settings(GenerateConfig(model_name="/m", **files), "local") == by_flag
+    assert data_settings(GenerateConfig(**files), "local")["model_name"] == DEFAULT_LOCAL_MODEL
+    assert data_settings(GenerateConfig(local_model="/m", **files), "openai")["model_name"] == "gpt-4o-mini"
 
 
 @pytest.mark.gpu

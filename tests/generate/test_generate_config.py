@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from generate.backends.factory import resolve_backend_name
-from generate.config import REFERENCE_BLACKLIST, ConfigError, GenerateConfig, config_from_flags
+from generate.config import REFERENCE_BLACKLIST, ConfigError, GenerateConfig, config_from_flags, flag_help
 
 
 def test_reference_flags_and_types() -> None:
@@ -108,3 +108,16 @@ def test_more_examples_than_seed_tasks_is_refused_before_writing(seed_file, prom
     with pytest.raises(ConfigError, match=r"--num_prompt_instructions=9 is more than the 8 tasks in .*seed_tasks.jsonl"):
         generate(config)
     assert not (tmp_path / "out").exists()
+
+
+def test_help_states_the_local_model_rule_and_the_batch_limit() -> None:
+    from generate.backends.local import DEFAULT_LOCAL_MODEL
+
+    lines = flag_help().splitlines()
+    local_help = lines[lines.index("  --local_model (default: )") + 1].strip()
+    assert local_help == (
+        "local backend: a model directory or Hugging Face id (default: --model_name if given, that is, "
+        f"not the API default {GenerateConfig().model_name}; else {DEFAULT_LOCAL_MODEL})."
+    )
+    batch_help = lines[lines.index("  --batch_size (default: 200)") + 1].strip()
+    assert batch_help == "batch backend: the most requests in one submitted batch."

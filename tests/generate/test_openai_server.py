@@ -44,6 +44,32 @@ def test_cli_serves_until_sigterm(repo_root: Path, tmp_path: Path) -> None:
         assert proc.wait(timeout=30) == 0
 
 
+def test_batch_cli_takes_the_server_flags_and_serves_files(repo_root: Path, tmp_path: Path) -> None:
+    port_file = tmp_path / "port"
+    proc = subprocess.Popen([sys.executable, "-m", "tests.openai_server_batch", "--port", "0", "--port_file",
+                             str(port_file), "--material", "synthetic", "--models", "m", "--polls_per_stage", "2"],
+                            cwd=repo_root, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not port_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        base_url = f"http://127.0.0.1:{port_file.read_text()}/v1"
+        assert proc.stdout.readline() == f"serving {base_url} with /v1/files and /v1/batches\n"
+        client = openai.OpenAI(base_url=base_url, api_key="x", max_retries=0)
+        with pytest.raises(openai.NotFoundError, match="model `gpt-4o` does not exist"):  # --models
+            client.completions.create(model="gpt-4o", prompt=PROMPT, max_tokens=50)
+        line = {"custom_id": "request-0", "method": "POST", "url": "/v1/completions",
+                "body": {"model": "m", "prompt": [PROMPT], "max_tokens": 50}}
+        uploaded = client.files.create(file=("in.jsonl", json.dumps(line).encode() + b"\n"), purpose="batch")
+        assert uploaded.bytes == len(json.dumps(line)) + 1
+        batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/completions", completion_window="24h")
+        statuses = [client.batches.retrieve(batch.id).status for _ in range(2)]
+        assert statuses == ["validating", "in_progress"]  # --polls_per_stage 2
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
 def test_chat_restates_and_routes_can_be_added() -> None:
     with OpenAIServer(ServerOptions(material="synthetic", seed=1)) as server:
         server.add_route("GET", "/v1/ping", lambda request: RouteResponse(200, {"pong": request.path}))
