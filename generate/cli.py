@@ -67,10 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if config.log_level != "debug":
-        # The SDK and HTTP client log each retry at INFO; our own summary counts them.
-        logging.getLogger("openai").setLevel(logging.WARNING)
-        logging.getLogger("httpx2").setLevel(logging.WARNING)
+    # The SDK and HTTP client log each call and retry with its full URL (a password in
+    # OPENAI_BASE_URL included), even at INFO; our own debug lines and summary cover them.
+    logging.getLogger("openai").setLevel(logging.WARNING)
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
     if "num_cpus" in flags:
         log.info("--num_cpus is accepted for compatibility and ignored: dedup runs in this process")
     from generate.run import generate  # deferred: `--help` and flag errors stay instant

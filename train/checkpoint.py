@@ -14,8 +14,8 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +34,14 @@ SCHEDULER_STATE = "scheduler.pt"
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON through a temp file in the same directory and os.replace it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    # os.open with 0o666 (not mkstemp's 0o600): the file gets the mode any new file gets,
+    # without reading the umask (os.umask sets it process-wide, racing other threads).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(obj, fh, indent=2)
             fh.write("\n")
-        # mkstemp creates the file 0600; give it the mode any new file gets (umask applied).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

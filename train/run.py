@@ -105,8 +105,8 @@ def train(cfg: TrainConfig) -> dict:
         output_dir = Path(cfg.output_dir)
         # Resolved before loading anything: a wrong checkpoint path fails at once.
         resume = None if cfg.deepspeed else resolve_resume_path(cfg.resume_from_checkpoint, output_dir)
+        prep = prepare(cfg, env)  # data errors stop the run before anything is created
         output_dir.mkdir(parents=True, exist_ok=True)
-        prep = prepare(cfg, env)
         if cfg.deepspeed is not None:
             from train.hf_backend import train_with_hf_trainer
 

@@ -84,6 +84,9 @@ def _safe_base_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
 class OpenAIBackend:
     """Sends each request's prompts to /v1/completions (batched) or /v1/chat/completions (one per call)."""
 
@@ -110,9 +113,11 @@ class OpenAIBackend:
         self.calls = 0
         http_client = openai.DefaultHttpxClient(event_hooks={"response": [self._on_response]})
         # A local server needs no key, but the SDK insists on one; it is sent as a bearer token.
+        # The default URL is passed explicitly: given None, the SDK would read OPENAI_BASE_URL
+        # itself and take an empty value literally, where we count it as unset.
         self.client = openai.OpenAI(
             api_key=api_key or "no-key-needed",
-            base_url=base_url,
+            base_url=base_url or OPENAI_DEFAULT_BASE_URL,
             max_retries=config.max_retries,
             timeout=config.request_timeout,
             http_client=http_client,

@@ -121,3 +121,16 @@ def test_help_states_the_local_model_rule_and_the_batch_limit() -> None:
     )
     batch_help = lines[lines.index("  --batch_size (default: 200)") + 1].strip()
     assert batch_help == "batch backend: the most requests in one submitted batch."
+
+
+def test_empty_base_url_counts_as_unset_for_the_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OPENAI_BASE_URL="" must mean api.openai.com, not an empty URL the SDK would read itself."""
+    from generate.backends.openai_api import OpenAIBackend
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("OPENAI_BASE_URL", "")
+    backend = OpenAIBackend(GenerateConfig(backend="openai"), state=None)
+    try:
+        assert str(backend.client.base_url) == "https://api.openai.com/v1/"
+    finally:
+        backend.close()

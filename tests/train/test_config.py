@@ -132,3 +132,4 @@ def test_bad_input_is_one_error_line_naming_file_or_flag(
     with caplog.at_level(logging.ERROR):
         assert main(argv) == status
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [message.format(d=tmp_path)]
+    assert not (tmp_path / "out").exists(), "a failed start must not leave an output folder behind"
