@@ -331,7 +331,13 @@ def generate(config: GenerateConfig, environ: Mapping[str, str] | None = None) -
                 error=error,
                 output_path=store.data_path,
             )
-            write_summary(output_dir / SUMMARY_NAME, summary)
+            try:
+                write_summary(output_dir / SUMMARY_NAME, summary)
+            except OSError as write_error:
+                if error is None:
+                    raise
+                # Already failing: keep the original error, the one the user must act on.
+                log.error("could not write %s: %s", output_dir / SUMMARY_NAME, write_error)
             if backend is not None:
                 backend.close()
             journal.close()
