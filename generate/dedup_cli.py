@@ -14,9 +14,7 @@ import argparse
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Sequence
 
 from generate.dedup import dedup_stream
 from generate.dedup_tokenize import TOKENIZERS, TokenizerName
+from generate.store import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -87,17 +86,8 @@ def read_instructions(path: Path, what: str) -> list[str]:
 
 
 def write_keep(path: Path, keep: Sequence[bool]) -> None:
-    """Write {"keep": [...]} atomically: a temp file in the same folder, then os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump({"keep": list(keep)}, out)
-            out.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write {"keep": [...]} atomically (temp file in the same folder, then os.replace)."""
+    atomic_write_text(path, json.dumps({"keep": list(keep)}) + "\n")
 
 
 def run(config: DedupConfig) -> list[bool]:

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
+from generate.store import atomic_write_text  # one atomic-write helper for every stage
 from recover.errors import CheckpointError
 
 MANIFEST_NAME = "recover_manifest.json"
@@ -77,12 +76,7 @@ class Manifest:
 
     def write(self, directory: Path) -> None:
         """Write `recover_manifest.json` into `directory` atomically."""
-        path = directory / MANIFEST_NAME
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=MANIFEST_NAME, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(self), f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
+        atomic_write_text(directory / MANIFEST_NAME, json.dumps(asdict(self), indent=1) + "\n")
 
     @classmethod
     def read(cls, directory: Path) -> Manifest | None:

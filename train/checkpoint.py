@@ -14,13 +14,13 @@ import json
 import logging
 import os
 import re
-import secrets
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from generate.store import atomic_write_text  # one atomic-write helper for every stage
 from train.config import RESUME_NEWEST, RESUME_OFF, ConfigError
 from train.distributed import DistEnv, barrier
 
@@ -33,19 +33,7 @@ SCHEDULER_STATE = "scheduler.pt"
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON through a temp file in the same directory and os.replace it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    # os.open with 0o666 (not mkstemp's 0o600): the file gets the mode any new file gets,
-    # without reading the umask (os.umask sets it process-wide, racing other threads).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def list_checkpoints(output_dir: Path) -> list[Path]:

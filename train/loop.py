@@ -269,7 +269,7 @@ class Trainer:
     # ---------------------------------------------------------------- run
     def run(self, resume: Path | None = None) -> dict:
         """Train to the end (from checkpoint `resume` if given), save the model, return the summary."""
-        cfg, env = self.cfg, self.env
+        env = self.env
         if resume is not None:
             loop_state, state = load_checkpoint(resume, self.model, self.optimizer, self.scheduler, env)
             self.step = int(loop_state["step"])

@@ -9,7 +9,7 @@ makes a resumed or concurrent run produce the same data as a sequential one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Literal, Protocol
+from typing import Any, Iterator, Literal, Protocol
 
 BackendName = Literal["openai", "batch", "local"]
 
