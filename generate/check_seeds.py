@@ -115,10 +115,15 @@ def _check_filters(check: SeedCheck) -> None:
             key_detail = detail if reason in ("blacklisted", "banned_prefix") else ""
             groups[(reason, key_detail)].append(task)
     total = len(check.tasks)
+    flagged = {detail for reason, detail in groups if reason == "blacklisted"}
+    rest = ",".join(word for word in check.config.blacklist if word not in flagged)
     for (reason, detail), tasks in groups.items():
+        hint = _FLAG_FOR[reason]
+        if reason == "blacklisted":
+            hint += f" (without the words flagged here: --blacklist={rest!r})"
         check.warnings.append(
             f"{_describe(reason, detail, check.config)} rejects {len(tasks)} of your {total} seeds: "
-            f"ids {_ids(tasks)}; change it with {_FLAG_FOR[reason]}"
+            f"ids {_ids(tasks)}; change it with {hint}"
         )
     if not groups:
         check.notes.append(f"filters: all {total} seed instructions pass")
@@ -137,10 +142,13 @@ def _check_duplicates(check: SeedCheck) -> None:
             continue
         other = first_by_text.get(decision.nearest or "")
         other_label = other.label if other is not None else repr(decision.nearest)
+        label = task.label
+        if other is not None and other.label == label:  # the same id twice: lines tell them apart
+            label, other_label = f"{label} (line {task.line})", f"{other_label} (line {other.line})"
         if decision.nearest == task.instruction:
-            findings.append(f"seed {task.label} repeats seed {other_label}")
+            findings.append(f"seed {label} repeats seed {other_label}")
         else:
-            findings.append(f"seed {task.label} is a near-duplicate of seed {other_label} "
+            findings.append(f"seed {label} is a near-duplicate of seed {other_label} "
                             f"(ROUGE-L {decision.score:.2f} > {config.similarity_threshold})")
     for line in findings[:_SHOWN_IDS]:
         check.warnings.append(f"{line}: generated tasks this close to a seed are dropped, so it adds nothing")
