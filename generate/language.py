@@ -127,7 +127,7 @@ def _script_of(char: str) -> str | None:
     if char.isascii():
         return "Latin"
     name = unicodedata.name(char, "")
-    if name.startswith("LATIN") or name.startswith("FULLWIDTH LATIN"):
+    if name.startswith(("LATIN", "FULLWIDTH LATIN")):
         return "Latin"
     return name.split(" ")[0].capitalize() if name else "Other"
 
