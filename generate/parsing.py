@@ -34,6 +34,7 @@ LABELS: dict[str, tuple[str, ...]] = {
     "input": ("Input", "输入"),
     "output": ("Output", "输出"),
 }
+_ROLES = tuple(LABELS)
 _ROLE_OF = {label: role for role, labels in LABELS.items() for label in labels}
 _LABEL_ALTERNATIVES = "|".join(re.escape(label) for labels in LABELS.values() for label in labels)
 # Markdown emphasis a model may put around a label: **4. Instruction:**, 4. **Input**:, __4. Output:__
@@ -45,11 +46,11 @@ def _label_pattern(number: int) -> re.Pattern[str]:
     """`N. Label:` for one number: `.`, `．` or `、` after it, `:` or `：` after the label, emphasis around.
 
     Like the reference's `N\\.\\s+(Instruction|Input|Output):` (unanchored, case-sensitive),
-    which it matches wherever that one matches.
+    which it matches wherever that one matches. It starts with the number, a literal the
+    regex engine scans for quickly; emphasis opening the label's line (`**4. Input:**`) is
+    left at the end of the part before it, and `_strip_decoration` removes it.
     """
-    return re.compile(
-        rf"{_DECOR}{number}\s*[.．、]\s*{_DECOR}({_LABEL_ALTERNATIVES})\s*{_DECOR}\s*[:：]{_DECOR}"
-    )
+    return re.compile(rf"{number}\s*[.．、]\s*{_DECOR}({_LABEL_ALTERNATIVES})\s*{_DECOR}\s*[:：]{_DECOR}")
 
 
 @dataclass(frozen=True)
@@ -132,8 +133,7 @@ def parse_answer(
             rejected["truncated"] += 1
             continue
         parts = _label_pattern(first + offset).split(block)
-        roles = [_ROLE_OF.get(label) for label in parts[1::2]]
-        if len(parts) != 7 or roles != ["instruction", "input", "output"]:
+        if len(parts) != 7 or tuple(map(_ROLE_OF.get, parts[1::2])) != _ROLES:
             rejected["malformed"] += 1
             continue
         instruction = _strip_decoration(parts[2])
@@ -152,9 +152,16 @@ def _has_instruction_label(header: re.Pattern[str], text: str) -> bool:
     return any(_ROLE_OF.get(m.group(1)) == "instruction" for m in header.finditer(text))
 
 
+_TRAILING_DECOR = re.compile(r"\n[ \t]*(?:\*\*|__)\Z")
+
+
 def _strip_decoration(text: str) -> str:
-    """A part's text, stripped, without a lone `**` left over from `**4. Instruction: text**`."""
+    """A part's text, stripped, without the emphasis of the next label's line (`...\\n**`) or a lone
+    `**` left over from `**4. Instruction: text**`."""
     text = text.strip()
+    if "**" not in text and "__" not in text:
+        return text  # the usual case, kept cheap: this runs for every part of every block
+    text = _TRAILING_DECOR.sub("", text).rstrip()
     if text.count("**") % 2 == 1:
         if text.endswith("**"):
             text = text[:-2].rstrip()
