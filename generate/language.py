@@ -10,8 +10,9 @@ instructions alone (no model, no dictionary beyond a few English function words)
 2. The heaviest script decides: Han/kana -> `ja` when kana are at least 20% of those
    characters, else `zh`; Hangul -> `ko`; Thai -> `th`; another non-Latin script -> `other`.
 3. Latin -> `en` when at least half of the instructions contain one of a few English
-   function words ("the", "of", "and", "to", "is", "what", "how", ...) and under 3% of the
-   Latin letters are accented; else `other` (French, German, Spanish, Vietnamese...).
+   function words or opening verbs ("the", "of", "to", "what", "how", "give", "write",
+   "explain", ...) and under 3% of the Latin letters are accented; else `other` (French,
+   German, Spanish, Vietnamese...).
 
 `en` keeps the reference's behaviour exactly. The others get the Unicode dedup tokenizer,
 no ASCII-start rule and punctuation by Unicode category; `zh`, `ja` and `th`, written
@@ -48,9 +49,11 @@ JAPANESE_BLACKLIST: tuple[str, ...] = (
     "音楽", "ファイル", "添付", "リンク", "URL",
 )
 
+# Common English function words, and the verbs English instructions usually open with.
 _ENGLISH_FUNCTION_WORDS = frozenset(
     "the of and to is are this that what how why which with your you for it from an about "
-    "into these those there their".split()
+    "into these those there their give write list explain describe summarize summarise tell "
+    "suggest find create make generate rewrite translate classify identify please".split()
 )
 _CJK_WEIGHT = 3
 

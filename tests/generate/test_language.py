@@ -67,3 +67,17 @@ def test_language_flag_overrides_detection() -> None:
 def test_a_max_below_the_languages_minimum_wins() -> None:
     resolved, _ = resolve_language(config_from_flags({"max_instruction_words": 5}), ["เขียนกลอนสั้นๆ เกี่ยวกับฤดูฝน"])
     assert (resolved.min_instruction_words, resolved.max_instruction_words) == (5, 5)
+
+
+def test_filter_settings_follow_the_resolved_language() -> None:
+    from generate.parsing import FilterSettings, rejection_reason
+
+    english = FilterSettings.from_config(resolve_language(GenerateConfig(), ["Give three tips."])[0])
+    assert english == FilterSettings()
+    thai = FilterSettings.from_config(resolve_language(GenerateConfig(), ["เขียนกลอนสั้นๆ เกี่ยวกับฤดูฝน"])[0])
+    assert (thai.length_unit, thai.punctuation, thai.blacklist_match, thai.dedup_tokenizer, thai.min_words) == (
+        "char", "unicode", "substring", "unicode", 8)
+    japanese = FilterSettings.from_config(resolve_language(GenerateConfig(), ["次の文を丁寧に書き換えてください。"])[0])
+    assert rejection_reason("この写真に写っている人は何をしていますか。", japanese) == "blacklisted"
+    assert rejection_reason("「注意」次の文を要約してください。", japanese) == "punctuation_start"
+    assert rejection_reason("次の文を丁寧に書き換えてください。", japanese) is None
