@@ -13,6 +13,7 @@ ApiName = Literal["completions", "chat"]
 BackendChoice = Literal["auto", "openai", "batch", "local"]
 DedupTokenizer = Literal["rouge", "unicode"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+LanguageChoice = Literal["auto", "en", "zh", "ja", "ko", "th", "other"]  # issue #10 (w10lang)
 
 # The reference's blacklist: instructions a text-only model cannot follow.
 REFERENCE_BLACKLIST: tuple[str, ...] = (
@@ -102,6 +103,14 @@ class GenerateConfig:
         "that is, not the API default gpt-4o-mini; else Qwen/Qwen2.5-1.5B-Instruct)."))
     device: str = field(default="auto", metadata=_help(
         "local backend: torch device (auto, cpu, cuda, cuda:1, ...)."))
+    # --- language of the seed tasks (issue #10, w10lang; generate/language.py) -----------
+    language: LanguageChoice = field(default="auto", metadata=_help(
+        "auto: detected from the seed instructions' script; en keeps the reference's settings; "
+        "zh, ja, th: lengths in characters, blacklist matched as substrings; ko, other: words. "
+        "Every non-English choice uses the unicode dedup tokenizer and no ASCII-start rule. "
+        "Flags left at their defaults (--dedup_tokenizer, --blacklist, --min/max_instruction_words, "
+        "--reject_non_ascii_start, --prompt_path) follow the language; flags you set win."))
+    # --- end of the language block -------------------------------------------------------
     # --- output --------------------------------------------------------------------------
     log_level: LogLevel = field(default="info", metadata=_help(
         "debug shows one line per request."))
@@ -110,6 +119,7 @@ class GenerateConfig:
 
 _LITERAL_FIELDS = {
     "api": ApiName, "backend": BackendChoice, "dedup_tokenizer": DedupTokenizer, "log_level": LogLevel,
+    "language": LanguageChoice,  # issue #10 (w10lang)
 }
 _INT_FIELDS = {f.name for f in fields(GenerateConfig) if f.type == "int"}
 _FLOAT_FIELDS = {f.name for f in fields(GenerateConfig) if f.type in ("float", "float | None")}

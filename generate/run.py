@@ -27,12 +27,13 @@ from generate.backends.factory import (
     model_used,
     resolve_backend_name,
 )
+from generate.check_seeds import prepare_run
 from generate.config import ConfigError, GenerateConfig
 from generate.cost import count_tokens, estimate_cost_usd, price_for
 from generate.dedup import Deduplicator
 from generate.journal import Journal, JournalBackendState, record_to_result
 from generate.parsing import FilterSettings, parse_answer, rejection_reason
-from generate.seeds import SeedTask, build_request, load_prompt, load_seed_tasks
+from generate.seeds import SeedTask, build_request
 from generate.store import OutputStore
 from generate.summary import SUMMARY_NAME, RunStats, write_summary
 
@@ -208,15 +209,15 @@ def generate(config: GenerateConfig, environ: Mapping[str, str] | None = None) -
     whatever was journaled before a failure is kept and the next run resumes from it.
     """
     started = time.monotonic()
-    tasks = load_seed_tasks(Path(config.seed_tasks_path))
-    prompt_text = load_prompt(Path(config.prompt_path))
+    backend_name = resolve_backend_name(config, environ)
+    check_credentials(backend_name, environ)
+    # Issue #10 (w10lang): check the seeds, settle the language (tokenizer, filters, prompt).
+    config, tasks, prompt_text = prepare_run(config)
     if config.num_prompt_instructions > len(tasks):
         raise ConfigError(
             f"--num_prompt_instructions={config.num_prompt_instructions} is more than the "
             f"{len(tasks)} tasks in {config.seed_tasks_path}"
         )
-    backend_name = resolve_backend_name(config, environ)
-    check_credentials(backend_name, environ)
     output_dir = Path(config.output_dir)
     new_dirs = [d for d in (output_dir, *output_dir.parents) if not d.exists()]  # deepest first
     output_dir.mkdir(parents=True, exist_ok=True)

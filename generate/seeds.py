@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -18,70 +18,129 @@ class SeedTaskError(ValueError):
 
 @dataclass(frozen=True)
 class SeedTask:
-    """One seed task reduced to what a prompt shows: the instruction and its first instance."""
+    """One seed task reduced to what a prompt shows: the instruction and its first instance.
+
+    `id` and `line` say where it came from (for reports); they are not shown to the model
+    and do not take part in equality, so two files with the same tasks are the same seeds.
+    """
 
     instruction: str
     input: str
     output: str
+    id: str = field(default="", compare=False)
+    line: int = field(default=0, compare=False)
+
+    @property
+    def label(self) -> str:
+        """How a report names this task: its id, else its line."""
+        return self.id or f"line {self.line}"
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """A UTF-8 text file's content, a leading byte-order mark dropped; other encodings are named."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise SeedTaskError(
+            f"{what} {path} is not UTF-8: byte 0x{data[err.start]:02x} at byte offset {err.start} "
+            f"(line {line}); save the file as UTF-8"
+        ) from None
+    return text.removeprefix("\ufeff")
 
 
 def load_seed_tasks(path: Path) -> list[SeedTask]:
-    """Read reference-schema JSONL (uses `instruction` and `instances[0]`), rejecting bad lines by number."""
+    """Read reference-schema JSONL (uses `instruction` and `instances[0]`), rejecting bad lines by number.
+
+    UTF-8, with or without a byte-order mark; blank lines are skipped.
+    """
     if not path.is_file():
         raise SeedTaskError(f"seed tasks file {path} does not exist (set --seed_tasks_path)")
     tasks: list[SeedTask] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise SeedTaskError(f"{where}: not valid JSON: {err.msg} (column {err.colno})") from None
-            if not isinstance(record, dict):
-                raise SeedTaskError(f"{where}: expected a JSON object")
-            instruction = record.get("instruction")
-            instances = record.get("instances")
-            if not isinstance(instruction, str) or not instruction.strip():
-                raise SeedTaskError(f"{where}: 'instruction' must be a non-empty string")
-            if not isinstance(instances, list) or not instances or not isinstance(instances[0], dict):
-                raise SeedTaskError(f"{where}: 'instances' must be a non-empty list of {{input, output}}")
-            first = instances[0]
-            inp, out = first.get("input", ""), first.get("output")
-            if not isinstance(inp, str) or not isinstance(out, str):
-                raise SeedTaskError(f"{where}: instances[0] needs string 'input' and 'output'")
-            tasks.append(SeedTask(instruction=instruction, input=inp, output=out))
+    text = read_text_file(path, "seed tasks file")
+    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines: JSON strings may hold U+2028
+        if not line.strip():
+            continue
+        where = f"{path}, line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise SeedTaskError(f"{where}: not valid JSON: {err.msg} (column {err.colno})") from None
+        if not isinstance(record, dict):
+            raise SeedTaskError(f"{where}: expected a JSON object")
+        instruction = record.get("instruction")
+        instances = record.get("instances")
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise SeedTaskError(f"{where}: 'instruction' must be a non-empty string")
+        if not isinstance(instances, list) or not instances or not isinstance(instances[0], dict):
+            raise SeedTaskError(f"{where}: 'instances' must be a non-empty list of {{input, output}}")
+        first = instances[0]
+        inp, out = first.get("input", ""), first.get("output")
+        if not isinstance(inp, str) or not isinstance(out, str):
+            raise SeedTaskError(f"{where}: instances[0] needs string 'input' and 'output'")
+        task_id = record.get("id", "")
+        if not isinstance(task_id, (str, int)) or isinstance(task_id, bool):
+            raise SeedTaskError(f"{where}: 'id' must be a string")
+        tasks.append(SeedTask(instruction=instruction, input=inp, output=out, id=str(task_id), line=number))
     if not tasks:
         raise SeedTaskError(f"seed tasks file {path} has no tasks")
     return tasks
 
 
 def load_prompt(path: Path) -> str:
-    """Read the prompt header text."""
+    """Read the prompt header text (UTF-8, a byte-order mark dropped)."""
     if not path.is_file():
         raise SeedTaskError(f"prompt file {path} does not exist (set --prompt_path)")
-    text = path.read_text(encoding="utf-8")
+    text = read_text_file(path, "prompt file")
     if not text.strip():
         raise SeedTaskError(f"prompt file {path} is empty")
     return text
 
 
+@dataclass(frozen=True)
+class BlockLabels:
+    """The labels of a prompt's example blocks: `N. Instruction:` and so on."""
+
+    instruction: str
+    input: str
+    output: str
+    colon: str
+
+
+ENGLISH_LABELS = BlockLabels("Instruction", "Input", "Output", ":")
+CHINESE_LABELS = BlockLabels("指令", "输入", "输出", "：")
+
+
+def prompt_labels(prompt_text: str) -> BlockLabels:
+    """The labels a prompt asks for: Chinese when it names `指令：` (as prompt_zh.txt does), else English."""
+    if re.search(r"指令\s*[:：]", prompt_text) and re.search(r"输出\s*[:：]", prompt_text):
+        return CHINESE_LABELS
+    return ENGLISH_LABELS
+
+
 def normalize_instruction(instruction: str) -> str:
     """Collapse whitespace, strip, and drop a trailing colon, as the reference shows instructions."""
-    return re.sub(r"\s+", " ", instruction).strip().rstrip(":")
+    return re.sub(r"\s+", " ", instruction).strip().rstrip(":：")
 
 
 def encode_prompt(prompt_text: str, tasks: Sequence[SeedTask]) -> str:
-    """The full prompt: header, a newline, numbered `###` example blocks, then the next number's `Instruction:`."""
+    """The full prompt: header, a newline, numbered `###` example blocks, then the next number's `Instruction:`.
+
+    The blocks use the labels the prompt itself names (`prompt_labels`): English, as the
+    reference's, unless the prompt is written with the Chinese ones.
+    """
+    labels = prompt_labels(prompt_text)
+    instruction, inp, output, colon = labels.instruction, labels.input, labels.output, labels.colon
+    space = " " if colon == ":" else ""
     parts = [prompt_text, "\n"]
     for number, task in enumerate(tasks, start=1):
         shown_input = task.input if task.input else "<noinput>"
         parts.append(
-            f"###\n{number}. Instruction: {normalize_instruction(task.instruction)}\n"
-            f"{number}. Input:\n{shown_input}\n{number}. Output:\n{task.output}\n"
+            f"###\n{number}. {instruction}{colon}{space}{normalize_instruction(task.instruction)}\n"
+            f"{number}. {inp}{colon}\n{shown_input}\n{number}. {output}{colon}\n{task.output}\n"
         )
-    parts.append(f"###\n{len(tasks) + 1}. Instruction:")
+    parts.append(f"###\n{len(tasks) + 1}. {instruction}{colon}")
     return "".join(parts)
 
 

@@ -72,3 +72,96 @@ def test_filters_are_settings() -> None:
     assert rejection_reason("Explain chess openings", relaxed) == "blacklisted"
     assert rejection_reason("one two three four five six", relaxed) == "too_long"
     assert rejection_reason("", FilterSettings(min_words=0)) == "too_short"
+
+
+# --- labels of the Chinese prompt, full-width colons, markdown (issue #10) ------------------
+
+def test_chinese_labels_full_width_and_half_width_colons() -> None:
+    text = ("4. 指令：用两句话介绍长城。\n4. 输入：\n<noinput>\n4. 输出：\n长城很长。它很古老。\n###\n"
+            "5. 指令: 把这句话翻译成英文。\n5. 输入:\n我爱你。\n5. 输出:\nI love you.\n###\n"
+            "6．指令：解释“守株待兔”。\n6．输入：\n<noinput>\n6．输出：\n比喻死守经验。\n")
+    candidates, rejected = parse_answer(text, "stop", 3, "chat")
+    assert candidates == [
+        Candidate("用两句话介绍长城。", "", "长城很长。它很古老。"),
+        Candidate("把这句话翻译成英文。", "我爱你。", "I love you."),
+        Candidate("解释“守株待兔”。", "", "比喻死守经验。"),
+    ]
+    assert rejected == Counter()
+
+
+def test_completion_after_a_chinese_header_and_mixed_labels() -> None:
+    # A completion continues after the prompt's "4. 指令："; English and Chinese labels may mix.
+    text = "写一首关于秋天的短诗。\n4. 输入：\n<noinput>\n4. Output:\n秋风起，落叶黄。\n"
+    assert parse_answer(text, "stop", 3, "completions") == (
+        [Candidate("写一首关于秋天的短诗。", "", "秋风起，落叶黄。")], Counter())
+
+
+@pytest.mark.parametrize("header", [
+    "**4. Instruction:** {i}\n**4. Input:**\n<noinput>\n**4. Output:**\n{o}",
+    "4. **Instruction**: {i}\n4. **Input**:\n<noinput>\n4. **Output**:\n{o}",
+    "**4. Instruction: {i}**\n4. Input:\n<noinput>\n4. Output:\n{o}",
+    "__4. Instruction:__ {i}\n__4. Input:__\n<noinput>\n__4. Output:__\n{o}",
+])
+def test_markdown_decoration_is_stripped(header: str) -> None:
+    text = "Here you go:\n\n" + header.format(i="Name three rivers in Africa.", o="Nile, Congo, Niger.")
+    candidates, rejected = parse_answer(text, "stop", 3, "chat")
+    assert candidates == [Candidate("Name three rivers in Africa.", "", "Nile, Congo, Niger.")]
+    assert rejected == Counter()
+
+
+def test_what_still_does_not_parse_is_malformed() -> None:
+    text = "4. 指令：写一首诗。\n4. 输出：\n好。\n###\n5) Instruction: Do it.\n5) Input:\n\n5) Output:\nok\n"
+    assert parse_answer(text, "stop", 3, "chat") == ([], Counter({"malformed": 2}))
+
+
+def test_english_fill_in_the_blank_keeps_its_underscores() -> None:
+    text = " Fill in the blank: The capital of France is __\n4. Input:\n<noinput>\n4. Output:\nParis\n"
+    candidates, _ = parse_answer(text, "stop", 3, "completions")
+    assert candidates[0].instruction == "Fill in the blank: The capital of France is __"
+
+
+# --- filters for scripts written without spaces (issue #10) ---------------------------------
+
+CHINESE = FilterSettings(min_words=4, max_words=300, blacklist=("图片", "文件"), reject_non_ascii_start=False,
+                         length_unit="char", punctuation="unicode", blacklist_match="substring",
+                         dedup_tokenizer="unicode")
+
+
+@pytest.mark.parametrize("instruction, reason", [
+    ("用三句话解释什么是复利。", None),
+    ("写诗", "too_short"),  # 2 characters
+    ("写首诗吧", None),  # 4 characters
+    ("用Python写函数", None),  # 用, python, 写, 函, 数: 5 units
+    ("描述这张图片里的内容。", "blacklisted"),
+    ("帮我整理这个文件夹的命名规则。", "blacklisted"),  # substring: 文件 inside 文件夹
+    ("【重要】总结下面的会议记录。", "punctuation_start"),
+    ("•列出三种常见的水果。", "punctuation_start"),
+    ("Python 和 Java 有什么区别？", None),
+    ("一" * 301, "too_long"),
+])
+def test_chinese_filters(instruction: str, reason: str | None) -> None:
+    assert rejection_reason(instruction, CHINESE) == reason
+
+
+def test_english_defaults_are_the_reference_filters() -> None:
+    settings = FilterSettings()
+    assert (settings.length_unit, settings.punctuation, settings.blacklist_match, settings.dedup_tokenizer) == (
+        "word", "ascii", "word", "rouge")
+    # Whole words only: "profile" does not contain the word "file".
+    assert rejection_reason("Update the profile page copy for clarity.", settings) is None
+    # "【" is not ASCII punctuation: the reference rejects it as a non-ASCII start instead.
+    assert rejection_reason("【Important】 Summarise the meeting notes below.", settings) == "non_ascii_start"
+    assert rejection_reason("【Important】 Summarise the meeting notes below.",
+                            FilterSettings(reject_non_ascii_start=False)) is None
+
+
+def test_an_instruction_with_no_dedup_tokens_never_passes_silently() -> None:
+    # The reference tokenizer sees nothing in Chinese: such an item would pass dedup unseen.
+    relaxed = FilterSettings(reject_non_ascii_start=False)
+    assert rejection_reason("用 Python 写 一个 函数", relaxed) is None  # "python" is a token
+    assert rejection_reason("这 是 一个 重复 的 指令", relaxed) == "no_dedup_tokens"
+    assert rejection_reason("这 是 一个 重复 的 指令", FilterSettings(reject_non_ascii_start=False,
+                                                                dedup_tokenizer="unicode")) is None
+    bare = FilterSettings(min_words=0, reject_punctuation_start=False, reject_non_ascii_start=False,
+                          dedup_tokenizer="unicode", length_unit="char")
+    assert rejection_reason("！？……", bare) == "no_dedup_tokens"

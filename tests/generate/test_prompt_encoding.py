@@ -70,3 +70,25 @@ def test_bad_seed_lines_are_named(tmp_path: Path, line: str, message: str) -> No
 def test_missing_seed_file_names_the_flag(tmp_path: Path) -> None:
     with pytest.raises(SeedTaskError, match="--seed_tasks_path"):
         load_seed_tasks(tmp_path / "absent.jsonl")
+
+
+def test_a_prompt_naming_the_chinese_labels_gets_chinese_example_blocks(repo_root: Path) -> None:
+    header = (repo_root / "prompt_zh.txt").read_text(encoding="utf-8")
+    tasks = [SeedTask("用三句话解释什么是复利：", "", "利滚利。"), SeedTask("把这句话翻译成英文。", "我爱你。", "I love you.")]
+    assert encode_prompt(header, tasks) == header + (
+        "\n###\n1. 指令：用三句话解释什么是复利\n1. 输入：\n<noinput>\n1. 输出：\n利滚利。\n"
+        "###\n2. 指令：把这句话翻译成英文。\n2. 输入：\n我爱你。\n2. 输出：\nI love you.\n"
+        "###\n3. 指令："
+    )
+    # The shipped English prompt keeps the reference's labels.
+    english = (repo_root / "prompt.txt").read_text(encoding="utf-8")
+    assert encode_prompt(english, tasks[:1]).endswith("\n###\n2. Instruction:")
+
+
+def test_byte_order_mark_and_blank_lines_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "seeds.jsonl"
+    record = {"id": "a", "instruction": "Say hi to the team.", "instances": [{"input": "", "output": "Hi!"}]}
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(record).encode() + b"\r\n\r\n\n")
+    tasks = load_seed_tasks(path)
+    assert tasks == [SeedTask("Say hi to the team.", "", "Hi!")]
+    assert (tasks[0].id, tasks[0].line) == ("a", 1)

@@ -141,3 +141,18 @@ def test_prompt_states_the_format_and_ends_with_the_list_header(prompt_text: str
         assert marker in prompt_text, marker
     # The loop appends "\n###\n1. Instruction: ..." so the header must be the very last line.
     assert prompt_text.rstrip("\n").splitlines()[-1] == "List of 20 tasks:"
+
+
+def test_chinese_prompt_states_its_format_and_ends_with_the_list_header(repo_root: Path) -> None:
+    text = (repo_root / "prompt_zh.txt").read_text(encoding="utf-8")
+    numbers = [int(match) for match in re.findall(r"^(\d+)\.\s", text, flags=re.MULTILINE)]
+    assert numbers == list(range(1, 10))
+    for marker in ("N. 指令：", "N. 输入：", "N. 输出：", "###", "<noinput>", "20", "40%"):
+        assert marker in text, marker
+    assert text.rstrip("\n").splitlines()[-1] == "20 个任务列表："
+
+
+def test_english_prompt_asks_for_the_examples_domain_and_language_not_code(prompt_text: str) -> None:
+    assert "same language as the examples" in prompt_text and "domain of the examples" in prompt_text
+    for imposed in ("arithmetic", "code", "in English"):
+        assert imposed not in prompt_text, imposed
