@@ -27,6 +27,7 @@ from generate.backends.batch import (
     to_ranges,
 )
 from generate.config import GenerateConfig
+from generate.cost import count_tokens
 from tests.openai_server import OpenAIServer, ServerOptions
 from tests.openai_server_batch import BatchAPI, BatchOptions
 
@@ -127,19 +128,22 @@ def test_completions_round_trip_in_request_order(server: OpenAIServer) -> None:
     assert api.stats()["batches_created"] == 1
     assert api.stats()["lines_submitted"] == 7
     # The batch id was journaled with its file before the wait began.
-    assert state.history[0] == [{"input_file_id": "file-0001", "batch_id": None, "indices": [[0, 7]], "custom_ids": None}]
+    # With its prompt tokens (tiktoken: what the enqueued-token limit counts) and upload time.
+    tokens = sum(count_tokens("gpt-4o-mini", r.request.prompts) for r in results)
+    job = {"input_file_id": "file-0001", "batch_id": None, "indices": [[0, 7]], "custom_ids": None,
+           "tokens": tokens, "uploaded_at": api.files["file-0001"]["created_at"]}
+    assert state.history[0] == [job]
     assert state.history[1][0]["batch_id"] == "batch_0000"
     # Still journaled: the loop may stop consuming at any result; the batch is forgotten
     # when the backend next runs and finds none of its requests waiting.
-    assert state.values[STATE_KEY] == [{"input_file_id": "file-0001", "batch_id": "batch_0000",
-                                        "indices": [[0, 7]], "custom_ids": None}]
+    assert state.values[STATE_KEY] == [{**job, "batch_id": "batch_0000"}]
     submitted = [json.loads(line) for line in api.contents["file-0001"].decode().splitlines()]
     assert [line["custom_id"] for line in submitted] == [f"request-{i}" for i in range(7)]
     assert submitted[0]["url"] == "/v1/completions"
     assert submitted[0]["body"]["prompt"] == list(results[0].request.prompts)
     assert submitted[0]["body"]["stop"] == ["\n20", "20."]
     assert backend.stats() == {"batches": 1, "batch_lines": 7, "batch_lines_retried": 0, "batch_rounds": 1,
-                               "price_factor": 0.5}
+                               "token_limit_resubmits": 0, "missing_resubmitted": 0, "price_factor": 0.5}
 
 
 def test_chat_sends_one_line_per_prompt(server: OpenAIServer) -> None:
@@ -226,8 +230,8 @@ def test_failed_validation_stops_with_the_reason_and_forgets_the_batch(server: O
     BatchAPI.install(server, BatchOptions(fail_validation={0}))
     state = DictState()
     backend = BatchBackend(make_config(), state)
-    with pytest.raises(GenerationError, match=r"batch batch_0000 failed validation: The model `x` does not exist\.; "
-                                              r"check --model_name and --api, then rerun"):
+    with pytest.raises(GenerationError, match=r"^batch batch_0000 failed: invalid_model at line 1: The model `x` does not "
+                                              r"exist\.; check --model_name and --api, then rerun$"):
         take(backend, requests_from(), 1)
     assert state.values[STATE_KEY] == []
 
@@ -437,7 +441,9 @@ def test_generate_sizes_rounds_from_the_real_kept_count_also_after_a_resume(
     summary = generate(config_for(40))  # resumes with 12 kept
     assert summary["kept"] == 40
     neighbours = [json.loads(line) for line in (tmp_path / "out" / "generate_neighbours.jsonl").read_text().splitlines()]
-    requests = range(summary["requests_resumed_from_journal"], summary["requests"])
+    # The last round's answers beyond the target are journaled (paid for) but not processed.
+    assert (summary["requests_resumed_from_journal"], summary["requests_used_for_data"], summary["requests"]) == (2, 7, 8)
+    requests = range(summary["requests_resumed_from_journal"], summary["requests_used_for_data"])
 
     def kept_through(index: int) -> int:
         return sum(n["request"] <= index for n in neighbours)
