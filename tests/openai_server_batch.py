@@ -75,6 +75,7 @@ class BatchOptions:
     outage_status: int = 503  # what they answer (401: the key was revoked)
     slow_creates: int = 0  # the first N batch creates answer only after create_delay_s
     create_delay_s: float = 0.0
+    max_page_size: int = 100  # the most batches one list page holds, whatever `limit` asks (the API's cap)
 
 
 def _error(message: str, code: str | None = None, status: int = 400) -> RouteResponse:
@@ -104,12 +105,13 @@ class BatchAPI:
         self.batches: dict[str, dict[str, Any]] = {}
         self._polls: dict[str, int] = {}
         self._attempts: dict[str, int] = {}
+        self._file_count = 0
         self._paid: dict[str, int] = {}  # custom_id -> lines answered with HTTP 200 (billed)
         self._lock = threading.Lock()
         self._stats = {"files_uploaded": 0, "batches_created": 0, "lines_submitted": 0,
                        "lines_answered": 0, "lines_failed": 0, "retrieves": 0, "cancels": 0,
                        "polls_failed": 0, "prompt_tokens_billed": 0, "completion_tokens_billed": 0,
-                       "lines_paid_twice": 0}
+                       "lines_paid_twice": 0, "max_enqueued_tokens": 0}
 
     @classmethod
     def install(cls, server: OpenAIServer, options: BatchOptions | None = None) -> BatchAPI:
@@ -123,7 +125,8 @@ class BatchAPI:
 
     def stats(self) -> dict[str, int]:
         """Counters: files_uploaded, batches_created, lines_submitted/answered/failed, retrieves,
-        cancels, polls_failed, prompt/completion_tokens_billed, lines_paid_twice."""
+        cancels, polls_failed, prompt/completion_tokens_billed, lines_paid_twice, max_enqueued_tokens
+        (the most prompt tokens in progress at once, counted when `enqueued_token_limit` is set)."""
         with self._lock:
             return dict(self._stats)
 
@@ -143,7 +146,8 @@ class BatchAPI:
 
     # --- files ---------------------------------------------------------------------------
     def _new_file(self, data: bytes, filename: str, purpose: str) -> dict[str, Any]:
-        file_id = f"file-{len(self.files) + 1:04d}"
+        self._file_count += 1  # ids are never reused, also after `vanish`
+        file_id = f"file-{self._file_count:04d}"
         record = {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
                   "filename": filename, "purpose": purpose, "status": "processed"}
         self.files[file_id] = record
@@ -184,7 +188,7 @@ class BatchAPI:
                 return _error(f"Unsupported endpoint {body.get('endpoint')}")
             if body.get("completion_window") != "24h":
                 return _error("completion_window must be 24h")
-            ordinal = len(self.batches)
+            ordinal = self._stats["batches_created"]
             batch_id = f"batch_{ordinal:04d}"
             lines = self.contents[file_id].decode("utf-8").splitlines()
             self.batches[batch_id] = {
@@ -211,7 +215,7 @@ class BatchAPI:
         with self._lock:
             if len(parts) == 3:  # list, newest first, in pages of `limit` after the id `after`
                 query = urllib.parse.parse_qs(request.query)
-                limit = int(query.get("limit", ["20"])[0])
+                limit = min(int(query.get("limit", ["20"])[0]), self.options.max_page_size)
                 ids = list(reversed(self.batches))
                 after = query.get("after", [None])[0]
                 start = ids.index(after) + 1 if after in ids else 0
@@ -303,6 +307,7 @@ class BatchAPI:
         enqueued = sum(self._prompt_tokens(b) for b in self.batches.values()
                        if b["status"] in ("in_progress", "finalizing"))
         if enqueued + self._prompt_tokens(batch) <= limit:
+            self._stats["max_enqueued_tokens"] = max(self._stats["max_enqueued_tokens"], enqueued + self._prompt_tokens(batch))
             return None
         model = json.loads(self.contents[batch["input_file_id"]].decode().splitlines()[0])["body"].get("model")
         return {"code": "token_limit_exceeded", "line": None, "param": None,

@@ -356,6 +356,7 @@ class BatchBackend(OpenAIBackend):
             found = self._find(job)
             if found is not None:
                 job["batch_id"] = found.id
+                self.counts["batches"] += 1
                 log.info("found batch %s for %s (its creation was not confirmed)", found.id, job["input_file_id"])
                 return
             if attempts > 1:
