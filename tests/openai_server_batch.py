@@ -261,7 +261,7 @@ class BatchAPI:
             problem = self._validate(batch) or self._over_token_limit(batch)
             if problem is not None:
                 batch["status"] = "failed"
-                batch["errors"] = {"object": "list", "data": [problem]}
+                batch["errors"] = {"object": "list", "data": problem if isinstance(problem, list) else [problem]}
             else:
                 batch["status"] = "in_progress"
         elif status == "in_progress":
@@ -272,9 +272,11 @@ class BatchAPI:
             else:
                 self._finish(batch, "completed", answered=None)
 
-    def _validate(self, batch: dict[str, Any]) -> dict[str, Any] | None:
-        if batch["_ordinal"] in self.options.fail_validation:
-            return {"code": "invalid_model", "line": 1, "message": "The model `x` does not exist.", "param": "body.model"}
+    def _validate(self, batch: dict[str, Any]) -> dict[str, Any] | list[dict[str, Any]] | None:
+        if batch["_ordinal"] in self.options.fail_validation:  # as the API does: one error per line
+            return [{"code": "invalid_model", "line": number, "message": "The model `x` does not exist.",
+                     "param": "body.model"}
+                    for number in range(1, len(self.contents[batch["input_file_id"]].splitlines()) + 1)]
         seen: set[str] = set()
         for number, raw in enumerate(self.contents[batch["input_file_id"]].decode().splitlines(), start=1):
             try:

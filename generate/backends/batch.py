@@ -554,10 +554,21 @@ class BatchBackend(OpenAIBackend):
             self._held[:0] = lines
             self._split(self._held)  # a line over the lowered limit stops the run here
             return
+        # The API lists an error per line, mostly the same one (an unknown model: every line):
+        # each distinct reason once, with the lines it concerns.
+        reasons: dict[tuple[str, str], list[int]] = {}
+        for error in errors:
+            key = (getattr(error, "code", None) or "error", self._scrub(str(error.message)))
+            reasons.setdefault(key, [])
+            if getattr(error, "line", None):
+                reasons[key].append(int(error.line))
         details = []
-        for error in errors[:3]:
-            where = f" at line {error.line}" if getattr(error, "line", None) else ""
-            details.append(f"{getattr(error, 'code', None) or 'error'}{where}: {self._scrub(str(error.message))}")
+        for (code, message), lines in list(reasons.items())[:3]:
+            where = ""
+            if lines:
+                more = f" and {len(lines) - 3} more" if len(lines) > 3 else ""
+                where = f" at line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines[:3]))}{more}"
+            details.append(f"{code}{where}: {message}")
         raise GenerationError(
             f"batch {batch.id} failed: {'; '.join(details) or 'no reason given'}; "
             "check --model_name and --api, then rerun"
@@ -798,5 +809,4 @@ class BatchBackend(OpenAIBackend):
                 "journal, are billed when they finish, and a rerun with a higher "
                 "--num_instructions_to_generate uses their answers", len(running), len(waiting),
             )
-        elif not self._stopped_at_target and self._jobs:
-            log.info("%d batch(es) stay in the journal; rerunning the same command resumes them", len(self._jobs))
+        # Other exits say nothing here: the error (or the interruption) says what a rerun does.

@@ -226,14 +226,21 @@ def test_cancelled_batch_lines_are_resubmitted(server: OpenAIServer) -> None:
     assert api.stats()["lines_answered"] == 7
 
 
-def test_failed_validation_stops_with_the_reason_and_forgets_the_batch(server: OpenAIServer) -> None:
+def test_failed_validation_stops_with_the_reason_and_forgets_the_batch(
+    server: OpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
     BatchAPI.install(server, BatchOptions(fail_validation={0}))
     state = DictState()
     backend = BatchBackend(make_config(), state)
-    with pytest.raises(GenerationError, match=r"^batch batch_0000 failed: invalid_model at line 1: The model `x` does not "
-                                              r"exist\.; check --model_name and --api, then rerun$"):
+    # The API names the error on each of the 7 lines: the message says it once.
+    with pytest.raises(GenerationError, match=r"^batch batch_0000 failed: invalid_model at lines 1, 2, 3 and 4 more: The "
+                                              r"model `x` does not exist\.; check --model_name and --api, then rerun$"):
         take(backend, requests_from(), 1)
     assert state.values[STATE_KEY] == []
+    caplog.set_level("INFO", logger="generate.backends.batch")
+    caplog.clear()
+    backend.close()  # no word of requests "not needed" or of a rerun using them
+    assert caplog.records == []
 
 
 def test_persistent_failures_stop_the_run_and_a_rerun_submits_them_again(server: OpenAIServer) -> None:
@@ -721,3 +728,48 @@ def test_crash_recovery_pages_through_the_batch_list(server: OpenAIServer) -> No
     assert [r.request.index for r in results] == list(range(7))
     assert api.stats()["batches_created"] == 4  # ours, found on page 2, and the three others
     paid_once(api, 7)  # the others were never polled here, so never ran
+
+
+def test_generate_journals_and_costs_every_answer_of_an_overshooting_round(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, prompt_file: Path, seed_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from generate.run import JOURNAL_NAME, generate
+
+    # Answers of up to 10 items a prompt, beyond the prior guess of 8: round 1 asks for 2
+    # requests (ceil(20 / 16)) in two one-request batches; the first reaches the target alone,
+    # and the second, ended in the same poll, is billed all the same.
+    with OpenAIServer(ServerOptions(material="synthetic", blocks_per_answer=10)) as server:
+        clean_env.setenv("OPENAI_BASE_URL", server.base_url)
+        api = BatchAPI.install(server)
+
+        def config_for(target: int) -> GenerateConfig:
+            return make_config(backend="batch", output_dir=str(tmp_path / "out"), prompt_path=str(prompt_file),
+                               seed_tasks_path=str(seed_file), num_instructions_to_generate=target, batch_size=1,
+                               model_name="gpt-4o-mini", max_tokens=3000)
+
+        caplog.set_level("INFO", logger="generate.backends.batch")
+        summary = generate(config_for(20))
+        assert summary["kept"] == 20
+        assert (summary["requests"], summary["requests_used_for_data"]) == (2, 1)  # one answer beyond the target
+        # Every answer the service billed is journaled and in the cost.
+        billed = api.stats()
+        assert summary["requests"] == billed["lines_answered"] == 2
+        assert (summary["prompt_tokens"], summary["completion_tokens"]) == (
+            billed["prompt_tokens_billed"], billed["completion_tokens_billed"])
+        assert summary["estimated_cost_usd"] == round(api.billed_usd(0.15, 0.60), 6)
+        records = [json.loads(line) for line in (tmp_path / "out" / JOURNAL_NAME).read_text().splitlines()]
+        assert sorted(r["index"] for r in records if r["type"] == "result") == [0, 1]
+        messages = [r.getMessage() for r in caplog.records]
+        assert ("1 answered requests were not needed for the target; they are journaled (and counted in the cost), "
+                "and a rerun with a higher --num_instructions_to_generate uses them") in messages
+        assert not any("stay in the journal" in m or "still running" in m for m in messages)
+
+        # A longer run uses that answer instead of paying for it again.
+        summary = generate(config_for(30))
+        assert summary["kept"] == 30
+        assert summary["requests_resumed_from_journal"] == 2
+        billed = api.stats()
+        assert billed["lines_paid_twice"] == 0
+        assert summary["requests"] == billed["lines_answered"]
+        assert (summary["prompt_tokens"], summary["completion_tokens"]) == (
+            billed["prompt_tokens_billed"], billed["completion_tokens_billed"])
