@@ -551,7 +551,8 @@ class BatchBackend(OpenAIBackend):
                 batch.id, self.config.model_name, self._scrub(str(errors[0].message)), len(lines),
                 f"{self._token_limit:,}", f"{before:,}", self._token_limit,
             )
-            self._held[:0] = lines
+            self._held.extend(lines)
+            self._held.sort(key=lambda line: (line.index, parse_custom_id(line.custom_id)[1] or 0))  # request order
             self._split(self._held)  # a line over the lowered limit stops the run here
             return
         # The API lists an error per line, mostly the same one (an unknown model: every line):

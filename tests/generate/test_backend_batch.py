@@ -773,3 +773,19 @@ def test_generate_journals_and_costs_every_answer_of_an_overshooting_round(
         assert summary["requests"] == billed["lines_answered"]
         assert (summary["prompt_tokens"], summary["completion_tokens"]) == (
             billed["prompt_tokens_billed"], billed["completion_tokens_billed"])
+
+
+def test_unused_results_hands_over_the_rest_of_an_ended_batch(server: OpenAIServer) -> None:
+    api = BatchAPI.install(server)
+    state = DictState()
+    backend = BatchBackend(make_config(batch_size=3), state)  # round 1: batches of 3, 3 and 1 requests
+    assert [r.request.index for r in take(backend, requests_from(), 2)] == [0, 1]  # the loop has its target
+    config = make_config()
+    unused = backend.unused_results()
+    # The rest of the first batch, and the two batches that ended in the same poll: all billed.
+    assert [r.request.index for r in unused] == [2, 3, 4, 5, 6]
+    for result in unused:
+        assert [(c.text, c.finish_reason) for c in result.completions] == expected_texts(server, result.request, config)
+    assert api.stats()["lines_answered"] == 7
+    assert state.values[STATE_KEY] == []  # nothing left waiting: every batch is forgotten
+    assert backend.unused_results() == []
