@@ -383,7 +383,6 @@ class BatchBackend(OpenAIBackend):
         if not self._held:
             return
         enqueued = sum(job.get("tokens", 0) for job in self._active)
-        taken = 0
         for chunk in self._split(self._held):
             tokens = sum(line.tokens for line in chunk)
             if self._active and enqueued + tokens > self._token_limit:
@@ -402,13 +401,12 @@ class BatchBackend(OpenAIBackend):
             self._jobs.append(job)
             self._save(self._jobs)  # the file id first: a crash now leaves only an unused file
             self._active.append(job)
-            taken += len(chunk)
+            del self._held[:len(chunk)]  # now the job's: a failing create must not leave them held too
             self._create(job, self._jobs)
             log.info("submitted batch %s: %d lines (%d bytes, about %d prompt tokens)",
                      job["batch_id"], len(chunk), len(data), tokens)
             self.counts["batch_lines"] += len(chunk)
             enqueued += tokens
-        del self._held[:taken]
         if self._held:
             log.info("%d lines wait for running batches to finish: the enqueued-token limit is %s (%s)",
                      len(self._held), f"{self._token_limit:,}", self._limit_source())
