@@ -789,3 +789,38 @@ def test_unused_results_hands_over_the_rest_of_an_ended_batch(server: OpenAIServ
     assert api.stats()["lines_answered"] == 7
     assert state.values[STATE_KEY] == []  # nothing left waiting: every batch is forgotten
     assert backend.unused_results() == []
+
+
+def test_generate_through_the_services_limits_pays_once_and_reports_the_bill(
+    server: OpenAIServer, tmp_path: Path, prompt_file: Path, seed_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from generate.run import generate
+    from generate.seeds import build_request, load_prompt, load_seed_tasks
+
+    tasks, prompt = load_seed_tasks(seed_file), load_prompt(prompt_file)
+    sizes = [sum(_approx_tokens(p) for p in build_request(
+        i, seed=42, prompt_text=prompt, tasks=tasks, num_prompt_instructions=3, request_batch_size=2).prompts)
+        for i in range(8)]
+    limit = int(1.5 * max(sizes))  # the server's count of one request's prompt tokens, and then some
+    # All at once: a queue that holds about one request, polls failing for minutes, and a first
+    # create that answers after the client gave up (the SDK may retry twice).
+    api = BatchAPI.install(server, BatchOptions(enqueued_token_limit=limit, outage=(3, 9), slow_creates=1,
+                                                create_delay_s=2.5))
+    monkeypatch.setattr(batch_module, "time", FakeTime())
+    config = make_config(backend="batch", output_dir=str(tmp_path / "out"), prompt_path=str(prompt_file),
+                         seed_tasks_path=str(seed_file), num_instructions_to_generate=20, batch_size=1,
+                         max_retries=2, request_timeout=1.0, batch_poll_interval=30.0)
+    summary = generate(config)
+    billed = api.stats()
+    assert summary["kept"] == 20
+    # One batch a file (the slow create was found, not repeated), one refused by the queue and
+    # sent again, six failed polls ridden out.
+    assert [b["status"] for b in api.batches.values()] == ["completed", "failed", "completed", "completed", "completed"]
+    assert billed["files_uploaded"] == billed["batches_created"] == 5
+    assert billed["polls_failed"] == 6
+    assert summary["backend_stats"]["token_limit_resubmits"] == 1
+    assert billed["lines_paid_twice"] == 0
+    assert summary["requests"] == billed["lines_answered"]
+    assert (summary["prompt_tokens"], summary["completion_tokens"]) == (
+        billed["prompt_tokens_billed"], billed["completion_tokens_billed"])
+    assert summary["estimated_cost_usd"] == round(api.billed_usd(0.15, 0.60), 6)
