@@ -689,11 +689,11 @@ def test_results_deleted_after_30_days_are_named_and_paid_again_only_with_the_fl
 
 
 def test_a_create_answering_slowly_makes_one_batch_not_two(server: OpenAIServer, caplog: pytest.LogCaptureFixture) -> None:
-    # The create answers after 3 s, the client gives up after 1 s; the SDK would retry (2 retries
+    # The create answers after 4 s, the client gives up after 2 s; the SDK would retry (2 retries
     # allowed) and make a second batch on the same file.
-    api = BatchAPI.install(server, BatchOptions(slow_creates=1, create_delay_s=3.0))
+    api = BatchAPI.install(server, BatchOptions(slow_creates=1, create_delay_s=4.0))
     caplog.set_level("INFO", logger="generate.backends.batch")
-    backend = BatchBackend(make_config(max_retries=2, request_timeout=1.0), DictState())
+    backend = BatchBackend(make_config(max_retries=2, request_timeout=2.0), DictState())
     results = take(backend, requests_from(), 7)
     assert [r.request.index for r in results] == list(range(7))
     assert api.stats()["batches_created"] == 1
@@ -805,11 +805,11 @@ def test_generate_through_the_services_limits_pays_once_and_reports_the_bill(
     # All at once: a queue that holds about one request, polls failing for minutes, and a first
     # create that answers after the client gave up (the SDK may retry twice).
     api = BatchAPI.install(server, BatchOptions(enqueued_token_limit=limit, outage=(3, 9), slow_creates=1,
-                                                create_delay_s=2.5))
+                                                create_delay_s=4.0))
     monkeypatch.setattr(batch_module, "time", FakeTime())
     config = make_config(backend="batch", output_dir=str(tmp_path / "out"), prompt_path=str(prompt_file),
                          seed_tasks_path=str(seed_file), num_instructions_to_generate=20, batch_size=1,
-                         max_retries=2, request_timeout=1.0, batch_poll_interval=30.0)
+                         max_retries=2, request_timeout=2.0, batch_poll_interval=30.0)
     summary = generate(config)
     billed = api.stats()
     assert summary["kept"] == 20
