@@ -111,6 +111,22 @@ class GenerateConfig:
         "Flags left at their defaults (--dedup_tokenizer, --blacklist, --min/max_instruction_words, "
         "--reject_non_ascii_start, --prompt_path) follow the language; flags you set win."))
     # --- end of the language block -------------------------------------------------------
+    # --- batch backend: the service's limits (issue #17, w17batch) -----------------------
+    # The Batch API caps the prompt tokens an organisation may have queued per model (the
+    # "batch queue limit" on the account's limits page); a batch past it fails with
+    # token_limit_exceeded. Published examples (2025): gpt-4o-mini 2M tokens at usage tier 1,
+    # 20M at tier 2, 40M at tier 3, 100M at tier 4; gpt-4o 90K at tier 1. The default stays
+    # 10% under tier 1's 2M for gpt-4o-mini, room for the gap between tiktoken's estimate
+    # and the service's own count; raise it to your tier's limit for fewer, larger rounds.
+    batch_max_enqueued_tokens: int = field(default=1_800_000, metadata=_help(
+        "batch backend: the most prompt tokens (tiktoken estimate) in batches running at once; "
+        "batches are sized and held back to fit, and lowered further when the API answers "
+        "token_limit_exceeded. Set to your account tier's batch queue limit for the model."))
+    batch_resubmit_missing: bool = field(default=False, metadata=_help(
+        "batch backend: when a journaled batch or its results no longer exist (HTTP 404: "
+        "another project's key, files deleted after 30 days), drop it from the journal and "
+        "submit its unanswered requests again, paying for them again (the cost is logged first)."))
+    # --- end of the batch backend's block (issue #17) -------------------------------------
     # --- output --------------------------------------------------------------------------
     log_level: LogLevel = field(default="info", metadata=_help(
         "debug shows one line per request."))
@@ -206,6 +222,7 @@ def validate(config: GenerateConfig) -> None:
     positive_ints = (
         "num_instructions_to_generate", "num_prompt_instructions", "request_batch_size",
         "max_tokens", "max_concurrency", "batch_size", "num_cpus",
+        "batch_max_enqueued_tokens",  # issue #17 (w17batch)
     )
     for name in positive_ints:
         if getattr(config, name) < 1:

@@ -297,6 +297,14 @@ def generate(config: GenerateConfig, environ: Mapping[str, str] | None = None) -
                 bar.set_postfix(requests=stats.requests_total, refresh=False)
                 if processor.done:
                     break
+            # --- issue #17 (w17batch): answers the batch backend was billed for beyond the target
+            unused_results = getattr(backend, "unused_results", None)
+            if processor.done and unused_results is not None:
+                for result in unused_results():
+                    journal.append_result(result)
+                    _account(stats, result, model)
+                    stats.requests_this_run += 1
+            # --- end of issue #17's hook
     except BaseException as err:
         error = str(err) or type(err).__name__
         raise

@@ -94,6 +94,7 @@ class RouteRequest:
     path: str
     headers: dict[str, str]
     body: bytes
+    query: str = ""  # the URL's query string, without "?" (issue #17: the Batch list's paging)
 
     def json(self) -> Any:
         return json.loads(self.body or b"{}")
@@ -494,7 +495,8 @@ class OpenAIServer:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 request = RouteRequest(self.command, self.path.split("?")[0],
-                                       {k.lower(): v for k, v in self.headers.items()}, body)
+                                       {k.lower(): v for k, v in self.headers.items()}, body,
+                                       self.path.partition("?")[2])
                 response = server._route(request)
                 server._count("", response.status)
                 payload = response.body if isinstance(response.body, bytes) else json.dumps(response.body).encode()

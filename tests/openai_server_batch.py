@@ -19,6 +19,18 @@ synchronous endpoints). Per-line faults: `line_errors` (custom_id -> attempts th
 HTTP 500), `context_window` (prompt + max_tokens beyond it answers 400
 context_length_exceeded) and `unsupported` (lines carrying one of these body parameters
 answer 400 unsupported_parameter, as newer models do for `max_tokens`).
+
+The real service's limits and failures (issue #17): `enqueued_token_limit` (a batch whose
+prompt tokens, added to those of the batches already in progress, exceed it fails validation
+with `errors.data[].code == "token_limit_exceeded"`, as the per-model queue limit of an
+account tier does), `outage` (status polls numbered [start, stop) answer `outage_status`,
+503 by default, and move nothing), `vanish(batch_id)` (the batch and its files answer 404, as
+for a key of another project or results deleted after 30 days), `slow_creates` /
+`create_delay_s` (the first creates answer only after a delay, the batch already made, so a
+client that retries on its timeout makes a second one) and a paged batch list (`limit`,
+`after`, `has_more`). Billing is counted per answered line: `prompt_tokens_billed`,
+`completion_tokens_billed` (the usage of every HTTP 200 line) and `lines_paid_twice`
+(a custom_id answered more than once).
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ import hashlib
 import json
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +70,12 @@ class BatchOptions:
     line_errors: dict[str, int] = field(default_factory=dict)  # custom_id -> attempts answered with HTTP 500
     context_window: int | None = None
     unsupported: tuple[str, ...] = ()  # body parameters answered with 400 unsupported_parameter
+    enqueued_token_limit: int | None = None  # prompt tokens of batches in progress at once (per account)
+    outage: tuple[int, int] | None = None  # status polls numbered [start, stop) (0-based) fail
+    outage_status: int = 503  # what they answer (401: the key was revoked)
+    slow_creates: int = 0  # the first N batch creates answer only after create_delay_s
+    create_delay_s: float = 0.0
+    max_page_size: int = 100  # the most batches one list page holds, whatever `limit` asks (the API's cap)
 
 
 def _error(message: str, code: str | None = None, status: int = 400) -> RouteResponse:
@@ -86,9 +105,13 @@ class BatchAPI:
         self.batches: dict[str, dict[str, Any]] = {}
         self._polls: dict[str, int] = {}
         self._attempts: dict[str, int] = {}
+        self._file_count = 0
+        self._paid: dict[str, int] = {}  # custom_id -> lines answered with HTTP 200 (billed)
         self._lock = threading.Lock()
         self._stats = {"files_uploaded": 0, "batches_created": 0, "lines_submitted": 0,
-                       "lines_answered": 0, "lines_failed": 0, "retrieves": 0, "cancels": 0}
+                       "lines_answered": 0, "lines_failed": 0, "retrieves": 0, "cancels": 0,
+                       "polls_failed": 0, "prompt_tokens_billed": 0, "completion_tokens_billed": 0,
+                       "lines_paid_twice": 0, "max_enqueued_tokens": 0}
 
     @classmethod
     def install(cls, server: OpenAIServer, options: BatchOptions | None = None) -> BatchAPI:
@@ -101,13 +124,30 @@ class BatchAPI:
         return api
 
     def stats(self) -> dict[str, int]:
-        """Counters: files_uploaded, batches_created, lines_submitted/answered/failed, retrieves, cancels."""
+        """Counters: files_uploaded, batches_created, lines_submitted/answered/failed, retrieves,
+        cancels, polls_failed, prompt/completion_tokens_billed, lines_paid_twice, max_enqueued_tokens
+        (the most prompt tokens in progress at once, counted when `enqueued_token_limit` is set)."""
         with self._lock:
             return dict(self._stats)
 
+    def vanish(self, batch_id: str) -> None:
+        """Forget a batch and its files: every later request for them answers 404."""
+        with self._lock:
+            batch = self.batches.pop(batch_id)
+            for key in ("input_file_id", "output_file_id", "error_file_id"):
+                self.files.pop(batch[key] or "", None)
+                self.contents.pop(batch[key] or "", None)
+
+    def billed_usd(self, price_input: float, price_output: float, price_factor: float = 0.5) -> float:
+        """What the billed tokens cost at these list prices (USD per 1M tokens) and the Batch discount."""
+        stats = self.stats()
+        return price_factor * (stats["prompt_tokens_billed"] * price_input
+                               + stats["completion_tokens_billed"] * price_output) / 1_000_000
+
     # --- files ---------------------------------------------------------------------------
     def _new_file(self, data: bytes, filename: str, purpose: str) -> dict[str, Any]:
-        file_id = f"file-{len(self.files) + 1:04d}"
+        self._file_count += 1  # ids are never reused, also after `vanish`
+        file_id = f"file-{self._file_count:04d}"
         record = {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
                   "filename": filename, "purpose": purpose, "status": "processed"}
         self.files[file_id] = record
@@ -148,7 +188,7 @@ class BatchAPI:
                 return _error(f"Unsupported endpoint {body.get('endpoint')}")
             if body.get("completion_window") != "24h":
                 return _error("completion_window must be 24h")
-            ordinal = len(self.batches)
+            ordinal = self._stats["batches_created"]
             batch_id = f"batch_{ordinal:04d}"
             lines = self.contents[file_id].decode("utf-8").splitlines()
             self.batches[batch_id] = {
@@ -161,7 +201,11 @@ class BatchAPI:
             self._polls[batch_id] = 0
             self._stats["batches_created"] += 1
             self._stats["lines_submitted"] += len(lines)
-            return RouteResponse(200, self._public(batch_id))
+            public = self._public(batch_id)
+            slow = ordinal < self.options.slow_creates
+        if slow:  # made, but the answer comes late: a client timing out does not know it exists
+            time.sleep(self.options.create_delay_s)
+        return RouteResponse(200, public)
 
     def _public(self, batch_id: str) -> dict[str, Any]:
         return {k: v for k, v in self.batches[batch_id].items() if not k.startswith("_")}
@@ -169,12 +213,24 @@ class BatchAPI:
     def _batches_get(self, request: RouteRequest) -> RouteResponse:
         parts = request.path.rstrip("/").split("/")
         with self._lock:
-            if len(parts) == 3:  # list, newest first
-                data = [self._public(b) for b in reversed(self.batches)]
-                return RouteResponse(200, {"object": "list", "data": data, "has_more": False,
+            if len(parts) == 3:  # list, newest first, in pages of `limit` after the id `after`
+                query = urllib.parse.parse_qs(request.query)
+                limit = min(int(query.get("limit", ["20"])[0]), self.options.max_page_size)
+                ids = list(reversed(self.batches))
+                after = query.get("after", [None])[0]
+                start = ids.index(after) + 1 if after in ids else 0
+                data = [self._public(b) for b in ids[start:start + limit]]
+                return RouteResponse(200, {"object": "list", "data": data, "has_more": start + limit < len(ids),
                                            "first_id": data[0]["id"] if data else None,
                                            "last_id": data[-1]["id"] if data else None})
             batch_id = parts[3]
+            poll = self._stats["retrieves"] + self._stats["polls_failed"]
+            outage = self.options.outage
+            if outage is not None and outage[0] <= poll < outage[1]:
+                self._stats["polls_failed"] += 1
+                status = self.options.outage_status
+                message = "Incorrect API key provided." if status == 401 else "The server is overloaded."
+                return _error(message, code="invalid_api_key" if status == 401 else None, status=status)
             if batch_id not in self.batches:
                 return _error(f"No such batch: {batch_id}", status=404)
             self._stats["retrieves"] += 1
@@ -202,10 +258,10 @@ class BatchAPI:
         if status == "cancelling":
             self._finish(batch, "cancelled", answered=0)
         elif status == "validating":
-            problem = self._validate(batch)
+            problem = self._validate(batch) or self._over_token_limit(batch)
             if problem is not None:
                 batch["status"] = "failed"
-                batch["errors"] = {"object": "list", "data": [problem]}
+                batch["errors"] = {"object": "list", "data": problem if isinstance(problem, list) else [problem]}
             else:
                 batch["status"] = "in_progress"
         elif status == "in_progress":
@@ -216,9 +272,11 @@ class BatchAPI:
             else:
                 self._finish(batch, "completed", answered=None)
 
-    def _validate(self, batch: dict[str, Any]) -> dict[str, Any] | None:
-        if batch["_ordinal"] in self.options.fail_validation:
-            return {"code": "invalid_model", "line": 1, "message": "The model `x` does not exist.", "param": "body.model"}
+    def _validate(self, batch: dict[str, Any]) -> dict[str, Any] | list[dict[str, Any]] | None:
+        if batch["_ordinal"] in self.options.fail_validation:  # as the API does: one error per line
+            return [{"code": "invalid_model", "line": number, "message": "The model `x` does not exist.",
+                     "param": "body.model"}
+                    for number in range(1, len(self.contents[batch["input_file_id"]].splitlines()) + 1)]
         seen: set[str] = set()
         for number, raw in enumerate(self.contents[batch["input_file_id"]].decode().splitlines(), start=1):
             try:
@@ -233,6 +291,31 @@ class BatchAPI:
                         "message": "The custom_id for this request is a duplicate of another request."}
             seen.add(line.get("custom_id"))
         return None
+
+    def _prompt_tokens(self, batch: dict[str, Any]) -> int:
+        """The batch's prompt tokens as this server counts (and bills) them."""
+        total = 0
+        for raw in self.contents[batch["input_file_id"]].decode().splitlines():
+            body = json.loads(raw)["body"]
+            prompts = body.get("prompt") if "prompt" in body else [m["content"] for m in body["messages"]]
+            prompts = [prompts] if isinstance(prompts, str) else prompts
+            total += sum(_approx_tokens(p) for p in prompts)
+        return total
+
+    def _over_token_limit(self, batch: dict[str, Any]) -> dict[str, Any] | None:
+        limit = self.options.enqueued_token_limit
+        if limit is None:
+            return None
+        enqueued = sum(self._prompt_tokens(b) for b in self.batches.values()
+                       if b["status"] in ("in_progress", "finalizing"))
+        if enqueued + self._prompt_tokens(batch) <= limit:
+            self._stats["max_enqueued_tokens"] = max(self._stats["max_enqueued_tokens"], enqueued + self._prompt_tokens(batch))
+            return None
+        model = json.loads(self.contents[batch["input_file_id"]].decode().splitlines()[0])["body"].get("model")
+        return {"code": "token_limit_exceeded", "line": None, "param": None,
+                "message": f"Enqueued token limit reached for {model} in organization org-loopback. "
+                           f"Limit: {limit:,} enqueued tokens. Please try again once some in_progress "
+                           "batches have been completed."}
 
     def _answer_line(self, line: dict[str, Any], api: str) -> dict[str, Any]:
         """A line's response as the API's batch output writes it."""
@@ -262,6 +345,11 @@ class BatchAPI:
                                      "param": "messages", "code": "context_length_exceeded"}}
         if payload is None:
             payload = self.server.answer(api, body)
+            usage = payload.get("usage") or {}
+            self._stats["prompt_tokens_billed"] += int(usage.get("prompt_tokens") or 0)
+            self._stats["completion_tokens_billed"] += int(usage.get("completion_tokens") or 0)
+            self._paid[cid] = self._paid.get(cid, 0) + 1
+            self._stats["lines_paid_twice"] += int(self._paid[cid] == 2)
         return {"id": f"batch_req_{request_id[4:]}", "custom_id": cid,
                 "response": {"status_code": status, "request_id": request_id, "body": payload}, "error": None}
 
@@ -293,13 +381,27 @@ class BatchAPI:
 def main(argv: list[str] | None = None) -> None:
     """Serve the synchronous and Batch endpoints until SIGTERM/SIGINT; write the port to --port_file.
 
-    Takes every flag of `python -m tests.openai_server`, plus --polls_per_stage."""
+    Takes every flag of `python -m tests.openai_server`, plus --polls_per_stage and the faults
+    --enqueued_token_limit, --outage START:STOP, --outage_status, --slow_creates, --create_delay_s."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_server_arguments(parser)
     parser.add_argument("--polls_per_stage", type=int, default=1, help="status polls before a batch moves on")
+    parser.add_argument("--enqueued_token_limit", type=int, default=None,
+                        help="fail batches over this many prompt tokens in progress (token_limit_exceeded)")
+    parser.add_argument("--outage", default=None, metavar="START:STOP",
+                        help="status polls numbered START..STOP-1 answer --outage_status")
+    parser.add_argument("--outage_status", type=int, default=503)
+    parser.add_argument("--slow_creates", type=int, default=0, help="the first N creates answer late")
+    parser.add_argument("--create_delay_s", type=float, default=0.0)
     args = parser.parse_args(argv)
+    outage = None
+    if args.outage:
+        start, _, stop = args.outage.partition(":")
+        outage = (int(start), int(stop))
     server = OpenAIServer(options_from_args(args), port=args.port)
-    BatchAPI.install(server, BatchOptions(polls_per_stage=args.polls_per_stage))
+    BatchAPI.install(server, BatchOptions(
+        polls_per_stage=args.polls_per_stage, enqueued_token_limit=args.enqueued_token_limit, outage=outage,
+        outage_status=args.outage_status, slow_creates=args.slow_creates, create_delay_s=args.create_delay_s))
     serve_until_signalled(server, args.port_file, "with /v1/files and /v1/batches")
 
 

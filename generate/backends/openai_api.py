@@ -183,8 +183,10 @@ class OpenAIBackend:
             message = inner.get("message") if isinstance(inner, dict) else None
         return self._scrub(str(message or err.message or ""))
 
-    def _fatal(self, err: Exception) -> GenerationError:
-        """Translate an SDK error left after retries into a one-line, secret-free message."""
+    def _fatal(self, err: Exception, not_found: str | None = None) -> GenerationError:
+        """Translate an SDK error left after retries into a one-line, secret-free message;
+        `not_found` names what a 404 is about when it is not the model (the batch backend's
+        batches and files)."""
         retries = self.config.max_retries
         model = self.config.model_name
         where = self.base_url
@@ -195,6 +197,8 @@ class OpenAIBackend:
             return GenerationError(
                 f"{where} denied access (HTTP 403) for model {model!r}: {self._server_message(err)}"
             )
+        if isinstance(err, openai.NotFoundError) and not_found is not None:
+            return GenerationError(f"{not_found} was not found at {where} (HTTP 404: {self._server_message(err)})")
         if isinstance(err, openai.NotFoundError):
             return GenerationError(
                 f"model {model!r} is unknown or retired at {where} (HTTP 404: {self._server_message(err)}); "

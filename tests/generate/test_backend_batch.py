@@ -27,7 +27,8 @@ from generate.backends.batch import (
     to_ranges,
 )
 from generate.config import GenerateConfig
-from tests.openai_server import OpenAIServer, ServerOptions
+from generate.cost import count_tokens
+from tests.openai_server import OpenAIServer, ServerOptions, _approx_tokens
 from tests.openai_server_batch import BatchAPI, BatchOptions
 
 
@@ -127,19 +128,22 @@ def test_completions_round_trip_in_request_order(server: OpenAIServer) -> None:
     assert api.stats()["batches_created"] == 1
     assert api.stats()["lines_submitted"] == 7
     # The batch id was journaled with its file before the wait began.
-    assert state.history[0] == [{"input_file_id": "file-0001", "batch_id": None, "indices": [[0, 7]], "custom_ids": None}]
+    # With its prompt tokens (tiktoken: what the enqueued-token limit counts) and upload time.
+    tokens = sum(count_tokens("gpt-4o-mini", r.request.prompts) for r in results)
+    job = {"input_file_id": "file-0001", "batch_id": None, "indices": [[0, 7]], "custom_ids": None,
+           "tokens": tokens, "uploaded_at": api.files["file-0001"]["created_at"]}
+    assert state.history[0] == [job]
     assert state.history[1][0]["batch_id"] == "batch_0000"
     # Still journaled: the loop may stop consuming at any result; the batch is forgotten
     # when the backend next runs and finds none of its requests waiting.
-    assert state.values[STATE_KEY] == [{"input_file_id": "file-0001", "batch_id": "batch_0000",
-                                        "indices": [[0, 7]], "custom_ids": None}]
+    assert state.values[STATE_KEY] == [{**job, "batch_id": "batch_0000"}]
     submitted = [json.loads(line) for line in api.contents["file-0001"].decode().splitlines()]
     assert [line["custom_id"] for line in submitted] == [f"request-{i}" for i in range(7)]
     assert submitted[0]["url"] == "/v1/completions"
     assert submitted[0]["body"]["prompt"] == list(results[0].request.prompts)
     assert submitted[0]["body"]["stop"] == ["\n20", "20."]
     assert backend.stats() == {"batches": 1, "batch_lines": 7, "batch_lines_retried": 0, "batch_rounds": 1,
-                               "price_factor": 0.5}
+                               "token_limit_resubmits": 0, "missing_resubmitted": 0, "price_factor": 0.5}
 
 
 def test_chat_sends_one_line_per_prompt(server: OpenAIServer) -> None:
@@ -222,14 +226,21 @@ def test_cancelled_batch_lines_are_resubmitted(server: OpenAIServer) -> None:
     assert api.stats()["lines_answered"] == 7
 
 
-def test_failed_validation_stops_with_the_reason_and_forgets_the_batch(server: OpenAIServer) -> None:
+def test_failed_validation_stops_with_the_reason_and_forgets_the_batch(
+    server: OpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
     BatchAPI.install(server, BatchOptions(fail_validation={0}))
     state = DictState()
     backend = BatchBackend(make_config(), state)
-    with pytest.raises(GenerationError, match=r"batch batch_0000 failed validation: The model `x` does not exist\.; "
-                                              r"check --model_name and --api, then rerun"):
+    # The API names the error on each of the 7 lines: the message says it once.
+    with pytest.raises(GenerationError, match=r"^batch batch_0000 failed: invalid_model at lines 1, 2, 3 and 4 more: The "
+                                              r"model `x` does not exist\.; check --model_name and --api, then rerun$"):
         take(backend, requests_from(), 1)
     assert state.values[STATE_KEY] == []
+    caplog.set_level("INFO", logger="generate.backends.batch")
+    caplog.clear()
+    backend.close()  # no word of requests "not needed" or of a rerun using them
+    assert caplog.records == []
 
 
 def test_persistent_failures_stop_the_run_and_a_rerun_submits_them_again(server: OpenAIServer) -> None:
@@ -437,7 +448,9 @@ def test_generate_sizes_rounds_from_the_real_kept_count_also_after_a_resume(
     summary = generate(config_for(40))  # resumes with 12 kept
     assert summary["kept"] == 40
     neighbours = [json.loads(line) for line in (tmp_path / "out" / "generate_neighbours.jsonl").read_text().splitlines()]
-    requests = range(summary["requests_resumed_from_journal"], summary["requests"])
+    # The last round's answers beyond the target are journaled (paid for) but not processed.
+    assert (summary["requests_resumed_from_journal"], summary["requests_used_for_data"], summary["requests"]) == (2, 7, 8)
+    requests = range(summary["requests_resumed_from_journal"], summary["requests_used_for_data"])
 
     def kept_through(index: int) -> int:
         return sum(n["request"] <= index for n in neighbours)
@@ -470,3 +483,344 @@ def test_cli_reports_the_batch_price_on_the_cost_line(
         f"{'' if summary['requests'] == 1 else 's'}, {summary['prompt_tokens']}+{summary['completion_tokens']} "
         f"tokens, estimated cost ${summary['estimated_cost_usd']:.4f} (Batch API: half price))"
     )
+
+
+# --- the real service's limits, outages and retries (issue #17) ------------------------------
+
+class FakeTime:
+    """Stands in for the batch module's `time`: sleeping moves a clock instead of waiting, so an
+    outage of minutes passes in milliseconds."""
+
+    def __init__(self) -> None:
+        import time as real
+
+        self.start = real.time()
+        self.elapsed = 0.0
+        self.sleeps: list[float] = []
+
+    def time(self) -> float:
+        return self.start + self.elapsed
+
+    def monotonic(self) -> float:
+        return self.elapsed
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.elapsed += seconds
+
+
+def paid_once(api: BatchAPI, lines: int) -> None:
+    stats = api.stats()
+    assert stats["lines_paid_twice"] == 0
+    assert stats["lines_answered"] == lines
+
+
+def test_token_limit_exceeded_waits_for_running_batches_and_resubmits_smaller(
+    server: OpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The account's queue holds two requests' prompt tokens (the server's count: 4 characters a
+    # token, 9 per prompt); the backend's own limit (1.8M by default) does not know it.
+    per_request = sum(_approx_tokens(p) for p in next(requests_from()).prompts)
+    assert per_request == 18
+    api = BatchAPI.install(server, BatchOptions(enqueued_token_limit=2 * per_request))
+    config = make_config(batch_size=2)
+    backend = BatchBackend(config, DictState())
+    caplog.set_level("INFO", logger="generate.backends.batch")
+    results = take(backend, requests_from(), 7)
+    assert sorted(r.request.index for r in results) == list(range(7))
+    for result in results:
+        assert [(c.text, c.finish_reason) for c in result.completions] == expected_texts(server, result.request, config)
+    failed = [b for b in api.batches.values() if b["status"] == "failed"]
+    assert failed and {e["code"] for b in failed for e in b["errors"]["data"]} == {"token_limit_exceeded"}
+    paid_once(api, 7)
+    # Round 1 (7 requests) went out as 4 batches of at most --batch_size=2; the queue took the
+    # first, refused the other three (nothing ran, nothing billed); their lines waited for the
+    # running batch, then went out one batch at a time under the lowered limit.
+    assert [(b["status"], len(api.contents[b["input_file_id"]].splitlines())) for b in api.batches.values()] == [
+        ("completed", 2), ("failed", 2), ("failed", 2), ("failed", 1), ("completed", 2), ("completed", 2), ("completed", 1)]
+    failed = [b for b in api.batches.values() if b["status"] == "failed"]
+    assert {e["code"] for b in failed for e in b["errors"]["data"]} == {"token_limit_exceeded"}
+    paid_once(api, 7)
+    assert api.stats()["max_enqueued_tokens"] == 2 * per_request
+    assert backend.stats()["token_limit_resubmits"] == 3
+    assert backend._token_limit < config.batch_max_enqueued_tokens
+    refused = [r.getMessage() for r in caplog.records if "was refused" in r.getMessage()]
+    assert len(refused) == 3
+    assert refused[0].startswith(
+        "batch batch_0001 was refused: the account's queue for gpt-4o-mini is full (token_limit_exceeded: Enqueued "
+        "token limit reached for gpt-4o-mini in organization org-loopback. Limit: 36 enqueued tokens. Please try "
+        "again once some in_progress batches have been completed.); its 2 lines go out again when running batches "
+        "finish, in batches of at most ")
+
+
+def test_batches_are_sized_and_held_back_to_fit_the_enqueued_token_limit(server: OpenAIServer) -> None:
+    per_request = BatchBackend(make_config(), DictState())._line(next(requests_from()), None).tokens
+    api = BatchAPI.install(server, BatchOptions(enqueued_token_limit=3 * 18))  # the server's count, 3 requests
+    config = make_config(batch_max_enqueued_tokens=3 * per_request)
+    backend = BatchBackend(config, DictState())
+    results = take(backend, requests_from(), 7)
+    assert sorted(r.request.index for r in results) == list(range(7))
+    # Batches of 3 requests' tokens, each submitted once the one before had finished.
+    assert [(b["status"], len(api.contents[b["input_file_id"]].splitlines())) for b in api.batches.values()] == [
+        ("completed", 3), ("completed", 3), ("completed", 1)]
+    assert api.stats()["max_enqueued_tokens"] == 3 * 18
+    paid_once(api, 7)
+    assert backend.stats()["token_limit_resubmits"] == 0
+
+
+def test_a_request_over_the_enqueued_token_limit_stops_before_paying(server: OpenAIServer) -> None:
+    api = BatchAPI.install(server)
+    per_request = BatchBackend(make_config(), DictState())._line(next(requests_from()), None).tokens
+    backend = BatchBackend(make_config(batch_max_enqueued_tokens=per_request - 1), DictState())
+    with pytest.raises(GenerationError, match=rf"^request-0 has about {per_request} prompt tokens, over the "
+                                              rf"enqueued-token limit of {per_request - 1} \(--batch_max_enqueued_tokens\): "
+                                              r"lower --request_batch_size, or check the account's batch queue limit"):
+        take(backend, requests_from(), 1)
+    assert api.stats()["files_uploaded"] == 0
+
+
+def test_an_outage_of_minutes_while_polling_is_ridden_out(
+    server: OpenAIServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Status polls 1..12 answer 503 (after the SDK's retries: none here). At the real default of
+    # a 30 s poll interval, doubling to the 5 min ceiling, that is 47.5 minutes without an answer.
+    api = BatchAPI.install(server, BatchOptions(outage=(1, 13)))
+    clock = FakeTime()
+    monkeypatch.setattr(batch_module, "time", clock)
+    config = make_config(batch_poll_interval=30.0)
+    caplog.set_level("INFO", logger="generate.backends.batch")
+    results = take(BatchBackend(config, DictState()), requests_from(), 7)
+    assert [r.request.index for r in results] == list(range(7))
+    assert [(c.text, c.finish_reason) for c in results[3].completions] == expected_texts(server, results[3].request, config)
+    assert api.stats()["polls_failed"] == 12
+    assert api.stats()["batches_created"] == 1
+    paid_once(api, 7)
+    assert clock.sleeps[:13] == [30.0, 30.0, 60.0, 120.0, 240.0] + [300.0] * 8
+    messages = [r.getMessage() for r in caplog.records]
+    assert "batch status failed (HTTP 503); trying again in 30 s (failing for 0 s so far)" in messages
+    assert "batch status failed (HTTP 503); trying again in 5 min (failing for 42 min so far)" in messages
+    assert "batch status works again after 48 min of failures" in messages
+
+
+def test_an_outage_past_the_limit_stops_and_a_rerun_resumes(server: OpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    api = BatchAPI.install(server, BatchOptions(outage=(1, 1000)))
+    monkeypatch.setattr(batch_module, "time", FakeTime())
+    state = DictState()
+    backend = BatchBackend(make_config(batch_poll_interval=30.0), state, BatchLimits(max_outage_s=3600.0))
+    with pytest.raises(GenerationError, match=rf"^batch status at {server.base_url} kept failing for 58 min \(HTTP 503\); "
+                                              r"stopped at the outage limit of 60 min: rerun later to resume \(the "
+                                              r"journaled batches keep running and are polled again\)$"):
+        take(backend, requests_from(), 1)
+    assert state.values[STATE_KEY][0]["batch_id"] == "batch_0000"
+    api.options.outage = None  # the service is back
+    results = take(BatchBackend(make_config(), state), requests_from(), 7)
+    assert [r.request.index for r in results] == list(range(7))
+    assert api.stats()["batches_created"] == 1
+    paid_once(api, 7)
+
+
+def test_a_revoked_key_while_polling_stops_at_once(server: OpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    api = BatchAPI.install(server, BatchOptions(outage=(1, 1000), outage_status=401))
+    monkeypatch.setattr(batch_module, "time", FakeTime())
+    with pytest.raises(GenerationError, match=rf"^batch status: {server.base_url} rejected the API key \(HTTP 401\): "
+                                              r"check OPENAI_API_KEY$"):
+        take(BatchBackend(make_config(), DictState()), requests_from(), 1)
+    assert api.stats()["polls_failed"] == 1
+
+
+def test_a_vanished_batch_is_named_and_the_flag_resubmits_it_after_saying_the_cost(
+    server: OpenAIServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = BatchAPI.install(server, BatchOptions(polls_per_stage=3))
+    state = DictState()
+    real_sleep = batch_module.time.sleep
+    monkeypatch.setattr(batch_module.time, "sleep", ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        take(BatchBackend(make_config(), state), requests_from(), 1)
+    monkeypatch.setattr(batch_module.time, "sleep", real_sleep)
+    api.vanish("batch_0000")  # deleted, or the key now belongs to another project
+    journaled = state.values[STATE_KEY]
+
+    # 7 requests of 2 prompts: their prompt tokens, and at most 300 completion tokens a prompt,
+    # at gpt-4o-mini's Batch price (half of $0.15 and $0.60 per 1M).
+    tokens = journaled[0]["tokens"]
+    low, high = 0.5 * tokens * 0.15 / 1e6, 0.5 * (tokens * 0.15 + 14 * 300 * 0.60) / 1e6
+    cost = (f"about {tokens:,} prompt tokens and at most 4,200 completion tokens: ${low:.4f} to ${high:.4f} "
+            "at the Batch price")
+    for _ in range(2):  # every rerun says the same, and changes nothing
+        with pytest.raises(GenerationError) as stop:
+            take(BatchBackend(make_config(), state), requests_from(), 1)
+        assert str(stop.value) == (
+            f"batch batch_0000 was not found at {server.base_url} (HTTP 404: No such batch: batch_0000): it was "
+            "deleted, its results passed the 30-day file retention, or OPENAI_API_KEY belongs to another project. "
+            f"To drop it from the journal and submit its 7 unanswered lines again ({cost}), rerun with "
+            "--batch_resubmit_missing=True"
+        )
+        assert state.values[STATE_KEY] == journaled
+
+    caplog.set_level("INFO", logger="generate.backends.batch")
+    backend = BatchBackend(make_config(batch_resubmit_missing=True), state)
+    results = take(backend, requests_from(), 7)
+    assert [r.request.index for r in results] == list(range(7))
+    assert (f"batch batch_0000 was not found at {server.base_url} (HTTP 404: No such batch: batch_0000); dropped "
+            f"from the journal (--batch_resubmit_missing); submitting its 7 unanswered lines again: {cost}") in [
+        r.getMessage() for r in caplog.records]
+    assert [job["batch_id"] for job in state.values[STATE_KEY]] == ["batch_0001"]
+    assert backend.stats()["missing_resubmitted"] == 7
+    paid_once(api, 7)  # the vanished batch never finished: nothing was paid twice
+
+
+def test_results_deleted_after_30_days_are_named_and_paid_again_only_with_the_flag(server: OpenAIServer) -> None:
+    api = BatchAPI.install(server)
+    state = DictState()
+    first = take(BatchBackend(make_config(), state), requests_from(), 3)
+    assert [r.request.index for r in first] == [0, 1, 2]  # the loop stopped; 3..6 are still to take
+    output_file = api.batches["batch_0000"]["output_file_id"]
+    del api.files[output_file]  # the 30-day retention
+    with pytest.raises(GenerationError, match=rf"^file {output_file} \(results of batch batch_0000\) was not found at "
+                                              rf"{server.base_url} \(HTTP 404: No such File object: {output_file}\): .* "
+                                              r"submit its 4 unanswered lines again \(about \d+ prompt tokens and at "
+                                              r"most 2,400 completion tokens: "):
+        take(BatchBackend(make_config(), state), requests_from(3), 1)
+    results = take(BatchBackend(make_config(batch_resubmit_missing=True), state), requests_from(3), 4)
+    assert [r.request.index for r in results] == [3, 4, 5, 6]
+    assert api.stats()["lines_paid_twice"] == 4  # paid again, as the flag says
+    assert api.stats()["batches_created"] == 2
+
+
+def test_a_create_answering_slowly_makes_one_batch_not_two(server: OpenAIServer, caplog: pytest.LogCaptureFixture) -> None:
+    # The create answers after 4 s, the client gives up after 2 s; the SDK would retry (2 retries
+    # allowed) and make a second batch on the same file.
+    api = BatchAPI.install(server, BatchOptions(slow_creates=1, create_delay_s=4.0))
+    caplog.set_level("INFO", logger="generate.backends.batch")
+    backend = BatchBackend(make_config(max_retries=2, request_timeout=2.0), DictState())
+    results = take(backend, requests_from(), 7)
+    assert [r.request.index for r in results] == list(range(7))
+    assert api.stats()["batches_created"] == 1
+    paid_once(api, 7)
+    messages = [r.getMessage() for r in caplog.records]
+    assert "batch create failed (timed out); trying again in 0 s (failing for 0 s so far)" in messages
+    assert "found batch batch_0000 for file-0001 (its creation was not confirmed)" in messages
+
+
+def test_crash_recovery_pages_through_the_batch_list(server: OpenAIServer) -> None:
+    import openai
+
+    api = BatchAPI.install(server, BatchOptions(max_page_size=2))
+
+    def crash_after_create(jobs: list) -> None:
+        if jobs and jobs[0]["batch_id"] is not None:
+            raise KeyboardInterrupt
+
+    crashing = DictState(on_set=crash_after_create)
+    with pytest.raises(KeyboardInterrupt):
+        take(BatchBackend(make_config(), crashing), requests_from(), 1)
+    # Other work of the same account: three newer batches push ours to the list's second page.
+    client = openai.OpenAI(base_url=server.base_url, api_key="x")
+    for n in range(3):
+        line = json.dumps({"custom_id": f"other-{n}", "method": "POST", "url": "/v1/chat/completions",
+                           "body": {"model": "m", "messages": [{"role": "user", "content": "hi"}]}})
+        uploaded = client.files.create(file=(f"other{n}.jsonl", line.encode()), purpose="batch")
+        client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
+    state = DictState()
+    state.values[STATE_KEY] = crashing.history[0]
+    results = take(BatchBackend(make_config(), state), requests_from(), 7)
+    assert [r.request.index for r in results] == list(range(7))
+    assert api.stats()["batches_created"] == 4  # ours, found on page 2, and the three others
+    paid_once(api, 7)  # the others were never polled here, so never ran
+
+
+def test_generate_journals_and_costs_every_answer_of_an_overshooting_round(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, prompt_file: Path, seed_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from generate.run import JOURNAL_NAME, generate
+
+    # Answers of up to 10 items a prompt, beyond the prior guess of 8: round 1 asks for 2
+    # requests (ceil(20 / 16)) in two one-request batches; the first reaches the target alone,
+    # and the second, ended in the same poll, is billed all the same.
+    with OpenAIServer(ServerOptions(material="synthetic", blocks_per_answer=10)) as server:
+        clean_env.setenv("OPENAI_BASE_URL", server.base_url)
+        api = BatchAPI.install(server)
+
+        def config_for(target: int) -> GenerateConfig:
+            return make_config(backend="batch", output_dir=str(tmp_path / "out"), prompt_path=str(prompt_file),
+                               seed_tasks_path=str(seed_file), num_instructions_to_generate=target, batch_size=1,
+                               model_name="gpt-4o-mini", max_tokens=3000)
+
+        caplog.set_level("INFO", logger="generate.backends.batch")
+        summary = generate(config_for(20))
+        assert summary["kept"] == 20
+        assert (summary["requests"], summary["requests_used_for_data"]) == (2, 1)  # one answer beyond the target
+        # Every answer the service billed is journaled and in the cost.
+        billed = api.stats()
+        assert summary["requests"] == billed["lines_answered"] == 2
+        assert (summary["prompt_tokens"], summary["completion_tokens"]) == (
+            billed["prompt_tokens_billed"], billed["completion_tokens_billed"])
+        assert summary["estimated_cost_usd"] == round(api.billed_usd(0.15, 0.60), 6)
+        records = [json.loads(line) for line in (tmp_path / "out" / JOURNAL_NAME).read_text().splitlines()]
+        assert sorted(r["index"] for r in records if r["type"] == "result") == [0, 1]
+        messages = [r.getMessage() for r in caplog.records]
+        assert ("1 answered requests were not needed for the target; they are journaled (and counted in the cost), "
+                "and a rerun with a higher --num_instructions_to_generate uses them") in messages
+        assert not any("stay in the journal" in m or "still running" in m for m in messages)
+
+        # A longer run uses that answer instead of paying for it again.
+        summary = generate(config_for(30))
+        assert summary["kept"] == 30
+        assert summary["requests_resumed_from_journal"] == 2
+        billed = api.stats()
+        assert billed["lines_paid_twice"] == 0
+        assert summary["requests"] == billed["lines_answered"]
+        assert (summary["prompt_tokens"], summary["completion_tokens"]) == (
+            billed["prompt_tokens_billed"], billed["completion_tokens_billed"])
+
+
+def test_unused_results_hands_over_the_rest_of_an_ended_batch(server: OpenAIServer) -> None:
+    api = BatchAPI.install(server)
+    state = DictState()
+    backend = BatchBackend(make_config(batch_size=3), state)  # round 1: batches of 3, 3 and 1 requests
+    assert [r.request.index for r in take(backend, requests_from(), 2)] == [0, 1]  # the loop has its target
+    config = make_config()
+    unused = backend.unused_results()
+    # The rest of the first batch, and the two batches that ended in the same poll: all billed.
+    assert [r.request.index for r in unused] == [2, 3, 4, 5, 6]
+    for result in unused:
+        assert [(c.text, c.finish_reason) for c in result.completions] == expected_texts(server, result.request, config)
+    assert api.stats()["lines_answered"] == 7
+    assert state.values[STATE_KEY] == []  # nothing left waiting: every batch is forgotten
+    assert backend.unused_results() == []
+
+
+def test_generate_through_the_services_limits_pays_once_and_reports_the_bill(
+    server: OpenAIServer, tmp_path: Path, prompt_file: Path, seed_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from generate.run import generate
+    from generate.seeds import build_request, load_prompt, load_seed_tasks
+
+    tasks, prompt = load_seed_tasks(seed_file), load_prompt(prompt_file)
+    sizes = [sum(_approx_tokens(p) for p in build_request(
+        i, seed=42, prompt_text=prompt, tasks=tasks, num_prompt_instructions=3, request_batch_size=2).prompts)
+        for i in range(8)]
+    limit = int(1.5 * max(sizes))  # the server's count of one request's prompt tokens, and then some
+    # All at once: a queue that holds about one request, polls failing for minutes, and a first
+    # create that answers after the client gave up (the SDK may retry twice).
+    api = BatchAPI.install(server, BatchOptions(enqueued_token_limit=limit, outage=(3, 9), slow_creates=1,
+                                                create_delay_s=4.0))
+    monkeypatch.setattr(batch_module, "time", FakeTime())
+    config = make_config(backend="batch", output_dir=str(tmp_path / "out"), prompt_path=str(prompt_file),
+                         seed_tasks_path=str(seed_file), num_instructions_to_generate=20, batch_size=1,
+                         max_retries=2, request_timeout=2.0, batch_poll_interval=30.0)
+    summary = generate(config)
+    billed = api.stats()
+    assert summary["kept"] == 20
+    # One batch a file (the slow create was found, not repeated), one refused by the queue and
+    # sent again, six failed polls ridden out.
+    assert [b["status"] for b in api.batches.values()] == ["completed", "failed", "completed", "completed", "completed"]
+    assert billed["files_uploaded"] == billed["batches_created"] == 5
+    assert billed["polls_failed"] == 6
+    assert summary["backend_stats"]["token_limit_resubmits"] == 1
+    assert billed["lines_paid_twice"] == 0
+    assert summary["requests"] == billed["lines_answered"]
+    assert (summary["prompt_tokens"], summary["completion_tokens"]) == (
+        billed["prompt_tokens_billed"], billed["completion_tokens_billed"])
+    assert summary["estimated_cost_usd"] == round(api.billed_usd(0.15, 0.60), 6)
