@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from generate.backends.base import Completion, GenerationRequest, GenerationResult
 
@@ -54,9 +54,11 @@ def record_to_result(record: dict[str, Any], request: GenerationRequest) -> Gene
 class Journal:
     """Durable, append-only record of a run; `open` validates it against this run's settings."""
 
-    def __init__(self, path: Path, settings: dict[str, Any]) -> None:
+    def __init__(self, path: Path, settings: dict[str, Any],
+                 describe: Callable[[str, Any, Any], str | None] | None = None) -> None:
         self.path = path
         self.settings = settings
+        self._describe = describe
         self.results: dict[int, dict[str, Any]] = {}
         self.state: dict[str, Any] = {}
         self.header: dict[str, Any] | None = None
@@ -65,9 +67,14 @@ class Journal:
         self._handle: Any = None
 
     @classmethod
-    def open(cls, path: Path, settings: dict[str, Any]) -> Journal:
-        """Load an existing journal (checking its settings) or start a new one."""
-        journal = cls(path, settings)
+    def open(cls, path: Path, settings: dict[str, Any],
+             describe: Callable[[str, Any, Any], str | None] | None = None) -> Journal:
+        """Load an existing journal (checking its settings) or start a new one.
+
+        `describe(key, old, new)` may explain a changed setting in words (for values too
+        long to quote, such as the prompt); None falls back to quoting both values.
+        """
+        journal = cls(path, settings, describe)
         if path.exists() and path.stat().st_size > 0:
             journal._load()
         else:
@@ -140,6 +147,12 @@ class Journal:
         old = self.header.get("settings", {})
         for key, value in self.settings.items():
             if key in old and old[key] != value:
+                described = self._describe(key, old[key], value) if self._describe else None
+                if described is not None:
+                    raise JournalError(
+                        f"{self.path} cannot be resumed: {described}; restore it to resume, or use a "
+                        f"new --output_dir (or delete the journal) to start fresh"
+                    )
                 raise JournalError(
                     f"{self.path} was written with {key}={old[key]!r} but this run has {value!r}; "
                     f"rerun with the same setting to resume, or use a new --output_dir "
