@@ -159,18 +159,21 @@ class Journal:
                     f"(or delete the journal) to start fresh"
                 )
 
-    def _append(self, record: dict[str, Any]) -> None:
+    def _append(self, record: dict[str, Any], index: int | None = None) -> None:
         line = json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
         with self._lock:
             self._handle.write(line)
+            # Once written to the buffer the line reaches the file (now, or when the handle
+            # closes after an interrupt), so from here on it is in `results` too: a run
+            # interrupted at any point counts exactly the answers its journal holds.
+            if index is not None:
+                self.results[index] = record
             self._handle.flush()
             os.fsync(self._handle.fileno())
 
     def append_result(self, result: GenerationResult) -> None:
         """Make a result durable before it is used."""
-        record = result_to_record(result)
-        self._append(record)
-        self.results[result.request.index] = record
+        self._append(result_to_record(result), result.request.index)
 
     def set_state(self, key: str, value: Any) -> None:
         """Make a backend state value durable."""

@@ -293,6 +293,7 @@ def _account(stats: RunStats, result: GenerationResult, model: str) -> None:
     stats.api_calls_total += result.api_calls
     stats.retries_total += result.retries
     stats.requests_total += 1
+    stats.accounted.add(result.request.index)
 
 
 def generate(config: GenerateConfig, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -482,6 +483,10 @@ def _generate_locked(
             # no request went out, so the run leaves nothing behind, not even an empty data file.
             journal.discard()
         else:
+            # An interrupt may land between journaling an answer and counting it: count from the journal.
+            for index in sorted(set(journal.results) - stats.accounted):
+                _account(stats, record_to_result(journal.results[index], request_at(index)), model)
+                stats.requests_this_run += 1
             stats.kept = len(store)
             stats.kept_this_run = len(store) - kept_at_start
             try:

@@ -43,6 +43,7 @@ class RunStats:
     # Answers that landed after the loop stopped asking (calls in flight then): paid, so
     # journaled and counted, but not used for the data (a longer run uses them).
     requests_collected_after_stop: int = 0
+    accounted: set[int] = field(default_factory=set)  # request indices counted above
 
     def summary(
         self,
