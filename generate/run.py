@@ -47,7 +47,7 @@ MESSAGE_OVERHEAD_TOKENS = 16
 
 # Main rejection reasons -> the flag that changes them, for the stall message.
 REASON_FLAGS = {
-    "similar": "--similarity_threshold",
+    "similar": "--temperature / --similarity_threshold",  # the model repeats itself
     "too_short": "--min_instruction_words",
     "too_long": "--max_instruction_words",
     "blacklisted": "--blacklist",
@@ -267,8 +267,8 @@ class Processor:
             "check the prompt and the seeds (python -m generate.check_seeds)"
         return (
             f"stopped: the last {self.streak} answered requests kept nothing (all {total} candidates "
-            f"rejected: {reasons}); {fix}, or raise --stall_requests={self.config.stall_requests} "
-            f"to keep paying for tries; rerun to resume"
+            f"rejected: {reasons}); {fix}, or raise --stall_requests (now {self.config.stall_requests}) "
+            f"to pay for more tries; rerun to resume"
         )
 
 
@@ -451,9 +451,9 @@ def _generate_locked(
                     stats.requests_collected_after_stop += 1
                 gate.advance(next_index, len(store), stats.requests_processed, streak=processor.streak,
                              spent_usd=spent_usd(), landed=result.request.index)
+                if progress_hook is not None:
+                    progress_hook(len(store), target)
                 if stats.stopped_by is None:
-                    if progress_hook is not None:
-                        progress_hook(len(store), target)
                     if processor.done or stalled():
                         # Ask for nothing more; the calls still out are paid for, so they are
                         # waited for, journaled and counted (a longer run uses them).
