@@ -5,6 +5,12 @@ it arrives, whatever its order; answers are then consumed strictly in index orde
 concurrent run, a sequential run and a run killed and resumed any number of times all
 produce the same alpaca_data.json from the same answers: on resume the journal is replayed
 through the same deterministic steps and only the missing indices are asked for.
+
+Spending: requests go out through a DispatchGate that holds them back near the target,
+within the stall guard and under the caps. When the run stops asking (target, cap, stall)
+the request iterator ends and the backend finishes the requests it has taken; their answers
+are paid for, so they are journaled and counted too. The summary is written however the
+run ends, and `stopped_by` says why. A lock on the output folder keeps a second run out.
 """
 
 from __future__ import annotations
@@ -442,7 +448,8 @@ def _generate_locked(
                 _account(stats, result, model)
                 stats.requests_this_run += 1
                 added = 0
-                if stats.stopped_by is None:
+                running = stats.stopped_by is None
+                if running:
                     answered[result.request.index] = result
                     while not processor.done and not stalled() and next_index in answered:
                         added += processor.process(answered.pop(next_index))
@@ -453,7 +460,7 @@ def _generate_locked(
                              spent_usd=spent_usd(), landed=result.request.index)
                 if progress_hook is not None:
                     progress_hook(len(store), target)
-                if stats.stopped_by is None:
+                if running:
                     if processor.done or stalled():
                         # Ask for nothing more; the calls still out are paid for, so they are
                         # waited for, journaled and counted (a longer run uses them).
@@ -462,7 +469,7 @@ def _generate_locked(
                     store.write(wait=processor.done)
                     bar.update(added)
                     bar.set_postfix(requests=stats.requests_total, refresh=False)
-                stats.processing_ms.append(1000 * (time.perf_counter() - tick))
+                    stats.processing_ms.append(1000 * (time.perf_counter() - tick))
             if stats.stopped_by is None:
                 # The backend ran out of requests: the gate ended them at a cap.
                 stats.stopped_by = gate.capped or "backend"
