@@ -81,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     if "num_cpus" in flags:
         log.info("--num_cpus is accepted for compatibility and ignored: dedup runs in this process")
-    from generate.run import StallError, Terminated, generate  # deferred: `--help` and flag errors stay instant
+    from generate.run import (  # deferred: `--help` and flag errors stay instant
+        StallError,
+        Terminated,
+        generate,
+    )
 
     def on_sigterm(signum: int, frame: Any) -> None:
         # Once: a second SIGTERM while the summary is being written ends the process at once.

@@ -12,8 +12,9 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from generate.backends.base import Completion, GenerationRequest, GenerationResult
 

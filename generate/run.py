@@ -19,13 +19,19 @@ import itertools
 import logging
 import threading
 import time
-from pathlib import Path
 from collections import Counter
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
-from generate.backends.base import Backend, GenerationError, GenerationRequest, GenerationResult
+from generate.backends.base import (
+    Backend,
+    GenerationError,
+    GenerationRequest,
+    GenerationResult,
+)
 from generate.backends.factory import (
     PRICE_FACTORS,
     check_credentials,
