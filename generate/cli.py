@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from typing import Any
 
 import fire
@@ -11,12 +13,18 @@ import fire
 from generate.backends.base import GenerationError
 from generate.config import ConfigError, config_from_flags, flag_help
 from generate.journal import JournalError
+from generate.run_lock import RunLockError
 from generate.seeds import SeedTaskError
 
 log = logging.getLogger(__name__)
 
 # Errors a user fixes by changing a flag, a file or the environment: one line, no traceback.
-USER_ERRORS = (ConfigError, GenerationError, JournalError, SeedTaskError)
+USER_ERRORS = (ConfigError, GenerationError, JournalError, RunLockError, SeedTaskError)
+
+# Exit statuses: 0 target reached, 1 error (a stall included), 2 bad flag, 3 stopped at a cap,
+# 130 Ctrl-C, 143 SIGTERM. Every one but 2 writes generate_summary.json.
+EXIT_CAPPED = 3
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 def _parse_flags(argv: list[str]) -> dict[str, Any]:
@@ -73,16 +81,36 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     if "num_cpus" in flags:
         log.info("--num_cpus is accepted for compatibility and ignored: dedup runs in this process")
-    from generate.run import generate  # deferred: `--help` and flag errors stay instant
+    from generate.run import (  # deferred: `--help` and flag errors stay instant
+        StallError,
+        Terminated,
+        generate,
+    )
 
+    def on_sigterm(signum: int, frame: Any) -> None:
+        # Once: a second SIGTERM while the summary is being written ends the process at once.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated()
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main_thread else None
     try:
         summary = generate(config)
+    except StallError as err:
+        print(f"generate: {err}", file=sys.stderr)
+        return 1
     except USER_ERRORS as err:
         print(f"generate: error: {err}", file=sys.stderr)
         return 1
+    except Terminated:
+        print("generate: terminated (SIGTERM); summary written, rerun the same command to resume", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("generate: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
     cost = summary["estimated_cost_usd"]
     cost_text = "unknown (no price for this model; pass --price_input/--price_output)" if cost is None else f"${cost:.4f}"
     if summary["backend"] == "batch":
@@ -94,4 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{summary['prompt_tokens']}+{summary['completion_tokens']} tokens, estimated cost {cost_text})",
         file=sys.stderr,
     )
+    capped = summary["stopped_by"]
+    if capped in ("max_requests", "max_cost_usd"):
+        limit = getattr(config, capped)
+        print(f"generate: stopped at --{capped}={limit:g} before the target; rerun with a higher "
+              f"--{capped} to continue", file=sys.stderr)
+        return EXIT_CAPPED
     return 0

@@ -93,6 +93,18 @@ class GenerateConfig:
         "USD per 1M input tokens, overriding the built-in price table."))
     price_output: float | None = field(default=None, metadata=_help(
         "USD per 1M output tokens, overriding the built-in price table."))
+    # --- spending limits (issue #10): every loop that costs money has a stop ---------------
+    stall_requests: int = field(default=50, metadata=_help(
+        "Stop (exit status 1, summary written) after this many answered requests in a row, in "
+        "request order, kept nothing; the message names the main rejection reasons. 0: no guard."))
+    max_requests: int | None = field(default=None, metadata=_help(
+        "Stop cleanly (exit status 3) once this many requests are answered over the whole run, "
+        "resumes included; rerun with a higher value to continue. Default: no cap."))
+    max_cost_usd: float | None = field(default=None, metadata=_help(
+        "Stop cleanly (exit status 3) before the estimated cost of the whole run, resumes included, "
+        "could pass this many USD (calls in flight are counted at their most: max_tokens per "
+        "prompt); rerun with a higher value to continue. Default: no cap."))
+    # --- end of spending limits ------------------------------------------------------------
     # --- options read by the batch and local backends (issue #7) ------------------------
     batch_poll_interval: float = field(default=30.0, metadata=_help(
         "batch backend: seconds between status polls of a submitted batch."))
@@ -137,13 +149,16 @@ _LITERAL_FIELDS = {
     "api": ApiName, "backend": BackendChoice, "dedup_tokenizer": DedupTokenizer, "log_level": LogLevel,
     "language": LanguageChoice,  # issue #10 (w10lang)
 }
-_INT_FIELDS = {f.name for f in fields(GenerateConfig) if f.type == "int"}
+_INT_FIELDS = {f.name for f in fields(GenerateConfig) if f.type in ("int", "int | None")}
+_OPTIONAL_FIELDS = {f.name for f in fields(GenerateConfig) if f.type.endswith("| None")}
 _FLOAT_FIELDS = {f.name for f in fields(GenerateConfig) if f.type in ("float", "float | None")}
 _BOOL_FIELDS = {f.name for f in fields(GenerateConfig) if f.type == "bool"}
 _TUPLE_FIELDS = {f.name for f in fields(GenerateConfig) if f.type.startswith("tuple")}
 
 
-def _as_int(name: str, value: Any) -> int:
+def _as_int(name: str, value: Any) -> int | None:
+    if value is None and name in _OPTIONAL_FIELDS:
+        return None
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ConfigError(f"--{name} must be an integer (got {value!r})")
     try:
@@ -153,7 +168,7 @@ def _as_int(name: str, value: Any) -> int:
 
 
 def _as_float(name: str, value: Any) -> float | None:
-    if value is None and name in ("price_input", "price_output"):
+    if value is None and name in _OPTIONAL_FIELDS:
         return None
     if isinstance(value, bool):
         raise ConfigError(f"--{name} must be a number (got {value!r})")
@@ -227,6 +242,12 @@ def validate(config: GenerateConfig) -> None:
     for name in positive_ints:
         if getattr(config, name) < 1:
             raise ConfigError(f"--{name} must be >= 1 (got {getattr(config, name)})")
+    if config.stall_requests < 0:
+        raise ConfigError(f"--stall_requests must be >= 0 (0 turns the stall guard off; got {config.stall_requests})")
+    if config.max_requests is not None and config.max_requests < 1:
+        raise ConfigError(f"--max_requests must be >= 1 (got {config.max_requests}); leave it out for no cap")
+    if config.max_cost_usd is not None and not config.max_cost_usd > 0:
+        raise ConfigError(f"--max_cost_usd must be > 0 USD (got {config.max_cost_usd}); leave it out for no cap")
     if config.max_retries < 0:
         raise ConfigError(f"--max_retries must be >= 0 (got {config.max_retries})")
     if not 0.0 <= config.temperature <= 2.0:

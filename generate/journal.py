@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +55,11 @@ def record_to_result(record: dict[str, Any], request: GenerationRequest) -> Gene
 class Journal:
     """Durable, append-only record of a run; `open` validates it against this run's settings."""
 
-    def __init__(self, path: Path, settings: dict[str, Any]) -> None:
+    def __init__(self, path: Path, settings: dict[str, Any],
+                 describe: Callable[[str, Any, Any], str | None] | None = None) -> None:
         self.path = path
         self.settings = settings
+        self._describe = describe
         self.results: dict[int, dict[str, Any]] = {}
         self.state: dict[str, Any] = {}
         self.header: dict[str, Any] | None = None
@@ -65,9 +68,14 @@ class Journal:
         self._handle: Any = None
 
     @classmethod
-    def open(cls, path: Path, settings: dict[str, Any]) -> Journal:
-        """Load an existing journal (checking its settings) or start a new one."""
-        journal = cls(path, settings)
+    def open(cls, path: Path, settings: dict[str, Any],
+             describe: Callable[[str, Any, Any], str | None] | None = None) -> Journal:
+        """Load an existing journal (checking its settings) or start a new one.
+
+        `describe(key, old, new)` may explain a changed setting in words (for values too
+        long to quote, such as the prompt); None falls back to quoting both values.
+        """
+        journal = cls(path, settings, describe)
         if path.exists() and path.stat().st_size > 0:
             journal._load()
         else:
@@ -140,24 +148,33 @@ class Journal:
         old = self.header.get("settings", {})
         for key, value in self.settings.items():
             if key in old and old[key] != value:
+                described = self._describe(key, old[key], value) if self._describe else None
+                if described is not None:
+                    raise JournalError(
+                        f"{self.path} cannot be resumed: {described}; restore it to resume, or use a "
+                        f"new --output_dir (or delete the journal) to start fresh"
+                    )
                 raise JournalError(
                     f"{self.path} was written with {key}={old[key]!r} but this run has {value!r}; "
                     f"rerun with the same setting to resume, or use a new --output_dir "
                     f"(or delete the journal) to start fresh"
                 )
 
-    def _append(self, record: dict[str, Any]) -> None:
+    def _append(self, record: dict[str, Any], index: int | None = None) -> None:
         line = json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
         with self._lock:
             self._handle.write(line)
+            # Once written to the buffer the line reaches the file (now, or when the handle
+            # closes after an interrupt), so from here on it is in `results` too: a run
+            # interrupted at any point counts exactly the answers its journal holds.
+            if index is not None:
+                self.results[index] = record
             self._handle.flush()
             os.fsync(self._handle.fileno())
 
     def append_result(self, result: GenerationResult) -> None:
         """Make a result durable before it is used."""
-        record = result_to_record(result)
-        self._append(record)
-        self.results[result.request.index] = record
+        self._append(result_to_record(result), result.request.index)
 
     def set_state(self, key: str, value: Any) -> None:
         """Make a backend state value durable."""

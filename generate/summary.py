@@ -38,6 +38,12 @@ class RunStats:
     completion_tokens: int = 0
     tokens_estimated: bool = False
     processing_ms: list[float] = field(default_factory=list)  # this invocation, per answered request
+    # Why the run ended: target, max_requests, max_cost_usd, stall, error, interrupted, terminated.
+    stopped_by: str | None = None
+    # Answers that landed after the loop stopped asking (calls in flight then): paid, so
+    # journaled and counted, but not used for the data (a longer run uses them).
+    requests_collected_after_stop: int = 0
+    accounted: set[int] = field(default_factory=set)  # request indices counted above
 
     def summary(
         self,
@@ -52,10 +58,11 @@ class RunStats:
     ) -> dict[str, Any]:
         """The JSON-ready summary."""
         first = self.processing_ms[:EDGE]
-        last = self.processing_ms[-EDGE:]
+        last = self.processing_ms[-EDGE:]  # overlaps `first` when fewer than 2 * EDGE requests
         return {
             "output": str(output_path),
             "finished": finished,
+            "stopped_by": self.stopped_by,
             "error": error,
             "backend": self.backend,
             "model": self.model,
@@ -67,6 +74,7 @@ class RunStats:
             "requests_this_run": self.requests_this_run,
             "requests_resumed_from_journal": self.requests_replayed,
             "requests_used_for_data": self.requests_processed,
+            "requests_collected_after_stop": self.requests_collected_after_stop,
             "api_calls": self.api_calls_total,
             "retries": self.retries_total,
             "prompt_tokens": self.prompt_tokens,
@@ -79,7 +87,7 @@ class RunStats:
             "processing_ms_per_request": {
                 "first": round(statistics.fmean(first), 3) if first else None,
                 "last": round(statistics.fmean(last), 3) if last else None,
-                "requests_averaged": EDGE,
+                "requests_averaged": len(first),
             },
             "backend_stats": backend_stats,
             "python": platform.python_version(),

@@ -26,6 +26,8 @@ Faults:
   OpenAI does;
 - a context window (`context_window` tokens): prompt + max_tokens beyond it answers OpenAI's
   400 `context_length_exceeded`;
+- a small answer pool (`pool_size`): every answer draws from the same few items, so after
+  a while nothing new is kept (what a run's stall guard must catch);
 - in the content, deterministically per block with probability `bad_block_rate`: blocks each
   filter must catch (malformed, blacklisted word, too short, too long, "Write a program",
   punctuation or non-ASCII first character) and exact/near repeats; with probability
@@ -47,7 +49,9 @@ import json
 import math
 import random
 import re
+import select
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -84,6 +88,7 @@ class ServerOptions:
     truncate_rate: float = 0.0
     usage: bool = True  # report token usage (False: clients must count tokens themselves)
     unsupported_params: tuple[str, ...] = ()  # body keys refused with 400 unsupported_parameter
+    pool_size: int = 0  # when > 0, answers draw from only this many distinct items
 
 
 @dataclass
@@ -95,6 +100,8 @@ class RouteRequest:
     headers: dict[str, str]
     body: bytes
     query: str = ""  # the URL's query string, without "?" (issue #17: the Batch list's paging)
+    # True once the client has closed its connection (gave up on a slow answer).
+    client_gone: Callable[[], bool] = lambda: False
 
     def json(self) -> Any:
         return json.loads(self.body or b"{}")
@@ -236,6 +243,10 @@ class OpenAIServer:
             material = "predictions" if PREDICTIONS.is_file() else "synthetic"
         self.material_name = material
         self.material = _load_predictions() if material == "predictions" else []
+        if self.options.pool_size > 0:
+            rng = self._rng("pool")
+            self.material = [self.material[i % len(self.material)] if self.material else _synthetic_item(rng)
+                             for i in range(self.options.pool_size)]
         self._bucket = _TokenBucket(self.options.rpm) if self.options.rpm else None
         self._routes: list[tuple[str, str, Handler]] = []
         self._lock = threading.Lock()
@@ -243,6 +254,10 @@ class OpenAIServer:
         self._stats: dict[str, Any] = {
             "calls": 0, "answered": 0, "statuses": {}, "rate_limited": 0, "in_flight": 0,
             "max_in_flight": 0, "prompts": 0, "answered_times": [],
+            # Answers sent to a client still waiting, and the usage they reported (what a bill counts).
+            "prompt_tokens": 0, "completion_tokens": 0,
+            # Answers ready only after the client had given up (a "slow" fault): not counted above.
+            "abandoned": 0,
         }
         self._httpd = _QuietServer(("127.0.0.1", port), self._handler_class())
         self._httpd.daemon_threads = True
@@ -280,7 +295,9 @@ class OpenAIServer:
         self._routes.insert(0, (method.upper(), path_prefix, handler))
 
     def stats(self) -> dict[str, Any]:
-        """A copy of the counters: calls, answered, statuses, rate_limited, max_in_flight, prompts."""
+        """A copy of the counters: calls, answered (delivered to a waiting client), statuses,
+        rate_limited, max_in_flight, prompts, prompt_tokens and completion_tokens of the answered
+        calls, abandoned (answers whose client had gone)."""
         with self._lock:
             out = json.loads(json.dumps(self._stats))
         out.pop("answered_times")
@@ -460,11 +477,31 @@ class OpenAIServer:
         if options.latency_s:
             time.sleep(options.latency_s)
         answer = self.answer(api, body)
+        if request.client_gone():
+            self._count("abandoned")
+            return RouteResponse(200, answer, headers)
+        prompt_tokens, completion_tokens = self._usage(api, body, answer)
         with self._lock:
             self._stats["answered"] += 1
             self._stats["prompts"] += len(answer["choices"])
+            self._stats["prompt_tokens"] += prompt_tokens
+            self._stats["completion_tokens"] += completion_tokens
             self._stats["answered_times"].append(time.time())
         return RouteResponse(200, answer, headers)
+
+    @staticmethod
+    def _usage(api: str, body: dict[str, Any], answer: dict[str, Any]) -> tuple[int, int]:
+        """The tokens an answer bills (reported in `usage`, or counted the same way when it is not)."""
+        usage = answer.get("usage")
+        if usage:
+            return usage["prompt_tokens"], usage["completion_tokens"]
+        if api == "completions":
+            prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
+            texts = [choice["text"] for choice in answer["choices"]]
+        else:
+            prompts = ["\n".join(str(m.get("content", "")) for m in body["messages"])]
+            texts = [choice["message"]["content"] for choice in answer["choices"]]
+        return sum(_approx_tokens(p) for p in prompts), sum(_approx_tokens(t) for t in texts)
 
     def _route(self, request: RouteRequest) -> RouteResponse:
         for method, prefix, handler in self._routes:
@@ -496,7 +533,7 @@ class OpenAIServer:
                 body = self.rfile.read(length) if length else b""
                 request = RouteRequest(self.command, self.path.split("?")[0],
                                        {k.lower(): v for k, v in self.headers.items()}, body,
-                                       self.path.partition("?")[2])
+                                       self.path.partition("?")[2], self._client_gone)
                 response = server._route(request)
                 server._count("", response.status)
                 payload = response.body if isinstance(response.body, bytes) else json.dumps(response.body).encode()
@@ -513,6 +550,14 @@ class OpenAIServer:
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout fault): nothing to do
+
+            def _client_gone(self) -> bool:
+                """The client closed the connection (readable with nothing to read)."""
+                try:
+                    readable, _, _ = select.select([self.connection], [], [], 0)
+                    return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+                except OSError:
+                    return True
 
             do_GET = do_POST = do_DELETE = _serve
 
@@ -548,6 +593,8 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api_key", help="when set, other bearer tokens get 401")
     parser.add_argument("--models", help="comma-separated model ids; when set, other models get 404")
     parser.add_argument("--context_window", type=int, help="tokens; beyond it 400 context_length_exceeded")
+    parser.add_argument("--pool_size", type=int, default=0,
+                        help="answers draw from only this many distinct items (0: unlimited); a run then stalls")
 
 
 def options_from_args(args: argparse.Namespace) -> ServerOptions:
@@ -556,7 +603,7 @@ def options_from_args(args: argparse.Namespace) -> ServerOptions:
                          latency_s=args.latency_s, rpm=args.rpm, bad_block_rate=args.bad_block_rate,
                          truncate_rate=args.truncate_rate, always=args.always, script=args.script,
                          slow_s=args.slow_s, api_key=args.api_key, context_window=args.context_window,
-                         models=tuple(args.models.split(",")) if args.models else None)
+                         models=tuple(args.models.split(",")) if args.models else None, pool_size=args.pool_size)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -79,9 +79,11 @@ class BackendState(Protocol):
 class Backend(Protocol):
     """Turns requests into results.
 
-    `run` pulls requests lazily from `requests` (an endless iterator: the loop stops
-    consuming results once its target is reached, then calls `close`), and yields a
-    result per request in any order. It raises `GenerationError` for fatal failures.
+    `run` pulls requests lazily from `requests` and yields a result per request in any
+    order. It raises `GenerationError` for fatal failures. The iterator ends when the loop
+    stops asking (target reached, a cap, the stall guard); `run` then finishes the requests
+    it has already taken, yields their results and returns: the loop keeps consuming until
+    it does, so every paid call is journaled and counted. Then the loop calls `close`.
 
     Construction: the factory (generate/backends/factory.py) calls
     `BackendClass(config, state)` with `config: generate.config.GenerateConfig` (model_name,

@@ -62,3 +62,36 @@ def test_different_settings_refuse_to_resume(tmp_path: Path) -> None:
     Journal.open(path, SETTINGS).close()
     with pytest.raises(JournalError, match=r"written with model_name='m' but this run has 'other'.*new --output_dir"):
         Journal.open(path, {**SETTINGS, "model_name": "other"})
+
+
+def test_a_described_change_is_refused_in_those_words(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    Journal.open(path, {**SETTINGS, "prompt": "a\nb\n"}).close()
+
+    def describe(key, old, new):
+        return f"{key} went from {old!r} to {new!r}" if key == "prompt" else None
+
+    with pytest.raises(JournalError, match=r"j.jsonl cannot be resumed: prompt went from 'a\\nb\\n' to 'a\\nc\\n'; "
+                                           r"restore it to resume, or use a new --output_dir"):
+        Journal.open(path, {**SETTINGS, "prompt": "a\nc\n"}, describe)
+    with pytest.raises(JournalError, match="written with seed=1 but this run has 2"):
+        Journal.open(path, {**SETTINGS, "seed": 2, "prompt": "a\nb\n"}, describe)
+
+
+def test_a_result_is_counted_once_its_line_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "j.jsonl"
+    journal = Journal.open(path, SETTINGS)
+
+    class Interrupted(BaseException):
+        pass
+
+    def interrupt(fd: int) -> None:
+        raise Interrupted  # as a signal would, between the write and the fsync
+
+    with monkeypatch.context() as patch:
+        patch.setattr("generate.journal.os.fsync", interrupt)
+        with pytest.raises(Interrupted):
+            journal.append_result(_result(4))
+    assert sorted(journal.results) == [4]  # counted: the line reaches the file
+    journal.close()
+    assert sorted(Journal.open(path, SETTINGS).results) == [4]
