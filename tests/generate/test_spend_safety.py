@@ -252,7 +252,8 @@ def test_a_second_run_on_a_folder_refuses_and_a_killed_run_leaves_it_free(repo_r
                                 cwd=repo_root, env=_cli_env(server), capture_output=True, text=True, timeout=60,
                                 check=False)
         assert second.returncode == 1
-        assert second.stderr.strip() == (
+        # The seed checks log their notes first (issue #10); the refusal is the one error line.
+        assert second.stderr.strip().splitlines()[-1] == (
             f"generate: error: {out} is in use by another generate run (process {first.pid}, see "
             f"{out / LOCK_NAME}); wait for it to finish or stop it, or use another --output_dir")
         first.kill()
@@ -288,7 +289,8 @@ def test_resume_ignores_a_bom_blank_lines_and_key_order_but_names_a_real_change(
         with pytest.raises(JournalError, match=rf"cannot be resumed: the seed tasks in {seed_file} are not those "
                                                r"this journal was written with \(task 3 changed; "):
             generate(_config(out, seed_file, prompt_file, num_instructions_to_generate=30))
-        seed_file.write_text("".join(json.dumps(r) + "\n" for r in records + records[:1]), encoding="utf-8")
+        added = {**records[0], "id": "seed_task_added", "instruction": "Name three rivers of Europe."}
+        seed_file.write_text("".join(json.dumps(r) + "\n" for r in records + [added]), encoding="utf-8")
         with pytest.raises(JournalError, match=r"\(1 added; "):
             generate(_config(out, seed_file, prompt_file, num_instructions_to_generate=30))
 
