@@ -15,7 +15,8 @@ import typing
 from train.config import TrainConfig
 
 # The original recipe's command line, in its order: flag -> the value it passes ("" = a
-# required path). `make train` passes the same values (tests/train/test_usage.py checks it).
+# required path). `make train` passes the same values, leaving out only those whose absence
+# means the same (no eval set, the wrap class from the model); tests/train/test_config.py checks it.
 RECIPE: dict[str, str] = {
     "model_name_or_path": "",
     "data_path": "",
