@@ -55,21 +55,30 @@ def _setup_logging() -> None:
     )
 
 
-def report_error(message: str) -> None:
-    """One line for a user's mistake, once: rank 0 logs it (every rank meets the same bad input).
+# How long a rank other than 0 waits before printing a user error itself: rank 0 meets the
+# same bad input and prints it, and torchrun then stops the others before they do.
+OTHER_RANK_GRACE_S = 10.0
 
-    Under torchrun every rank also leaves the line in its error file (`TORCHELASTIC_ERROR_FILE`),
-    so torchrun's own failure report quotes it instead of a pointer to its documentation.
+
+def report_error(message: str) -> None:
+    """One line for a user's mistake, once, under torchrun too.
+
+    Every rank meets the same bad input: rank 0 prints the line at once; when rank 0 fails,
+    torchrun stops the other ranks, so they print it only if they are still running after
+    `OTHER_RANK_GRACE_S` (an error only they met). Every rank also leaves the line in its
+    torchrun error file (`TORCHELASTIC_ERROR_FILE`), so torchrun's own failure report quotes it
+    instead of a pointer to its documentation.
     """
-    if _rank() == 0:
-        logger.error("%s", message)
     error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if error_file:
         try:
             with open(error_file, "w", encoding="utf-8") as fh:
                 json.dump({"message": message, "timestamp": int(time.time())}, fh)
         except OSError:
-            pass  # the report is a courtesy; the line above is the message
+            pass  # the report is a courtesy; the line below is the message
+    if _rank() != 0:
+        time.sleep(OTHER_RANK_GRACE_S)
+    logger.error("%s", message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
