@@ -65,20 +65,20 @@ def report_error(message: str) -> None:
 
     Every rank meets the same bad input: rank 0 prints the line at once; when rank 0 fails,
     torchrun stops the other ranks, so they print it only if they are still running after
-    `OTHER_RANK_GRACE_S` (an error only they met). Every rank also leaves the line in its
-    torchrun error file (`TORCHELASTIC_ERROR_FILE`), so torchrun's own failure report quotes it
-    instead of a pointer to its documentation.
+    `OTHER_RANK_GRACE_S` (an error only they met). The rank that prints also leaves the line in
+    its torchrun error file (`TORCHELASTIC_ERROR_FILE`), so torchrun's own failure report quotes
+    it instead of a pointer to its documentation.
     """
+    if _rank() != 0:
+        time.sleep(OTHER_RANK_GRACE_S)
+    logger.error("%s", message)
     error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if error_file:
         try:
             with open(error_file, "w", encoding="utf-8") as fh:
                 json.dump({"message": message, "timestamp": int(time.time())}, fh)
         except OSError:
-            pass  # the report is a courtesy; the line below is the message
-    if _rank() != 0:
-        time.sleep(OTHER_RANK_GRACE_S)
-    logger.error("%s", message)
+            pass  # the report is a courtesy; the line above is the message
 
 
 def main(argv: Sequence[str] | None = None) -> int:
