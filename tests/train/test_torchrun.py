@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -156,3 +158,46 @@ def test_non_utf8_data_under_torchrun_is_one_line_once(tiny_llama: Path, tmp_pat
     # torchrun's own failure report (its exit, not ours) names the cause too, and only there.
     assert f"traceback : {line}" in output and output.count(line) == 2
     assert not (tmp_path / "out").exists()
+
+
+def _make_train_command(variables: list[str]) -> list[str]:
+    """The torchrun command `make train VARIABLES` runs (read with `make -n`), on this interpreter."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    dry = subprocess.run([make, "-n", "train", *variables], cwd=REPO_ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    line = dry[dry.index("-m torch.distributed.run"):].replace("\\\n", " ").splitlines()[0]
+    return [sys.executable, *shlex.split(line)]
+
+
+@pytest.mark.slow
+def test_make_train_on_two_nodes_matches_the_one_node_run(
+    seed_run: tuple[Path, subprocess.CompletedProcess], tiny_llama: Path, same_data: Path, tmp_path: Path
+) -> None:
+    """`make train NNODES=2 NODE_RANK=0|1 MASTER_ADDR=...` (torchrun's static rendezvous): rank 0 on
+    node 0, the same losses as the two-process run."""
+    first, proc = seed_run
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = tmp_path / "make-two-nodes"
+    extra = ("--learning_rate 1e-2 --per_device_train_batch_size 2 --gradient_accumulation_steps 1 "
+             "--save_steps 12 --save_total_limit 2")
+    port = free_port()
+    commands = [_make_train_command([f"MODEL={tiny_llama}", f"DATA={same_data}", f"OUTPUT_DIR={out}", "NPROC=1",
+                                     "NNODES=2", f"NODE_RANK={rank}", "MASTER_ADDR=127.0.0.1", f"PORT={port}",
+                                     f"ARGS={extra}"]) for rank in (0, 1)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    nodes = [subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for cmd in commands]
+    logs = []
+    for node in nodes:
+        try:
+            logs.append(node.communicate(timeout=600)[0])
+        finally:
+            node.kill()
+    assert [n.returncode for n in nodes] == [0, 0], "\n".join(log[-3000:] for log in logs)
+    assert f"[rank 0] INFO train.checkpoint: saved the final model and tokenizer to {out}" in logs[0]
+    assert "[rank 0]" not in logs[1]
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["fsdp"] is True
+    assert _losses(out) == _losses(first)
