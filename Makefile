@@ -22,6 +22,11 @@ DATA   ?= data/alpaca_data.json
 NPROC  ?= 1
 PORT   ?= 29500
 FSDP   ?= full_shard auto_wrap
+# Several machines: run `make train` on each with the same NNODES, MASTER_ADDR (node 0's
+# address) and PORT, and NODE_RANK 0..NNODES-1 (torchrun's static rendezvous; docs/train.md).
+NNODES      ?= 1
+NODE_RANK   ?= 0
+MASTER_ADDR ?= 127.0.0.1
 # ---- diff / recover ----
 RAW    ?=
 TUNED  ?=
@@ -41,6 +46,7 @@ help: ## List targets and variables
 	@echo "  generate: OUTPUT_DIR=$(OUTPUT_DIR) NUM_INSTRUCTIONS=$(NUM_INSTRUCTIONS) MODEL=<model> SEED_TASKS=$(SEED_TASKS)"
 	@echo "            PROMPT=$(PROMPT) BACKEND=$(BACKEND) (auto|openai|batch|local) API=<completions|chat>"
 	@echo "  train:    MODEL=<hf path or id> DATA=$(DATA) OUTPUT_DIR=<dir> NPROC=$(NPROC) PORT=$(PORT) FSDP='$(FSDP)'"
+	@echo "            several machines: NNODES=$(NNODES) NODE_RANK=$(NODE_RANK) MASTER_ADDR=$(MASTER_ADDR) (same PORT on every node)"
 	@echo "  diff:     RAW=<base model> TUNED=<fine-tuned model> DIFF=<diff dir>"
 	@echo "  recover:  RAW=<base model> DIFF=<diff dir> TUNED=<output dir>"
 	@echo "  any:      ARGS='--flag value ...' passes further flags; TORCH_SPEC='$(TORCH_SPEC)'"
@@ -62,9 +68,10 @@ generate: $(STAMP) ## Generate instruction data -> OUTPUT_DIR/alpaca_data.json
 	  --backend $(BACKEND) $(if $(MODEL),--model_name "$(MODEL)") $(if $(API),--api $(API)) $(ARGS)
 
 train: OUTPUT_DIR = output/alpaca
-train: $(STAMP) ## Fine-tune MODEL on DATA with FSDP over NPROC processes
+train: $(STAMP) ## Fine-tune MODEL on DATA with FSDP over NPROC processes (x NNODES machines)
 	@test -n "$(MODEL)" || { echo "make train: set MODEL=<path to a Hugging Face checkpoint>" >&2; exit 2; }
-	$(PY) -m torch.distributed.run --nproc_per_node=$(NPROC) --master_port=$(PORT) -m train \
+	$(PY) -m torch.distributed.run --nnodes=$(NNODES) --node_rank=$(NODE_RANK) --nproc_per_node=$(NPROC) \
+	  --master_addr=$(MASTER_ADDR) --master_port=$(PORT) -m train \
 	  --model_name_or_path "$(MODEL)" --data_path "$(DATA)" --output_dir "$(OUTPUT_DIR)" \
 	  --bf16 True --num_train_epochs 3 --per_device_train_batch_size 4 --gradient_accumulation_steps 8 \
 	  --save_strategy steps --save_steps 2000 --save_total_limit 1 --learning_rate 2e-5 \

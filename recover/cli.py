@@ -1,13 +1,16 @@
 """Command line: `python -m recover make_diff ...` and `python -m recover recover ...` (via fire).
 
 Each command's flags are exactly the fields of its config dataclass; this module only parses
-them, calls the library and turns its errors into one-line messages.
+them, calls the library and turns its errors into one-line messages. `--help` is
+`recover.usage`'s page, not fire's. SIGTERM is handled like Ctrl-C: the half-written output
+is removed (`recover.output_dir`) and one line says so.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import MISSING
@@ -84,16 +87,43 @@ def check_flags(argv: list[str]) -> None:
             raise ConfigError(f"unexpected argument {token!r} for {argv[0]}: every value follows its flag, e.g. --path_raw DIR")
 
 
+class Terminated(BaseException):
+    """Raised in the main thread when SIGTERM arrives, so that cleanup runs as for Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; a `RecoverError` becomes `error: <message>` on stderr and exit status 1."""
-    import fire
+    """Run one command; a `RecoverError` becomes `error: <message>` on stderr and exit status 1.
+
+    No command prints the usage to stderr (exit 2); `--help` prints it to stdout (exit 0).
+    Ctrl-C exits 130 and SIGTERM 143, each with one line, the partial output removed.
+    """
+    from recover.usage import COMMANDS as _NAMES, usage_text
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage_text(), end="", file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    if argv[0] in _NAMES and any(a in ("-h", "--help") for a in argv[1:]):
+        print(usage_text(argv[0]), end="")
+        return 0
+    import fire
+
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         check_flags(argv)
         fire.Fire(COMMANDS, command=argv, name="python -m recover")
     except RecoverError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except (KeyboardInterrupt, Terminated) as exc:
+        name = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
+        print(f"error: interrupted by {name}; the partial output was removed, nothing was written", file=sys.stderr)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0

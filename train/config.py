@@ -48,19 +48,18 @@ class TrainConfig:
     )
     cache_dir: str | None = field(default=None, **_doc("Cache dir for hub downloads."))
     model_max_length: int = field(
-        default=512, **_doc("Token limit per example; longer ones are truncated (seed: 512).")
+        default=512, **_doc("Token limit per example; longer ones are truncated.")
     )
     packing: bool = field(
         default=False,
-        **_doc("Pack several examples into one padding-free row of <= --max_seq_length tokens."),
+        **_doc("Pack examples into padding-free rows of <= --max_seq_length tokens."),
     )
     max_seq_length: int = field(
         default=4096, **_doc("Token budget of one packed row (only with --packing True).")
     )
     attn_implementation: str | None = field(
         default=None,
-        **_doc("Attention kernel: eager, sdpa, flex_attention, flash_attention_2, packed_varlen "
-               "(train/packing.py); default: transformers' choice (sdpa)."),
+        **_doc("eager, sdpa, flex_attention, flash_attention_2 or packed_varlen; unset: transformers' (sdpa)."),
     )
     overwrite_output_dir: bool = field(default=False, **_doc("Accepted for compatibility."))
 
@@ -93,7 +92,7 @@ class TrainConfig:
     eval_strategy: Literal["no", "steps", "epoch"] = field(
         default="no", **_doc("When to compute the eval loss (needs an eval set).")
     )
-    eval_steps: int | None = field(default=None, **_doc("Eval every N steps (default: logging_steps)."))
+    eval_steps: int | None = field(default=None, **_doc("Eval every N steps (unset: every --logging_steps)."))
     logging_steps: int = field(default=500, **_doc("Log loss and learning rate every N steps."))
     save_strategy: Literal["no", "steps", "epoch"] = field(
         default="steps", **_doc("When to write a resumable checkpoint.")
@@ -114,15 +113,14 @@ class TrainConfig:
     tf32: bool | None = field(default=None, **_doc("Allow TF32 matmuls (Ampere+ GPUs)."))
     fsdp: str = field(
         default="",
-        **_doc("FSDP options: 'full_shard auto_wrap' shards parameters; add 'offload' for CPU offload."),
+        **_doc("'full_shard auto_wrap' shards every decoder layer; add 'offload' to keep them in CPU RAM."),
     )
     fsdp_config: str | None = field(
         default=None, **_doc("JSON file with 'transformer_layer_cls_to_wrap' (and 'offload').")
     )
     cpu_ram_efficient_loading: bool = field(
         default=False,
-        **_doc("With --fsdp: only rank 0 reads the checkpoint; the others build the model on the meta "
-               "device and receive the weights by broadcast after sharding (one CPU copy, not N)."),
+        **_doc("With --fsdp: only rank 0 reads the checkpoint; the others get their shards by broadcast."),
     )
     deepspeed: str | None = field(
         default=None, **_doc("DeepSpeed JSON config: train through the HF Trainer's integration.")
@@ -136,7 +134,7 @@ class TrainConfig:
     evaluation_strategy: str | None = field(default=None, **_doc("Legacy name of --eval_strategy."))
     warmup_ratio: float | None = field(default=None, **_doc("Legacy: warmup as a fraction of steps."))
     fsdp_transformer_layer_cls_to_wrap: str | None = field(
-        default=None, **_doc("Legacy: decoder layer class to shard (default: from the model).")
+        default=None, **_doc("Legacy: decoder layer class to shard (unset: from the model).")
     )
 
     # --- resolved, not flags

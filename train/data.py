@@ -31,15 +31,31 @@ class DataError(ValueError):
     """Malformed training data; the message names the file and the example index."""
 
 
+def _decode_utf8(raw: bytes, path: Path) -> str:
+    """The file's text; bytes that are not UTF-8 stop with the byte offset and line (a BOM is fine)."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        bad = raw[exc.start:exc.end].hex(" ")
+        raise DataError(
+            f"{path}: not UTF-8 at byte offset {exc.start} (line {line}, bytes {bad}); "
+            "re-save the file as UTF-8"
+        ) from None
+
+
 def load_examples(path: str | Path) -> list[dict[str, str]]:
     """Read an Alpaca JSON list and check every record has string instruction/input/output."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        data = json.loads(_decode_utf8(raw, path))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+    del raw
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON list of examples, got {type(data).__name__}")
     for i, rec in enumerate(data):
@@ -52,6 +68,13 @@ def load_examples(path: str | Path) -> list[dict[str, str]]:
                 raise DataError(f"{path}[{i}]: missing field {key!r}")
             if not isinstance(rec[key], str):
                 raise DataError(f"{path}[{i}]: field {key!r} must be a string, got {type(rec[key]).__name__}")
+            try:
+                rec[key].isascii() or rec[key].encode("utf-8")
+            except UnicodeEncodeError as exc:  # a lone surrogate escape such as "\ud800"
+                raise DataError(
+                    f"{path}[{i}]: field {key!r} holds an unpaired surrogate escape "
+                    f"(\\u{ord(rec[key][exc.start]):04x} at character {exc.start}); no tokenizer can encode it"
+                ) from None
     if not data:
         raise DataError(f"{path}: no examples")
     return [{k: rec.get(k, "") for k in FIELDS} for rec in data]
@@ -79,10 +102,55 @@ class TokenizeStats:
     dropped_no_supervision: int
 
 
-def _join(prompt_ids: Sequence[int], response_ids: Sequence[int], eos_id: int, max_length: int) -> tuple[TokenizedExample, bool]:
-    ids = list(prompt_ids) + list(response_ids) + [eos_id]
-    labels = [IGNORE_INDEX] * len(prompt_ids) + list(response_ids) + [eos_id]
-    truncated = len(ids) > max_length
+# Characters cut from a text before it is tokenized: a first guess of this many per token
+# allowed (real text averages about 4), doubled while the cut text yields too few tokens.
+CHARS_PER_TOKEN_GUESS = 8
+# Tokens past the limit that a cut text must still yield before its first `limit` tokens are
+# trusted: only the tokens next to the cut can differ from those of the whole text.
+CUT_MARGIN_TOKENS = 16
+
+
+def _head_ids(tokenizer: Any, text: str, limit: int, add_special_tokens: bool) -> tuple[list[int], bool]:
+    """The first `limit` token ids of `text` and whether it has more, without tokenizing all of it.
+
+    A 5 MB example must cost memory in proportion to `--model_max_length`, not to its size:
+    the text is cut after `limit x CHARS_PER_TOKEN_GUESS` characters and tokenized; when the
+    cut text yields more than `limit + CUT_MARGIN_TOKENS` tokens, its first `limit` are those
+    of the whole text (tokenizers only merge across a few characters, so only the tokens next
+    to the cut can differ). Otherwise the cut doubles, up to the whole text.
+    """
+    chars = max(64, limit * CHARS_PER_TOKEN_GUESS)
+    while True:
+        whole = chars >= len(text)
+        ids = tokenizer(text if whole else text[:chars], add_special_tokens=add_special_tokens)["input_ids"]
+        if whole:
+            return list(ids[:limit]), len(ids) > limit
+        if len(ids) > limit + CUT_MARGIN_TOKENS:
+            return list(ids[:limit]), True
+        chars *= 2
+
+
+def _heads(tokenizer: Any, texts: list[str], limit: int, add_special_tokens: bool) -> list[tuple[list[int], bool]]:
+    """`_head_ids` for many texts: the short ones (nearly all) in one batched call."""
+    cut = max(64, limit * CHARS_PER_TOKEN_GUESS)
+    short = [i for i, t in enumerate(texts) if len(t) <= cut]
+    out: list[tuple[list[int], bool]] = [([], False)] * len(texts)
+    if short:
+        batch = tokenizer([texts[i] for i in short], add_special_tokens=add_special_tokens)["input_ids"]
+        for i, ids in zip(short, batch):
+            out[i] = (list(ids[:limit]), len(ids) > limit)
+    for i, text in enumerate(texts):
+        if len(text) > cut:
+            out[i] = _head_ids(tokenizer, text, limit, add_special_tokens)
+    return out
+
+
+def _join(prompt: tuple[list[int], bool], response: tuple[list[int], bool], eos_id: int,
+          max_length: int) -> tuple[TokenizedExample, bool]:
+    (prompt_ids, prompt_cut), (response_ids, response_cut) = prompt, response
+    ids = prompt_ids + response_ids + [eos_id]
+    labels = [IGNORE_INDEX] * len(prompt_ids) + response_ids + [eos_id]
+    truncated = prompt_cut or response_cut or len(ids) > max_length
     return TokenizedExample(ids[:max_length], labels[:max_length]), truncated
 
 
@@ -90,17 +158,20 @@ def tokenize_examples(
     tokenizer: Any, records: Sequence[dict[str, str]], max_length: int
 ) -> tuple[list[TokenizedExample], TokenizeStats]:
     """Tokenize each record as prompt + response + EOS, truncated at `max_length`; drop (and
-    count) those whose response truncation removed entirely."""
+    count) those whose response truncation removed entirely.
+
+    Each side is tokenized only as far as `max_length` tokens reach (`_head_ids`), so memory
+    is bounded by `max_length` whatever the size of an example.
+    """
     if tokenizer.eos_token_id is None:
         raise DataError("the tokenizer has no EOS token id: cannot end responses")
-    # One batched call per side: the fast tokenizers run it in Rust, far quicker than a loop.
-    prompts = [format_prompt(r["instruction"], r["input"]) for r in records]
-    prompt_ids = tokenizer(prompts, add_special_tokens=True)["input_ids"]
-    response_ids = tokenizer([r["output"] for r in records], add_special_tokens=False)["input_ids"]
+    prompts = _heads(tokenizer, [format_prompt(r["instruction"], r["input"]) for r in records],
+                     max_length, add_special_tokens=True)
+    responses = _heads(tokenizer, [r["output"] for r in records], max_length, add_special_tokens=False)
     kept: list[TokenizedExample] = []
     truncated = dropped = 0
-    for p_ids, r_ids in zip(prompt_ids, response_ids):
-        ex, was_truncated = _join(p_ids, r_ids, tokenizer.eos_token_id, max_length)
+    for prompt, response in zip(prompts, responses):
+        ex, was_truncated = _join(prompt, response, tokenizer.eos_token_id, max_length)
         truncated += was_truncated
         # Causal shift: label position 0 is never predicted, so it needs one label at index >= 1.
         if not any(t != IGNORE_INDEX for t in ex.labels[1:]):

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,7 @@ import torch
 
 from recover import CheckpointError, ConfigError, MakeDiffConfig, RecoverConfig, recover
 from recover.cli import main
+from recover.config import flag_fields
 from recover.manifest import MANIFEST_NAME, Manifest
 from recover.rows import as_bytes
 from tests.recover.models import Chain, state_dict_of
@@ -155,3 +159,95 @@ def test_flag_values_that_look_like_flags_are_values(tiny_base: Path, diff_dir: 
     """A negative number after a flag is its value (the config refuses it), not an unknown flag."""
     assert main(["recover", "--path_raw", str(tiny_base), "--path_diff", str(diff_dir), "--naive_sum_atol", "-1"]) == 1
     assert capsys.readouterr().err.strip() == "error: --naive_sum_atol: must be >= 0, got -1.0"
+
+
+def test_help_lists_both_commands_with_plain_types(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    page = capsys.readouterr().out
+    assert page.startswith("usage: python -m recover make_diff|recover --flag VALUE ...\n")
+    assert "python -m recover make_diff --path_raw DIR --path_tuned DIR --path_diff DIR [flags]" in page
+    assert "python -m recover recover --path_raw DIR --path_diff DIR [flags]" in page
+    for flag, config in (("make_diff", MakeDiffConfig), ("recover", RecoverConfig)):
+        section = page.split(f"python -m recover {flag} --path_raw")[1].split("\n\n")[0]
+        assert [line.split()[0] for line in section.splitlines()[2:]] == [f"--{f.name}" for f in flag_fields(config)]
+    assert "    --device cpu|cuda " in page and "    --dtype auto|float32|float16|bfloat16 " in page
+    assert "    --test_inference True|False " in page and "    --max_shard_size SIZE " in page
+    assert "    --chunk_mb N " in page and "    --naive_sum_atol X " in page
+    assert "Optional[" not in page and "'" not in page.split("\n")[0] and "Type:" not in page and "NAME" not in page
+    assert main(["recover", "--help"]) == 0
+    one = capsys.readouterr().out
+    assert one.startswith("usage: python -m recover recover --path_raw DIR --path_diff DIR [flags]\n")
+    assert "make_diff" not in one
+
+
+def test_no_command_prints_usage_and_exits_2(repo_root: Path) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo_root))
+    proc = subprocess.run([sys.executable, "-m", "recover"], cwd=repo_root, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("usage: python -m recover make_diff|recover --flag VALUE ...\n")
+    assert "--path_diff DIR" in proc.stderr
+
+
+def _start_paused(repo_root: Path, ready: Path, *argv: str) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo_root))
+    return subprocess.Popen([sys.executable, "-m", "tests.recover.paused_recover", str(ready), *argv], cwd=repo_root,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(ready: Path, proc: subprocess.Popen) -> Path:
+    """The partial directory the paused process is writing (waits for it, at most 5 minutes)."""
+    for _ in range(3000):
+        if ready.exists() and ready.read_text():
+            return Path(ready.read_text())
+        if proc.poll() is not None:
+            raise AssertionError(f"exited early: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("the partial output never appeared")
+
+
+@pytest.mark.parametrize(("signum", "status", "name"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "Ctrl-C")])
+def test_sigterm_and_ctrl_c_remove_the_partial_output_with_one_line(
+    signum: int, status: int, name: str, repo_root: Path, tiny_base: Path, diff_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "recovered"
+    proc = _start_paused(repo_root, tmp_path / "ready", "recover", "--path_raw", str(tiny_base),
+                         "--path_diff", str(diff_dir), "--path_tuned", str(out))
+    partial = _wait_for(tmp_path / "ready", proc)
+    assert partial.parent == tmp_path and partial.name.startswith(".recovered.partial-")
+    assert (partial / "model.safetensors").is_file()  # half written: weights, no tokenizer yet
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == status
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"error: interrupted by {name}; the partial output was removed, nothing was written")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ready"]  # no hidden folder, no target
+
+
+def test_a_killed_runs_partial_output_is_removed_by_the_next_run(
+    repo_root: Path, tiny_base: Path, diff_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGKILL cannot be handled: the hidden folder stays until the next run for that target,
+    which removes it (its process is gone) and says so; a live writer's and another target's stay."""
+    out = tmp_path / "recovered"
+    flags = ["--path_raw", str(tiny_base), "--path_diff", str(diff_dir), "--path_tuned", str(out)]
+    proc = _start_paused(repo_root, tmp_path / "ready", "recover", *flags)
+    stale = _wait_for(tmp_path / "ready", proc)
+    proc.kill()
+    proc.communicate(timeout=300)
+    assert stale.is_dir() and (stale / "model.safetensors").is_file()
+    size_mb = sum(p.stat().st_size for p in stale.rglob("*")) / 1e6
+    # A writer still running (this test's process) and another target's folder are not touched.
+    alive = tmp_path / f".recovered.partial-{stale.name.split('-')[1]}-{os.getpid()}-abc123"
+    other = tmp_path / f".other.partial-{stale.name.split('-')[1]}-{proc.pid}-abc123"
+    alive.mkdir()
+    other.mkdir()
+    with caplog.at_level(logging.INFO, logger="recover"):
+        assert main(["recover", *flags]) == 0
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        f"removed {stale} ({size_mb:.1f} MB): the partial output of an interrupted run (process {proc.pid}, no longer running)"]
+    assert not stale.exists() and alive.is_dir() and other.is_dir()
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]

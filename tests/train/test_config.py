@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import logging
+import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from train.cli import main, parse_config
-from train.config import ConfigError
+from train.config import ConfigError, TrainConfig
+from train.usage import RECIPE
 
 from .conftest import seed_command
 
@@ -96,8 +101,10 @@ BAD_INPUTS = {
     "record missing a field": ('[{"instruction": "a", "input": ""}]', [], 1, "{d}/alpaca_data.json[0]: missing field 'output'"),
     "bad value type": ('[{"instruction": "a", "input": "", "output": "b"}, {"instruction": "a", "output": 7}]', [], 1,
                        "{d}/alpaca_data.json[1]: field 'output' must be a string, got int"),
+    "non-UTF-8 bytes": (b'[{"instruction": "a", "input": "\xff", "output": "b"}]', [], 1,
+                        "{d}/alpaca_data.json: not UTF-8 at byte offset 32 (line 1, bytes ff); re-save the file as UTF-8"),
     "bad scheduler": ("ok", ["--lr_scheduler_type", "cosin"], 2,
-                      "argument --lr_scheduler_type/--lr-scheduler-type: invalid choice: 'cosin' (choose from 'linear', "
+                      "argument --lr_scheduler_type: invalid choice: 'cosin' (choose from 'linear', "
                       "'cosine', 'cosine_with_restarts', 'polynomial', 'constant', 'constant_with_warmup') "
                       "(see python -m train --help)"),
     "missing model path": ("ok", ["--model_name_or_path", "{d}/no-model"], 1,
@@ -126,10 +133,72 @@ def test_bad_input_is_one_error_line_naming_file_or_flag(
     """Each bad input stops `python -m train` before any model is loaded, with one line."""
     content, extra, status, message = BAD_INPUTS[case]
     data = tmp_path / "alpaca_data.json"
-    if content is not None:
+    if isinstance(content, bytes):
+        data.write_bytes(content)
+    elif content is not None:
         data.write_text('[{"instruction": "a", "input": "", "output": "b"}]' if content == "ok" else content)
     argv = seed_command(tiny_llama, data, tmp_path / "out") + [a.format(d=tmp_path) for a in extra]
     with caplog.at_level(logging.ERROR):
         assert main(argv) == status
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [message.format(d=tmp_path)]
     assert not (tmp_path / "out").exists(), "a failed start must not leave an output folder behind"
+
+
+def _help_page(capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(["--help"]) == 0
+    return capsys.readouterr().out
+
+
+def test_help_puts_the_recipe_first_one_spelling_each(capsys: pytest.CaptureFixture[str]) -> None:
+    page = _help_page(capsys)
+    lines = page.splitlines()
+    assert lines[0].startswith("usage: torchrun --nproc_per_node=N -m train --model_name_or_path DIR --data_path FILE")
+    assert "  make train MODEL=DIR DATA=FILE OUTPUT_DIR=DIR NPROC=4 [NNODES=2 NODE_RANK=0 MASTER_ADDR=HOST]" in lines
+    flags = [line.split()[0] for line in lines if line.startswith("  --")]
+    # Every flag of TrainConfig exactly once, underscores only; the recipe's first, in its order.
+    fields = [f.name for f in dataclasses.fields(TrainConfig) if f.init]
+    assert sorted(flags) == sorted(f"--{name}" for name in fields)
+    assert flags[:len(RECIPE)] == [f"--{name}" for name in RECIPE]
+    assert not any("-" in flag[2:] for flag in flags) and "--per-device" not in page and "--lr-scheduler" not in page
+    # The recipe's values where the page shows a value; the value when left out beside it.
+    recipe_lines = {line.split()[0]: line for line in lines if line.startswith("  --")}
+    assert recipe_lines["--learning_rate"].startswith("  --learning_rate 2e-5 ")
+    assert recipe_lines["--learning_rate"].endswith("(left out: 5e-05)")
+    assert recipe_lines["--logging_steps"].startswith("  --logging_steps 1 ")
+    assert recipe_lines["--num_train_epochs"].endswith("Epochs over the training set.")  # same value: no note
+    assert recipe_lines["--model_name_or_path"].endswith("(required)")
+    assert recipe_lines["--lr_scheduler_type"].startswith("  --lr_scheduler_type cosine ")
+    assert recipe_lines["--optim"].startswith("  --optim adamw_torch|adamw_torch_fused ")
+    assert "Speed and memory:" in lines and "Other flags:" not in lines  # every field has its group
+    assert len(lines) < 80
+
+
+def test_help_recipe_values_are_those_make_train_passes(repo_root: Path) -> None:
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    dry = subprocess.run([make, "-n", "train", "MODEL=m"], cwd=repo_root, capture_output=True, text=True, check=True).stdout
+    launch = dry[dry.index("-m torch.distributed.run"):].replace("\\\n", " ").splitlines()[0]
+    command = shlex.split(launch[launch.index("-m train") + len("-m train"):])
+    passed = {k[2:]: v for k, v in zip(command[::2], command[1::2])}
+    assert passed.pop("model_name_or_path") == "m"
+    passed.pop("data_path"), passed.pop("output_dir")
+    assert passed == {k: v for k, v in RECIPE.items() if k in passed and v}
+    # What make leaves out has the same effect when left out (no eval; wrap class from the model).
+    assert set(RECIPE) - set(passed) - {"model_name_or_path", "data_path", "output_dir"} == {
+        "per_device_eval_batch_size", "evaluation_strategy", "fsdp_transformer_layer_cls_to_wrap"}
+
+
+@pytest.mark.parametrize(("variables", "expected"), [
+    ([], "--nnodes=1 --node_rank=0 --nproc_per_node=1 --master_addr=127.0.0.1 --master_port=29500"),
+    (["NNODES=2", "NODE_RANK=1", "NPROC=8", "MASTER_ADDR=10.0.0.7", "PORT=29400"],
+     "--nnodes=2 --node_rank=1 --nproc_per_node=8 --master_addr=10.0.0.7 --master_port=29400"),
+])
+def test_make_train_multi_node_variables(repo_root: Path, variables: list[str], expected: str) -> None:
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    dry = subprocess.run([make, "-n", "train", "MODEL=m", *variables], cwd=repo_root, capture_output=True, text=True,
+                         check=True).stdout
+    launch = " ".join(dry[dry.index("-m torch.distributed.run"):].replace("\\\n", " ").split())
+    assert launch.startswith(f"-m torch.distributed.run {expected} -m train --model_name_or_path \"m\" ")

@@ -132,3 +132,94 @@ def test_split_eval_is_deterministic_and_disjoint() -> None:
     assert split_eval(recs, 0.1, seed=3) == (train, held)
     assert {r["instruction"] for r in train}.isdisjoint(r["instruction"] for r in held)
     assert split_eval(recs, 0.0, seed=3) == (recs, [])
+
+
+def test_non_utf8_bytes_name_file_and_byte_offset(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.json"
+    path.write_bytes(b'[{"instruction": "a", "input": "", "output": "b"},\n {"instruction": "caf\xe9", "output": "b"}]')
+    with pytest.raises(DataError) as err:
+        load_examples(path)
+    assert str(err.value) == f"{path}: not UTF-8 at byte offset 72 (line 2, bytes e9); re-save the file as UTF-8"
+    assert err.value.__cause__ is None and err.value.__suppress_context__  # no chained UnicodeDecodeError
+
+
+def test_utf8_bom_is_accepted_and_lone_surrogates_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps([{"instruction": "caf\u00e9", "output": "b"}]).encode())
+    assert load_examples(path) == [{"instruction": "caf\u00e9", "input": "", "output": "b"}]
+    path.write_text('[{"instruction": "a", "input": "", "output": "x\\ud800y"}]')
+    with pytest.raises(DataError) as err:
+        load_examples(path)
+    assert str(err.value) == (f"{path}[0]: field 'output' holds an unpaired surrogate escape (\\ud800 at character 1); "
+                              "no tokenizer can encode it")
+
+
+class CountingTokenizer:
+    """A real tokenizer that records how many characters and tokens each call handled."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.eos_token_id = inner.eos_token_id
+        self.calls: list[tuple[int, int]] = []  # (characters in, tokens out) per text
+
+    def __call__(self, text, add_special_tokens: bool = True):
+        out = self.inner(text, add_special_tokens=add_special_tokens)
+        texts, ids = (text, out["input_ids"]) if isinstance(text, list) else ([text], [out["input_ids"]])
+        self.calls += [(len(t), len(i)) for t, i in zip(texts, ids)]
+        return out
+
+
+def test_a_5mb_example_is_tokenized_only_as_far_as_model_max_length(tiny_llama: Path) -> None:
+    """Memory follows --model_max_length, not the example: the tokenizer never sees 5 MB.
+
+    The whole text would be ~1.2M tokens (about 1.2 GB as Python lists in each rank).
+    """
+    from transformers import AutoTokenizer
+
+    tok = CountingTokenizer(AutoTokenizer.from_pretrained(tiny_llama))
+    big = "Paris is the capital of France. " * (5_000_000 // 32)
+    records = [{"instruction": "Say hi.", "input": "", "output": big},
+               {"instruction": big, "input": "", "output": "Hi"},
+               {"instruction": "Say hi.", "input": big, "output": "Hi"},
+               {"instruction": "Say hi.", "input": "", "output": "Hi"}]
+    kept, stats = tokenize_examples(tok, records, max_length=512)
+    assert (stats.total, stats.truncated, stats.dropped_no_supervision) == (4, 3, 2)
+    short = tok.inner(format_prompt("Say hi.", ""))["input_ids"] + tok.inner("Hi", add_special_tokens=False)["input_ids"]
+    assert [len(ex.input_ids) for ex in kept] == [512, len(short) + 1]
+    assert max(chars for chars, _ in tok.calls) == 512 * 8  # the first cut, enough for this text
+    assert max(tokens for _, tokens in tok.calls) < 2 * 512
+    # The kept response is the one a whole-text tokenization would give, cut at 512.
+    prompt = tok.inner(format_prompt("Say hi.", ""))["input_ids"]
+    whole = tok.inner(big[:20_000], add_special_tokens=False)["input_ids"]
+    assert kept[0].input_ids == (prompt + whole)[:512]
+
+
+class SpaceSkippingTokenizer(CharTokenizer):
+    """One id per character except spaces, which yield no token: a cut text may hold too few."""
+
+    def _one(self, text: str, add_special_tokens: bool) -> list[int]:
+        return super()._one(text.replace(" ", ""), add_special_tokens)
+
+
+@pytest.mark.parametrize("max_length", [150, 400])
+def test_cut_grows_until_enough_tokens_and_matches_whole_text(max_length: int, tiny_llama: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tok = SpaceSkippingTokenizer()
+    text = " " * 5000 + "abcdefghij" * 30  # the first 4000 characters yield nothing
+    rec = {"instruction": "Q", "input": "", "output": text}
+    (ex,), stats = tokenize_examples(tok, [rec], max_length)
+    prompt = [BOS] + ids(format_prompt("Q", "").replace(" ", ""))
+    assert ex.input_ids == (prompt + ids("abcdefghij" * 30) + [EOS])[:max_length]
+    assert stats.truncated == 1
+    # A real byte-level BPE tokenizer on mixed scripts, emoji and whitespace runs: the cut
+    # tokenization equals the whole one, truncated.
+    real = AutoTokenizer.from_pretrained(tiny_llama)
+    pieces = ["caf\u00e9 ", "\u5317\u4eac\u5e02", "\U0001F999 ", "    ", "tab\there ", "x" * 37, "\n\n", "Paris. "]
+    mixed = "".join(pieces[(i * 7) % len(pieces)] for i in range(3000))
+    whole = real(mixed, add_special_tokens=False)["input_ids"]
+    assert len(whole) > len(mixed) > 3000 * 8  # more tokens than characters; every limit below cuts the text
+    for limit in (max_length, 1000, 3000):
+        kept, _ = tokenize_examples(real, [{"instruction": "Q", "input": "", "output": mixed}], limit)
+        q = real(format_prompt("Q", ""))["input_ids"]
+        assert kept[0].input_ids == (q + whole + [real.eos_token_id])[:limit]

@@ -1,15 +1,20 @@
-"""The seed's command under a real `torchrun --nproc_per_node=2` (gloo, CPU): really sharded."""
+"""The seed's command under a real `torchrun --nproc_per_node=2` (gloo, CPU): really sharded; the
+same run over two `torchrun --nnodes 2` nodes; a bad data file under torchrun."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import shlex
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import run_torchrun, seed_command
+from .conftest import REPO_ROOT, free_port, run_torchrun, seed_command
 
 SUMMARY_FIELDS = {
     "world_size", "fsdp", "packing", "train_loss", "supervised_tokens", "supervised_tokens_per_s",
@@ -95,3 +100,104 @@ def test_resume_with_offload_matches_uninterrupted(
     summary = json.loads((second / "train_summary.json").read_text())
     assert summary["fsdp"] is True and summary["steps"] == 36 and summary["sharding"]["offload"] is True
     assert summary["supervised_tokens"] == 48 * 3 * 9  # counted across the interruption
+
+
+def _node_command(rank: int, port: int, args: list[str]) -> list[str]:
+    """One node of a two-node run, as docs/train.md shows it: torchrun's own c10d rendezvous."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(rank),
+            "--nproc_per_node", "1", "--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{port}",
+            "--rdzv_id", f"test-{port}", "-m", "train", *args]
+
+
+def test_two_nodes_with_c10d_rendezvous_match_the_one_node_run(
+    seed_run: tuple[Path, subprocess.CompletedProcess], tiny_llama: Path, same_data: Path, tmp_path: Path
+) -> None:
+    """Two `torchrun --nnodes 2` invocations (one CPU process each, gloo) train the model the
+    two-process run above trains: sharded across the nodes, the same loss at every step, one model."""
+    first, proc = seed_run
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = tmp_path / "two-nodes"
+    args = _seed_args(tiny_llama, same_data, out)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    port = free_port()
+    nodes = [subprocess.Popen(_node_command(rank, port, args), cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
+    logs = []
+    for node in nodes:
+        try:
+            logs.append(node.communicate(timeout=600)[0])
+        finally:
+            node.kill()
+    assert [n.returncode for n in nodes] == [0, 0], "\n".join(log[-3000:] for log in logs)
+    both = "".join(logs)
+    # Rank 0 (on whichever node the rendezvous made first) logs the start and writes the model, once.
+    assert both.count("world_size=2 backend=gloo device=cpu sharding=fsdp2 (full_shard auto_wrap; "
+                      "2 x LlamaDecoderLayer; sharded=True") == 1
+    assert both.count(f"saved the final model and tokenizer to {out}") == 1
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["fsdp"] is True
+    assert summary["sharding"]["full_numel"] / 2 <= summary["sharding"]["local_numel"] < summary["sharding"]["full_numel"] * 0.51
+    assert summary["steps"] == 36 and summary["supervised_tokens"] == 48 * 3 * 9
+    assert _losses(out) == _losses(first)  # bit for bit: the same ranks, reductions and data order
+    assert sorted(p.name for p in out.glob("*.safetensors")) == ["model.safetensors"]
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-24", "checkpoint-36"]
+
+
+def test_non_utf8_data_under_torchrun_is_one_line_once(tiny_llama: Path, tmp_path: Path) -> None:
+    """Bad bytes in the data under `torchrun --nproc_per_node=2`: the file and byte offset, once,
+    no Python traceback from a worker; torchrun's own failure report quotes the same line."""
+    data = tmp_path / "alpaca_data.json"
+    data.write_bytes(b'[{"instruction": "caf\xe9", "input": "", "output": "b"}]')
+    proc = run_torchrun(seed_command(tiny_llama, data, tmp_path / "out"))
+    assert proc.returncode == 1
+    line = f"{data}: not UTF-8 at byte offset 21 (line 1, bytes e9); re-save the file as UTF-8"
+    output = proc.stdout + proc.stderr
+    assert output.count(f"ERROR train.cli: {line}") == 1
+    assert f"[rank 0] ERROR train.cli: {line}" in output
+    assert "UnicodeDecodeError" not in output and f'File "{REPO_ROOT / "train"}' not in output  # no worker traceback
+    # torchrun's own failure report (its exit, not ours) names the cause too, and only there.
+    assert f"traceback : {line}" in output and output.count(line) == 2
+    assert not (tmp_path / "out").exists()
+
+
+def _make_train_command(variables: list[str]) -> list[str]:
+    """The torchrun command `make train VARIABLES` runs (read with `make -n`), on this interpreter."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    dry = subprocess.run([make, "-n", "train", *variables], cwd=REPO_ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    line = dry[dry.index("-m torch.distributed.run"):].replace("\\\n", " ").splitlines()[0]
+    return [sys.executable, *shlex.split(line)]
+
+
+@pytest.mark.slow
+def test_make_train_on_two_nodes_matches_the_one_node_run(
+    seed_run: tuple[Path, subprocess.CompletedProcess], tiny_llama: Path, same_data: Path, tmp_path: Path
+) -> None:
+    """`make train NNODES=2 NODE_RANK=0|1 MASTER_ADDR=...` (torchrun's static rendezvous): rank 0 on
+    node 0, the same losses as the two-process run."""
+    first, proc = seed_run
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = tmp_path / "make-two-nodes"
+    extra = ("--learning_rate 1e-2 --per_device_train_batch_size 2 --gradient_accumulation_steps 1 "
+             "--save_steps 12 --save_total_limit 2")
+    port = free_port()
+    commands = [_make_train_command([f"MODEL={tiny_llama}", f"DATA={same_data}", f"OUTPUT_DIR={out}", "NPROC=1",
+                                     "NNODES=2", f"NODE_RANK={rank}", "MASTER_ADDR=127.0.0.1", f"PORT={port}",
+                                     f"ARGS={extra}"]) for rank in (0, 1)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    nodes = [subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for cmd in commands]
+    logs = []
+    for node in nodes:
+        try:
+            logs.append(node.communicate(timeout=600)[0])
+        finally:
+            node.kill()
+    assert [n.returncode for n in nodes] == [0, 0], "\n".join(log[-3000:] for log in logs)
+    assert f"[rank 0] INFO train.checkpoint: saved the final model and tokenizer to {out}" in logs[0]
+    assert "[rank 0]" not in logs[1]
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["fsdp"] is True
+    assert _losses(out) == _losses(first)
