@@ -165,8 +165,10 @@ def parse_flags(cls: type, argv: list[str], prog: str) -> Any:
     parser = _Parser(prog=prog, add_help=False, allow_abbrev=False)
     for f in fields(cls):
         kind = _field_type(cls, f.name)
-        nargs = "?" if kind is bool else None
-        parser.add_argument(f"--{f.name}", dest=f.name, nargs=nargs, const="True", default=None)
+        if kind is bool:  # `--both_orders` alone means True
+            parser.add_argument(f"--{f.name}", dest=f.name, nargs="?", const="True", default=None)
+        else:
+            parser.add_argument(f"--{f.name}", dest=f.name, default=None)
     args = parser.parse_args(argv)
     values = {}
     for f in fields(cls):
