@@ -45,7 +45,6 @@ def answer_settings(config: EvalConfig, eval_sha256: str) -> dict[str, Any]:
         "contestant": config.model_api or str(Path(config.model).expanduser().resolve()),
         "contestant_api": config.contestant_api if config.model_api else "local",
         "eval_set_sha256": eval_sha256,
-        "max_items": config.max_items,
         "max_new_tokens": config.max_new_tokens,
         "temperature": config.temperature,
         "top_p": config.top_p,

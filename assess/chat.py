@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chat: error: {err}", file=sys.stderr)
         return 2
     logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if config.log_level != "debug" and config.log_level != "info":
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar between the prompt and the answer
     try:
         model = LocalModel(model_dir, config.device)
         if config.prompt:

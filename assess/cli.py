@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"assess: error: {err}", file=sys.stderr)
         return 2
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpcore", "openai"):
+    for noisy in ("httpx", "httpx2", "httpcore", "openai"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     from assess.run import evaluate  # after logging is set up
 

@@ -25,13 +25,16 @@ def plot_categories(categories: dict[str, dict[str, Any]], overall: dict[str, An
         ax.barh(range(len(rows)), shares, left=left, color=colour, label=label)
         left = [a + b for a, b in zip(left, shares)]
     ax.axvline(0.5, color="black", linewidth=0.8, linestyle=":")
+    for y, (_, c) in enumerate(rows):
+        if c.get("win_rate") is not None:
+            ax.text(1.01, y, f"{c['win_rate']:.2f}", va="center", fontsize=7, transform=ax.get_yaxis_transform())
     ax.set_yticks(range(len(rows)), labels, fontsize=7)
-    ax.invert_yaxis()
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # first row on top, no empty margin
     ax.set_xlim(0, 1)
-    ax.set_xlabel("share of tasks (tasks per category in parentheses)")
+    ax.set_xlabel("share of tasks (tasks per category in parentheses; win rate at the right)")
     rate = overall.get("win_rate")
-    ax.set_title(f"{title}: win rate {rate:.3f}" if rate is not None else title, fontsize=10)
-    ax.legend(loc="lower right", fontsize=7)
+    ax.set_title(f"{title}: win rate {rate:.3f}" if rate is not None else title, fontsize=10, pad=22)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=7, frameon=False)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)
