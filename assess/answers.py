@@ -18,7 +18,15 @@ from tqdm import tqdm
 from assess.api_client import make_client, messages_prompt
 from assess.config import EvalConfig
 from assess.eval_set import EvalItem
-from assess.local_model import LocalModel, Sampling, VllmModel, check_model_dir, choose_engine, render_prompt, resolve_device
+from assess.local_model import (
+    LocalModel,
+    Sampling,
+    VllmModel,
+    check_model_dir,
+    choose_engine,
+    render_prompt,
+    resolve_device,
+)
 from generate.backends.base import Completion, GenerationRequest, GenerationResult
 from generate.backends.factory import env_value
 from generate.journal import Journal, JournalBackendState

@@ -14,13 +14,19 @@ import sys
 from typing import TextIO
 
 from assess.config import ChatConfig, ConfigError, flag_help, parse_flags, validate_chat
-from assess.local_model import LocalModel, ModelLoadError, Sampling, check_model_dir, render_prompt
+from assess.local_model import (
+    LocalModel,
+    ModelLoadError,
+    Sampling,
+    check_model_dir,
+    render_prompt,
+)
 
 USAGE = "usage: python -m assess.chat --model CHECKPOINT_DIR [--prompt TEXT [--input TEXT]] [--flag value ...]"
 HELP_LINE = "Type an instruction; /input TEXT sets an input for the next one; /quit or Ctrl-D ends."
 
 
-def answer_once(model: LocalModel, config: ChatConfig, instruction: str, input: str, out: TextIO) -> None:  # noqa: A002
+def answer_once(model: LocalModel, config: ChatConfig, instruction: str, input: str, out: TextIO) -> None:
     """Stream one answer to `out`, ending with a newline."""
     sampling = Sampling(config.max_new_tokens, config.temperature, config.top_p, config.repetition_penalty)
     prompt = render_prompt(model.tokenizer, instruction, input)
@@ -88,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chat: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("", file=sys.stderr)
+        print(file=sys.stderr)
         return 130
     return 0
 

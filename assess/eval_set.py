@@ -74,7 +74,7 @@ def normalize(text: str) -> str:
     return " ".join(text.split())
 
 
-def item_key(instruction: str, input: str) -> tuple[str, str]:  # noqa: A002
+def item_key(instruction: str, input: str) -> tuple[str, str]:
     """The key that pairs a task with its reference answer."""
     return normalize(instruction), normalize(input)
 
@@ -102,7 +102,7 @@ def cached_download(download: Download, cache_dir: Path) -> Path:
         logger.warning("%s does not match its pinned sha256; downloading it again", target)
     logger.info("downloading %s (once; cached in %s)", download.url, cache_dir)
     try:
-        with urllib.request.urlopen(download.url, timeout=DOWNLOAD_TIMEOUT_S) as response:  # noqa: S310 - pinned https URL
+        with urllib.request.urlopen(download.url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             data = response.read(MAX_DOWNLOAD_BYTES + 1)
     except (urllib.error.URLError, OSError, ValueError) as err:
         reason = getattr(err, "reason", None) or err

@@ -55,7 +55,7 @@ def choose_engine(engine: str, device: str) -> EngineName:
     return "transformers"
 
 
-def render_prompt(tokenizer: Any, instruction: str, input: str = "") -> str:  # noqa: A002
+def render_prompt(tokenizer: Any, instruction: str, input: str = "") -> str:
     """The prompt text: the chat template's rendering of the task, or the Alpaca template."""
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(

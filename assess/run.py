@@ -40,7 +40,13 @@ from assess.eval_set import (
     load_reference,
     sha256_of,
 )
-from assess.judge import combine, contestant_first, judge_messages, outcome_for, parse_verdict
+from assess.judge import (
+    combine,
+    contestant_first,
+    judge_messages,
+    outcome_for,
+    parse_verdict,
+)
 from assess.local_model import check_model_dir
 from assess.plot import plot_categories
 from assess.stats import bootstrap_interval, standard_error, tally

@@ -101,7 +101,7 @@ CHAT_TEMPLATE = (
 )
 
 
-def alpaca_messages(instruction: str, input: str = "") -> list[dict[str, str]]:  # noqa: A002
+def alpaca_messages(instruction: str, input: str = "") -> list[dict[str, str]]:
     """The chat messages that render as `format_prompt(instruction, input)`: the instruction,
     then the input as a second user message when it is non-empty."""
     messages = [{"role": "user", "content": instruction}]

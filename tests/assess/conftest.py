@@ -65,4 +65,4 @@ def judge(monkeypatch: pytest.MonkeyPatch) -> Iterator[JudgeRoute]:
         yield route
 
 
-__all__ = ["GARBLE", "MARKER", "MARKED", "TASKS", "reference_records", "write_jsonl"]
+__all__ = ["GARBLE", "MARKED", "MARKER", "TASKS", "reference_records", "write_jsonl"]

@@ -24,8 +24,8 @@ MARKER = "ZEBRA-7"
 GARBLE = "GARBLE"
 WANT_MARKER = "WANT_MARKER"
 
-_A = re.compile(r"<answer_a>\n(.*?)\n</answer_a>", re.S)
-_B = re.compile(r"<answer_b>\n(.*?)\n</answer_b>", re.S)
+_A = re.compile(r"<answer_a>\n(.*?)\n</answer_a>", re.DOTALL)
+_B = re.compile(r"<answer_b>\n(.*?)\n</answer_b>", re.DOTALL)
 
 
 class JudgeRoute:

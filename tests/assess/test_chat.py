@@ -40,7 +40,7 @@ def greedy_reference(model: LocalModel, instruction: str, input_: str, max_new: 
 def test_make_chat_prompt_prints_the_streamed_answer(tiny_chat_model: Path, model: LocalModel) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
     args = '--prompt "Add the numbers." --input "2 and 3" --temperature 0 --max_new_tokens 12'
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: PLW1510 - the status is asserted below
         # -o: take the environment as set up (the test runs inside it), install nothing.
         ["make", "--no-print-directory", "-s", "-o", ".venv/.installed-preinstalled", "chat",
          "EXTRAS=preinstalled", f"PY={sys.executable}", f"MODEL={tiny_chat_model}", f"ARGS={args}"],

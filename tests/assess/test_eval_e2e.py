@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from assess.cli import main
 from tests.assess.conftest import MARKED, MARKER, TASKS, reference_records, write_jsonl
 from tests.assess.judge_server import GARBLE, WANT_MARKER, JudgeRoute

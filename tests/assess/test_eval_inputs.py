@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from assess.cli import main
-from assess.eval_set import Download, EvalInputError, cached_download, load_eval_set, load_reference
+from assess.eval_set import (
+    Download,
+    EvalInputError,
+    cached_download,
+    load_eval_set,
+    load_reference,
+)
 from tests.assess.conftest import TASKS, reference_records, write_jsonl
 from tests.openai_server import OpenAIServer, RouteResponse
 
@@ -83,6 +89,15 @@ def test_answers_only_without_judge(tiny_chat_model: Path, eval_files, tmp_path:
     assert [a["instruction"] for a in answers] == [t["instruction"] for t in TASKS[:3]]
     assert sorted(p.name for p in out.iterdir()) == ["eval_answers.journal.jsonl", "eval_answers.jsonl",
                                                      "eval_summary.json"]
+    # A longer run in the same folder answers only the tasks not yet in the journal.
+    first_three = (out / "eval_answers.journal.jsonl").read_text().splitlines()
+    assert main(["--model", str(tiny_chat_model), "--eval_set", str(eval_set), "--judge_model", "none",
+                 "--max_items", "5", "--max_new_tokens", "3", "--output_dir", str(out), "--progress", "False"]) == 0
+    journal = (out / "eval_answers.journal.jsonl").read_text().splitlines()
+    assert journal[:4] == first_three and len(journal) == 1 + 5
+    assert sorted(json.loads(line)["index"] for line in journal[4:]) == [3, 4]
+    summary = json.loads((out / "eval_summary.json").read_text())
+    assert summary["answers"]["requests"] == 5 and summary["answers"]["answered_this_run"] == 2
 
 
 def test_eval_set_formats_and_reference_keys(tmp_path: Path) -> None:

@@ -7,7 +7,13 @@ import hashlib
 import pytest
 
 from assess.eval_set import EvalItem
-from assess.judge import combine, contestant_first, judge_messages, outcome_for, parse_verdict
+from assess.judge import (
+    combine,
+    contestant_first,
+    judge_messages,
+    outcome_for,
+    parse_verdict,
+)
 from assess.stats import bootstrap_interval, standard_error, tally
 
 
