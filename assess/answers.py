@@ -107,6 +107,10 @@ def _local_answers(config: EvalConfig, pending: Sequence[EvalItem]) -> Iterator[
     device = resolve_device(config.device)
     engine = choose_engine(config.engine, device)
     logger.info("answering with %s on %s (%s)", model_dir, device, engine)
+    if not config.progress:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # --progress False: no "Loading weights" bar either
     model: Any = VllmModel(model_dir, config.seed) if engine == "vllm" else LocalModel(model_dir, device)
     sampling = Sampling(config.max_new_tokens, config.temperature, config.top_p, config.repetition_penalty)
     prompts = {item.index: render_prompt(model.tokenizer, item.instruction, item.input) for item in pending}

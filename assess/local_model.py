@@ -119,16 +119,16 @@ class LocalModel:
 
     def _generate_kwargs(self, sampling: Sampling) -> dict[str, Any]:
         sample = sampling.temperature > 0
-        return {
+        kwargs: dict[str, Any] = {
             "max_new_tokens": sampling.max_new_tokens,
             "do_sample": sample,
-            "temperature": sampling.temperature if sample else None,
-            "top_p": sampling.top_p if sample else None,
-            "top_k": None,
             "repetition_penalty": sampling.repetition_penalty,
             "pad_token_id": self.tokenizer.pad_token_id,
             "eos_token_id": sorted(self.eos_ids),
         }
+        if sample:  # nucleus sampling only: top_k 0 switches off transformers' default of 50
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+        return kwargs
 
     def generate_batch(self, prompts: Sequence[str], sampling: Sampling, seed: int) -> list[Answer]:
         """Answer a batch of rendered prompts together (left-padded)."""

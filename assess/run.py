@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from tqdm import tqdm
 
@@ -131,6 +132,15 @@ def load_inputs(config: EvalConfig) -> Inputs:
     else:
         reference_name = reference_path.stem
     return Inputs(items, eval_path, sha256_of(eval_path.read_bytes()), reference_path, reference, name, reference_name)
+
+
+def _without_credentials(url: str) -> str:
+    """A URL without any user:password part: secrets never reach an output file."""
+    parts = urlsplit(url)
+    if not parts.username and not parts.password:
+        return url
+    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _remove_empty_dirs(new_dirs: list[Path]) -> None:
@@ -359,7 +369,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                         f"{inputs.name} vs {inputs.reference_name} (judge {config.judge_model})",
                         output_dir / PLOT_NAME)
     summary["elapsed_s"] = round(time.monotonic() - started, 3)
-    summary["config"] = asdict(config)
+    summary["config"] = {**asdict(config), "contestant_base_url": _without_credentials(config.contestant_base_url)}
     atomic_write_text(output_dir / SUMMARY_NAME, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return summary
 

@@ -6,6 +6,7 @@ Added as a route to `tests.openai_server.OpenAIServer` (that file is not edited)
   `[[A]]` or `[[B]]` for the one answer containing MARKER, `[[tie]]` when both do, and
   otherwise always `[[A]]`: a judge with a pure first-position bias, so every expected win
   rate is exact. A request whose task contains GARBLE gets a reply without a verdict.
+- `faults` answers chosen calls (by arrival number) with an HTTP error status instead.
 - any other chat request is a contestant's: the answer is "Answer: <the user messages
   joined with ' | '>" (so a test sees how the task was sent), plus MARKER when the task
   contains WANT_MARKER.
@@ -31,9 +32,11 @@ _B = re.compile(r"<answer_b>\n(.*?)\n</answer_b>", re.DOTALL)
 class JudgeRoute:
     """The route's handler, with counts of judge and contestant calls."""
 
-    def __init__(self, server: OpenAIServer, latency_s: float = 0.0) -> None:
+    def __init__(self, server: OpenAIServer, latency_s: float = 0.0, faults: dict[int, int] | None = None) -> None:
         self.server = server
         self.latency_s = latency_s
+        self.faults = dict(faults or {})  # call number (from 0, every chat call) -> HTTP status
+        self.calls = 0
         self.lock = threading.Lock()
         self.judge_calls = 0
         self.contestant_calls = 0
@@ -52,19 +55,29 @@ class JudgeRoute:
         return "The first answer it is.\n[[A]]"
 
     def __call__(self, request: RouteRequest) -> RouteResponse:
+        with self.lock:
+            number = self.calls
+            self.calls += 1
+        if number in self.faults:
+            status = self.faults[number]
+            return RouteResponse(status, {"error": {"message": f"injected {status}", "type": "server_error",
+                                                    "param": None, "code": None}},
+                                 {"retry-after-ms": "10", "retry-after": "0"})
         body = request.json()
         messages = body["messages"]
         users = [m["content"] for m in messages if m["role"] == "user"]
-        if self.latency_s:
-            time.sleep(self.latency_s)
-        if any("<answer_a>" in text for text in users):
-            with self.lock:
+        is_judge = any("<answer_a>" in text for text in users)
+        with self.lock:  # counted on arrival: a call cut off by a killed client counts too
+            if is_judge:
                 self.judge_calls += 1
-            text = self.verdict(users[-1])
-        else:
-            with self.lock:
+            else:
                 self.contestant_calls += 1
                 self.contestant_messages.append(messages)
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        if is_judge:
+            text = self.verdict(users[-1])
+        else:
             text = "Answer: " + " | ".join(users) + (f" {MARKER}" if WANT_MARKER in users[0] else "")
         prompt_tokens = sum(len(str(m.get("content", ""))) // 4 + 1 for m in messages)
         return RouteResponse(200, {

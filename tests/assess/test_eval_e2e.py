@@ -121,12 +121,42 @@ def test_api_contestant_ties_and_unparseable(eval_files, judge: JudgeRoute, tmp_
     assert garbled["outcome"] is None and {j["problem"] for j in garbled["judgments"]} == {"no verdict"}
 
 
+def test_judge_retries_and_a_fatal_error_keep_the_work(tiny_chat_model: Path, eval_files, tmp_path: Path,
+                                                     monkeypatch, capsys) -> None:
+    """Transient 5xx are retried by the generate client; a fatal 401 stops the run in one line,
+    the answers stay, and the rerun completes with the exact expected result."""
+    eval_set, reference = eval_files
+    out = tmp_path / "out"
+    args = eval_args(tiny_chat_model, eval_set, reference, out, "--max_concurrency", "1")
+    expected_wins = sum(1 for i, t in enumerate(TASKS) if i not in MARKED and first(t, 42))
+    with OpenAIServer() as server:
+        route = JudgeRoute(server, faults={0: 500, 1: 503, 5: 401})
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret-key-123456")
+        assert main(args) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "rejected the API key (HTTP 401)" in err
+        assert "sk-test-secret" not in err
+        assert len((out / "eval_answers.journal.jsonl").read_text().splitlines()) == 1 + N
+        judged = (out / "eval_judge.journal.jsonl").read_text().splitlines()[1:]
+        assert len(judged) == 3  # calls 0 and 1 failed and were retried; call 5 was fatal
+        assert json.loads(judged[0])["retries"] == 2
+        assert not (out / "eval_summary.json").exists()
+        assert main(args) == 0
+        summary = json.loads((out / "eval_summary.json").read_text())
+        assert (summary["results"]["wins"], summary["results"]["losses"]) == (expected_wins, N - expected_wins)
+        assert summary["judge"]["requests"] == N and summary["judge"]["retries"] == 2
+        assert summary["judge"]["requests_this_run"] == N - 3
+        assert route.judge_calls == N
+        assert "sk-test-secret" not in "".join(p.read_text(errors="replace") for p in out.iterdir() if p.suffix != ".png")
+
+
 def _run_cli(args: list[str], env: dict) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "assess", *args], cwd=REPO_ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_killed_run_resumes(tiny_chat_model: Path, eval_files, tmp_path: Path) -> None:
+def test_killed_run_resumes(tiny_chat_model: Path, eval_files, tmp_path: Path, monkeypatch, capsys) -> None:
     eval_set, reference = eval_files
     out = tmp_path / "out"
     with OpenAIServer() as server:
@@ -150,9 +180,11 @@ def test_killed_run_resumes(tiny_chat_model: Path, eval_files, tmp_path: Path) -
         assert not (out / "eval_summary.json").exists()
         calls_before = route.judge_calls
 
-        proc = _run_cli(args, env)
-        stdout, stderr = proc.communicate(timeout=240)
-        assert proc.returncode == 0, stderr
+        # The rerun, in this process (one interpreter start less), with the same flags.
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+        assert main(args) == 0
+        stdout = capsys.readouterr().out
         # Only the missing verdicts were asked for (plus at most the one in flight at the kill).
         assert route.judge_calls - calls_before == N - done_before
         assert calls_before <= done_before + 1
