@@ -8,7 +8,7 @@ PY         := $(VENV)/bin/python
 # The test environment pins torch: an unpinned `torch` would pull a multi-GB CUDA build.
 # On a GPU machine, set TORCH_SPEC to the build you want (e.g. TORCH_SPEC='torch>=2.6').
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS     ?= train,test
+EXTRAS     ?= train,eval,test
 
 # ---- generate ----
 OUTPUT_DIR       ?= data
@@ -31,12 +31,15 @@ MASTER_ADDR ?= 127.0.0.1
 RAW    ?=
 TUNED  ?=
 DIFF   ?=
+# ---- chat / eval ----
+JUDGE    ?= gpt-4.1
+EVAL_DIR ?= output/eval
 # ---- any stage ----
 ARGS   ?=
 
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: help setup generate train diff recover smoke test test-slow test-gpu bench lint clean
+.PHONY: help setup generate train diff recover chat eval smoke test test-slow test-gpu bench lint clean
 
 help: ## List targets and variables
 	@echo "Targets:"
@@ -49,6 +52,8 @@ help: ## List targets and variables
 	@echo "            several machines: NNODES=$(NNODES) NODE_RANK=$(NODE_RANK) MASTER_ADDR=$(MASTER_ADDR) (same PORT on every node)"
 	@echo "  diff:     RAW=<base model> TUNED=<fine-tuned model> DIFF=<diff dir>"
 	@echo "  recover:  RAW=<base model> DIFF=<diff dir> TUNED=<output dir>"
+	@echo "  chat:     MODEL=<checkpoint dir> (ARGS='--prompt \"...\"' answers once)"
+	@echo "  eval:     MODEL=<checkpoint dir> JUDGE=$(JUDGE) (none: answers only) EVAL_DIR=$(EVAL_DIR)"
 	@echo "  any:      ARGS='--flag value ...' passes further flags; TORCH_SPEC='$(TORCH_SPEC)'"
 	@echo "Environment: OPENAI_API_KEY, OPENAI_BASE_URL (vLLM, llama.cpp, Ollama: http://host:port/v1)."
 
@@ -86,6 +91,14 @@ recover: $(STAMP) ## Rebuild TUNED = RAW + DIFF, checking every tensor
 	@test -n "$(RAW)" -a -n "$(DIFF)" -a -n "$(TUNED)" || { echo "make recover: set RAW=, DIFF= and TUNED=" >&2; exit 2; }
 	$(PY) -m recover recover --path_raw "$(RAW)" --path_diff "$(DIFF)" --path_tuned "$(TUNED)" $(ARGS)
 
+chat: $(STAMP) ## Talk to a trained checkpoint (MODEL=...), answers streamed; ARGS='--prompt "..."' answers once
+	@test -n "$(MODEL)" || { echo "make chat: set MODEL=<checkpoint directory>, e.g. MODEL=output/alpaca" >&2; exit 2; }
+	$(PY) -m assess.chat --model "$(MODEL)" $(ARGS)
+
+eval: $(STAMP) ## Answer the eval set with MODEL, judge each answer against the reference with JUDGE
+	@test -n "$(MODEL)" || { echo "make eval: set MODEL=<checkpoint directory>, e.g. MODEL=output/alpaca" >&2; exit 2; }
+	$(PY) -m assess --model "$(MODEL)" --judge_model "$(JUDGE)" --output_dir "$(EVAL_DIR)" $(ARGS)
+
 smoke: $(STAMP) ## Whole pipeline offline in minutes: loopback API, tiny model, 2-process FSDP, diff, recover
 	OMP_NUM_THREADS=1 $(PY) -m tests.smoke_pipeline --workdir smoke
 
@@ -104,8 +117,8 @@ bench: $(STAMP) ## Run the CPU benchmarks; results in bench/results/*.json
 	OMP_NUM_THREADS=1 $(PY) bench/recover.py
 
 lint: $(STAMP) ## Byte-compile everything and run ruff if installed
-	$(PY) -m compileall -q generate train recover tests bench
-	@if $(PY) -m ruff --version >/dev/null 2>&1; then $(PY) -m ruff check generate train recover tests bench; else echo "ruff not installed: pip install ruff"; fi
+	$(PY) -m compileall -q generate train recover assess tests bench
+	@if $(PY) -m ruff --version >/dev/null 2>&1; then $(PY) -m ruff check generate train recover assess tests bench; else echo "ruff not installed: pip install ruff"; fi
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis smoke

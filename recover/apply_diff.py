@@ -19,6 +19,7 @@ from recover.manifest import MANIFEST_NAME, Manifest, new_hash, torch_dtype
 from recover.output_dir import atomic_output_dir, copy_sidecars, write_config
 from recover.rows import BaseRows, as_bytes, as_rows, row_ranges
 from recover.shard_writer import PlannedTensor, ShardedSafetensorsWriter
+from train.template import ensure_chat_template
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +192,7 @@ def _recover_into(
             writer.close()
             write_config(diff.config, tmp, dtype)
             copy_sidecars(config.diff_dir, tmp)
+            ensure_chat_template(tmp)  # a diff from a checkpoint without one still yields a chat-ready model (#12)
 
     naive_ok = None
     if config.check_integrity_naively:

@@ -23,6 +23,7 @@ import torch
 from generate.store import atomic_write_text  # one atomic-write helper for every stage
 from train.config import RESUME_NEWEST, RESUME_OFF, ConfigError
 from train.distributed import DistEnv, barrier
+from train.template import set_chat_template
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +154,7 @@ def save_final_model(
         staging = output_dir / ".final.partial"
         shutil.rmtree(staging, ignore_errors=True)
         inner.save_pretrained(str(staging), state_dict=state)
+        set_chat_template(tokenizer)  # the checkpoint carries its prompt format (issue #12)
         tokenizer.save_pretrained(str(staging))
         for item in staging.iterdir():
             os.replace(item, output_dir / item.name)

@@ -1,0 +1,158 @@
+"""The contestant's answers to the evaluation set, journaled as they come so a killed run resumes.
+
+Answers go into the generate stage's journal (`generate.journal.Journal`), one result per
+task keyed by the task's index: a local model appends each batch when it is done, an API
+contestant each call. A rerun loads the journal and asks only for the tasks still missing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from assess.api_client import make_client, messages_prompt
+from assess.config import EvalConfig
+from assess.eval_set import EvalItem
+from assess.local_model import (
+    LocalModel,
+    Sampling,
+    VllmModel,
+    check_model_dir,
+    choose_engine,
+    render_prompt,
+    resolve_device,
+)
+from generate.backends.base import Completion, GenerationRequest, GenerationResult
+from generate.backends.factory import env_value
+from generate.journal import Journal, JournalBackendState
+from train.template import alpaca_messages, format_prompt
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AnswerStats:
+    """What answering cost: requests and calls (API), tokens, retries, answers cut at the cap."""
+
+    requests: int = 0
+    api_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    retries: int = 0
+    truncated: int = 0
+
+
+def answer_settings(config: EvalConfig, eval_sha256: str) -> dict[str, Any]:
+    """The settings an answers journal must match to be resumed."""
+    return {
+        "contestant": config.model_api or str(Path(config.model).expanduser().resolve()),
+        "contestant_api": config.contestant_api if config.model_api else "local",
+        "eval_set_sha256": eval_sha256,
+        "max_new_tokens": config.max_new_tokens,
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "repetition_penalty": config.repetition_penalty,
+        "seed": config.seed,
+    }
+
+
+def _result(item: EvalItem, prompt: str, text: str, finish: str, p_tok: int, c_tok: int,
+            retries: int = 0, api_calls: int = 0) -> GenerationResult:
+    return GenerationResult(
+        request=GenerationRequest(item.index, (prompt,)),
+        completions=(Completion(text, finish),),
+        prompt_tokens=p_tok, completion_tokens=c_tok, retries=retries, api_calls=api_calls,
+    )
+
+
+def _account(stats: AnswerStats, result: GenerationResult) -> None:
+    stats.requests += 1
+    stats.api_calls += result.api_calls
+    stats.prompt_tokens += result.prompt_tokens
+    stats.completion_tokens += result.completion_tokens
+    stats.retries += result.retries
+    stats.truncated += result.completions[0].finish_reason == "length"
+
+
+def answer_all(config: EvalConfig, items: Sequence[EvalItem], journal: Journal) -> tuple[dict[int, str], AnswerStats]:
+    """Answers for every task (journaled ones reused), and what producing them took this run."""
+    answers = {index: record["completions"][0]["text"] for index, record in journal.results.items()}
+    pending = [item for item in items if item.index not in answers]
+    stats = AnswerStats()
+    if not pending:
+        return answers, stats
+    if answers:
+        logger.info("resuming: %d of %d answers already in %s", len(answers), len(items), journal.path)
+    bar = tqdm(total=len(items), initial=len(items) - len(pending), desc="answers", unit="task",
+               disable=not config.progress, dynamic_ncols=True)
+    try:
+        results = _api_answers(config, pending, journal) if config.model_api else _local_answers(config, pending)
+        for result in results:
+            journal.append_result(result)  # durable before it counts
+            answers[result.request.index] = result.completions[0].text
+            _account(stats, result)
+            bar.update(1)
+    finally:
+        bar.close()
+    return answers, stats
+
+
+def _local_answers(config: EvalConfig, pending: Sequence[EvalItem]) -> Iterator[GenerationResult]:
+    model_dir = check_model_dir(config.model, "--model")
+    device = resolve_device(config.device)
+    engine = choose_engine(config.engine, device)
+    logger.info("answering with %s on %s (%s)", model_dir, device, engine)
+    if not config.progress:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # --progress False: no "Loading weights" bar either
+    model: Any = VllmModel(model_dir, config.seed) if engine == "vllm" else LocalModel(model_dir, device)
+    sampling = Sampling(config.max_new_tokens, config.temperature, config.top_p, config.repetition_penalty)
+    prompts = {item.index: render_prompt(model.tokenizer, item.instruction, item.input) for item in pending}
+    # Similar lengths together: less padding per batch. vLLM schedules everything itself.
+    ordered = sorted(pending, key=lambda item: len(prompts[item.index]), reverse=True)
+    # vLLM schedules a large batch itself: hand it more at once, still journaling as it goes.
+    step = max(config.batch_size, 64) if engine == "vllm" else config.batch_size
+    for start in range(0, len(ordered), step):
+        batch = ordered[start:start + step]
+        outs = model.generate_batch([prompts[i.index] for i in batch], sampling,
+                                    seed=config.seed * 1_000_003 + batch[0].index)
+        for item, out in zip(batch, outs):
+            yield _result(item, prompts[item.index], out.text, out.finish_reason,
+                          out.prompt_tokens, out.completion_tokens)
+
+
+def _api_answers(config: EvalConfig, pending: Sequence[EvalItem], journal: Journal) -> Iterator[GenerationResult]:
+    client = make_client(
+        model=config.model_api, api=config.contestant_api, temperature=config.temperature, top_p=config.top_p,
+        max_tokens=config.max_new_tokens, max_concurrency=config.max_concurrency, max_retries=config.max_retries,
+        request_timeout=config.request_timeout, state=JournalBackendState(journal),
+        base_url=config.contestant_base_url or None, api_key=env_value("CONTESTANT_API_KEY"),
+        price_input=config.price_input, price_output=config.price_output,
+    )
+    by_index = {item.index: item for item in pending}
+
+    def prompt_for(item: EvalItem) -> str:
+        if config.contestant_api == "completions":
+            return format_prompt(item.instruction, item.input)
+        return messages_prompt(alpaca_messages(item.instruction, item.input))
+
+    requests = (GenerationRequest(item.index, (prompt_for(item),)) for item in pending)
+    try:
+        for result in client.run(requests):
+            item = by_index[result.request.index]
+            completion = result.completions[0]
+            yield GenerationResult(
+                request=result.request,
+                completions=(Completion(completion.text.strip(), completion.finish_reason),),
+                prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+                retries=result.retries, api_calls=result.api_calls,
+            )
+            del by_index[item.index]
+    finally:
+        client.close()

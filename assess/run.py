@@ -1,0 +1,375 @@
+"""`python -m assess`: answers, pairwise judgments, and the report, each step resumable.
+
+Every input is read and checked before anything is written (a bad file, a set without
+instructions, a reference that covers no task, a missing model or API endpoint stops the
+run with one line and no output folder). Then:
+
+1. the contestant answers every task (journal: eval_answers.journal.jsonl), and the answers
+   are written as eval_answers.jsonl (instruction, input, output: usable as a --reference
+   for a later comparison);
+2. the judge compares each answer with the reference answer (journal:
+   eval_judge.journal.jsonl; request 2*i is task i in its seeded order, 2*i+1 the swapped
+   order of --both_orders);
+3. eval_judgments.jsonl, eval_summary.json and eval_categories.png are written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from tqdm import tqdm
+
+from assess.answers import answer_all, answer_settings
+from assess.api_client import make_client, messages_prompt
+from assess.config import EvalConfig, validate_eval
+from assess.eval_set import (
+    DEFAULT_EVAL_SET,
+    DEFAULT_REFERENCE,
+    DEFAULT_REFERENCE_NAME,
+    EvalInputError,
+    EvalItem,
+    cached_download,
+    default_cache_dir,
+    item_key,
+    load_eval_set,
+    load_reference,
+    sha256_of,
+)
+from assess.judge import (
+    combine,
+    contestant_first,
+    judge_messages,
+    outcome_for,
+    parse_verdict,
+)
+from assess.local_model import check_model_dir
+from assess.plot import plot_categories
+from assess.stats import bootstrap_interval, standard_error, tally
+from generate.backends.base import GenerationRequest
+from generate.backends.factory import check_credentials
+from generate.cost import estimate_cost_usd, price_for
+from generate.journal import Journal, JournalBackendState
+from generate.store import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+ANSWERS_JOURNAL = "eval_answers.journal.jsonl"
+JUDGE_JOURNAL = "eval_judge.journal.jsonl"
+ANSWERS_NAME = "eval_answers.jsonl"
+JUDGMENTS_NAME = "eval_judgments.jsonl"
+SUMMARY_NAME = "eval_summary.json"
+PLOT_NAME = "eval_categories.png"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything read and checked before the run writes anything."""
+
+    items: list[EvalItem]
+    eval_path: Path
+    eval_sha256: str
+    reference_path: Path
+    reference: dict[int, str]  # task index -> reference answer (covered tasks only)
+    name: str
+    reference_name: str
+
+
+def _pair_reference(items: list[EvalItem], answers: dict[tuple[str, str], str]) -> dict[int, str]:
+    """Each task's reference answer: by instruction and input, else by the instruction alone
+    when the reference has exactly one answer for it."""
+    by_instruction: dict[str, list[str]] = {}
+    for (instruction, _), answer in answers.items():
+        by_instruction.setdefault(instruction, []).append(answer)
+    paired = {}
+    for item in items:
+        key = item_key(item.instruction, item.input)
+        if key in answers:
+            paired[item.index] = answers[key]
+        elif len(by_instruction.get(key[0], [])) == 1:
+            paired[item.index] = by_instruction[key[0]][0]
+    return paired
+
+
+def load_inputs(config: EvalConfig) -> Inputs:
+    """Read and check the set, the reference, the contestant and the endpoints; write nothing
+    but the cache of a default download."""
+    validate_eval(config)
+    cache = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
+    eval_path = Path(config.eval_set).expanduser() if config.eval_set else cached_download(DEFAULT_EVAL_SET, cache)
+    items = load_eval_set(eval_path)
+    if config.max_items:
+        items = items[:config.max_items]
+    reference: dict[int, str] = {}
+    if config.reference:
+        reference_path = Path(config.reference).expanduser()
+    elif config.judged:
+        reference_path = cached_download(DEFAULT_REFERENCE, cache)
+    else:
+        reference_path = Path()
+    if config.judged:
+        reference = _pair_reference(items, load_reference(reference_path))
+        if not reference:
+            raise EvalInputError(
+                f"reference {reference_path}: covers none of the {len(items)} tasks of {eval_path} "
+                f"(answers are matched by instruction and input); pass the reference answers for this set"
+            )
+        check_credentials("openai")  # the judge needs an endpoint
+    if config.model:
+        check_model_dir(config.model, "--model")
+    elif not config.contestant_base_url:
+        check_credentials("openai")  # the API contestant's endpoint
+    name = config.name or (Path(config.model).expanduser().resolve().name if config.model else config.model_api)
+    if config.reference_name:
+        reference_name = config.reference_name
+    elif not config.reference:
+        reference_name = DEFAULT_REFERENCE_NAME
+    else:
+        reference_name = reference_path.stem
+    return Inputs(items, eval_path, sha256_of(eval_path.read_bytes()), reference_path, reference, name, reference_name)
+
+
+def _without_credentials(url: str) -> str:
+    """A URL without any user:password part: secrets never reach an output file."""
+    parts = urlsplit(url)
+    if not parts.username and not parts.password:
+        return url
+    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _remove_empty_dirs(new_dirs: list[Path]) -> None:
+    for directory in new_dirs:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+
+
+def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def _judge_settings(config: EvalConfig, inputs: Inputs, answer_settings_: dict[str, Any]) -> dict[str, Any]:
+    from assess.judge import JUDGE_PROMPT, JUDGE_SYSTEM
+
+    return {
+        "judge_model": config.judge_model,
+        "judge_prompt_sha256": sha256_of((JUDGE_SYSTEM + "\x1f" + JUDGE_PROMPT).encode()),
+        "judge_temperature": config.judge_temperature,
+        "judge_max_tokens": config.judge_max_tokens,
+        "reference_sha256": sha256_of(inputs.reference_path.read_bytes()),
+        "seed": config.seed,
+        "answers": answer_settings_,
+    }
+
+
+def _judge_requests(config: EvalConfig, inputs: Inputs, answers: dict[int, str]) -> list[tuple[int, EvalItem, bool]]:
+    """(journal index, task, contestant shown first) for every judgment the run needs."""
+    wanted = []
+    for item in inputs.items:
+        if item.index not in inputs.reference:
+            continue
+        first = contestant_first(item, config.seed)
+        wanted.append((2 * item.index, item, first))
+        if config.both_orders:
+            wanted.append((2 * item.index + 1, item, not first))
+    return wanted
+
+
+def _ordered_pair(item: EvalItem, contestant_is_a: bool, answers: dict[int, str], inputs: Inputs) -> tuple[str, str]:
+    mine, theirs = answers[item.index], inputs.reference[item.index]
+    return (mine, theirs) if contestant_is_a else (theirs, mine)
+
+
+def _judge_all(config: EvalConfig, inputs: Inputs, answers: dict[int, str], journal: Journal) -> dict[str, int]:
+    """Ask the judge for every judgment not yet in the journal; return what this run paid for."""
+    wanted = _judge_requests(config, inputs, answers)
+    pending = [w for w in wanted if w[0] not in journal.results]
+    paid = {"requests": 0, "api_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "retries": 0}
+    if not pending:
+        return paid
+    if journal.results:
+        logger.info("resuming: %d of %d judgments already in %s", len(wanted) - len(pending), len(wanted), journal.path)
+    client = make_client(
+        model=config.judge_model, api="chat", temperature=config.judge_temperature, top_p=1.0,
+        max_tokens=config.judge_max_tokens, max_concurrency=config.max_concurrency,
+        max_retries=config.max_retries, request_timeout=config.request_timeout,
+        state=JournalBackendState(journal), price_input=config.price_input, price_output=config.price_output,
+    )
+    requests = (
+        GenerationRequest(index, (messages_prompt(judge_messages(item, *_ordered_pair(item, first, answers, inputs))),))
+        for index, item, first in pending
+    )
+    bar = tqdm(total=len(wanted), initial=len(wanted) - len(pending), desc="judgments", unit="call",
+               disable=not config.progress, dynamic_ncols=True)
+    try:
+        for result in client.run(requests):
+            journal.append_result(result)  # durable before it counts
+            paid["requests"] += 1
+            paid["api_calls"] += result.api_calls
+            paid["prompt_tokens"] += result.prompt_tokens
+            paid["completion_tokens"] += result.completion_tokens
+            paid["retries"] += result.retries
+            bar.update(1)
+    finally:
+        bar.close()
+        client.close()
+    return paid
+
+
+def _journal_totals(journal: Journal) -> dict[str, int]:
+    """Requests, calls and tokens of everything in a journal (this run and earlier ones)."""
+    totals = {"requests": 0, "api_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "retries": 0}
+    for record in journal.results.values():
+        totals["requests"] += 1
+        for key in ("api_calls", "prompt_tokens", "completion_tokens", "retries"):
+            totals[key] += int(record.get(key, 0))
+    return totals
+
+
+def _cost(model: str, totals: dict[str, int], config: EvalConfig, free: bool = False) -> float | None:
+    prices = (0.0, 0.0) if free else price_for(model, config.price_input, config.price_output)
+    return estimate_cost_usd(totals["prompt_tokens"], totals["completion_tokens"], prices)
+
+
+def _mean_length(texts: list[str]) -> dict[str, float | None]:
+    if not texts:
+        return {"chars": None, "words": None}
+    return {"chars": sum(len(t) for t in texts) / len(texts), "words": sum(len(t.split()) for t in texts) / len(texts)}
+
+
+def build_report(config: EvalConfig, inputs: Inputs, answers: dict[int, str], journal: Journal) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The judgment records (one per task) and the summary's results section."""
+    wanted = _judge_requests(config, inputs, answers)
+    by_task: dict[int, list[tuple[int, bool]]] = {}
+    for index, item, first in wanted:
+        by_task.setdefault(item.index, []).append((index, first))
+    records, outcomes, categories = [], [], {}
+    unparseable_items = unparseable_calls = 0
+    first_won = decisive = agreements = 0
+    judged_items: list[EvalItem] = []
+    for item in inputs.items:
+        if item.index not in by_task:
+            continue
+        verdicts = []
+        for index, first in by_task[item.index]:
+            reply = journal.results[index]["completions"][0]["text"]
+            parsed = parse_verdict(reply)
+            verdict_record = {"contestant_shown_first": first, "verdict": parsed.verdict, "reply": reply}
+            if parsed.verdict is None:
+                unparseable_calls += 1
+                verdict_record["problem"] = parsed.problem
+            else:
+                verdict_record["outcome"] = outcome_for(parsed.verdict, first)
+                if parsed.verdict != "tie":
+                    decisive += 1
+                    first_won += parsed.verdict == "A"
+            verdicts.append(verdict_record)
+        outcome = None
+        if all(v["verdict"] is not None for v in verdicts):
+            per_order = [v["outcome"] for v in verdicts]
+            outcome = combine(per_order)
+            agreements += len(set(per_order)) == 1
+            outcomes.append(outcome)
+            judged_items.append(item)
+            categories.setdefault(item.category or "(none)", []).append(outcome)
+        else:
+            unparseable_items += 1
+        records.append({
+            "index": item.index, "id": item.id, "category": item.category,
+            "instruction": item.instruction, "input": item.input,
+            "contestant": inputs.name, "contestant_answer": answers[item.index],
+            "reference": inputs.reference_name, "reference_answer": inputs.reference[item.index],
+            "outcome": outcome, "judgments": verdicts,
+        })
+    overall = tally(outcomes)
+    results: dict[str, Any] = {
+        **overall,
+        "standard_error": standard_error(outcomes),
+        "ci95_bootstrap": bootstrap_interval(outcomes, config.bootstrap_samples, config.seed),
+        "unparseable": unparseable_items,
+        "unparseable_judgments": unparseable_calls,
+        "tasks_without_reference": len(inputs.items) - len(by_task),
+        "judge_picked_first_shown": (first_won / decisive) if decisive else None,
+        "orders_agreed": (agreements / len(outcomes)) if config.both_orders and outcomes else None,
+        "mean_answer_length": {
+            "contestant": _mean_length([answers[i.index] for i in judged_items]),
+            "reference": _mean_length([inputs.reference[i.index] for i in judged_items]),
+        },
+        "per_category": {name: tally(c) for name, c in sorted(categories.items())},
+    }
+    return records, results
+
+
+def evaluate(config: EvalConfig) -> dict[str, Any]:
+    """Run (or resume) the eval; return the summary. One-line errors for a user's mistakes."""
+    started = time.monotonic()
+    inputs = load_inputs(config)
+    output_dir = Path(config.output_dir).expanduser()
+    new_dirs = [d for d in (output_dir, *output_dir.parents) if not d.exists()]  # deepest first
+    output_dir.mkdir(parents=True, exist_ok=True)
+    settings = answer_settings(config, inputs.eval_sha256)
+    try:
+        answers_journal = Journal.open(output_dir / ANSWERS_JOURNAL, settings)
+    except BaseException:
+        _remove_empty_dirs(new_dirs)
+        raise
+    try:
+        answers, answer_stats = answer_all(config, inputs.items, answers_journal)
+        answer_totals = _journal_totals(answers_journal)
+    except BaseException:
+        if answers_journal.created and answers_journal.is_empty:
+            # Nothing was answered (the model would not load, Ctrl-C while loading): leave nothing behind.
+            answers_journal.discard()
+            _remove_empty_dirs(new_dirs)
+        raise
+    finally:
+        answers_journal.close()
+    _write_jsonl(output_dir / ANSWERS_NAME, [
+        {"id": item.id, "category": item.category, "instruction": item.instruction, "input": item.input,
+         "output": answers[item.index], "generator": inputs.name}
+        for item in inputs.items
+    ])
+    summary: dict[str, Any] = {
+        "contestant": inputs.name,
+        "reference": inputs.reference_name if config.judged else None,
+        "judge_model": config.judge_model if config.judged else None,
+        "eval_set": str(inputs.eval_path),
+        "eval_set_sha256": inputs.eval_sha256,
+        "tasks": len(inputs.items),
+        "both_orders": config.both_orders,
+        "seed": config.seed,
+        "answers": {
+            **answer_totals,
+            "truncated_at_max_new_tokens": sum(
+                r["completions"][0]["finish_reason"] == "length" for r in answers_journal.results.values()),
+            "answered_this_run": answer_stats.requests,
+            "cost_usd": _cost(config.model_api, answer_totals, config, free=not config.model_api),
+        },
+    }
+    if config.judged:
+        judge_journal = Journal.open(output_dir / JUDGE_JOURNAL, _judge_settings(config, inputs, settings))
+        try:
+            paid = _judge_all(config, inputs, answers, judge_journal)
+            records, results = build_report(config, inputs, answers, judge_journal)
+            totals = _journal_totals(judge_journal)
+        finally:
+            judge_journal.close()
+        summary["results"] = results
+        summary["judge"] = {**totals, "requests_this_run": paid["requests"],
+                            "cost_usd": _cost(config.judge_model, totals, config)}
+        _write_jsonl(output_dir / JUDGMENTS_NAME, records)
+        plot_categories(results["per_category"], results,
+                        f"{inputs.name} vs {inputs.reference_name} (judge {config.judge_model})",
+                        output_dir / PLOT_NAME)
+    summary["elapsed_s"] = round(time.monotonic() - started, 3)
+    summary["config"] = {**asdict(config), "contestant_base_url": _without_credentials(config.contestant_base_url)}
+    atomic_write_text(output_dir / SUMMARY_NAME, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    return summary
+
