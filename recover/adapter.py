@@ -393,10 +393,13 @@ def _write_merged(
 def merge_adapter(
     base_dir: Path, adapter_dir: Path, target: Path | None, *, dtype: str = "auto", device: str = "cpu",
     chunk_mb: int = 64, max_shard_bytes: int = DEFAULT_SHARD_BYTES, overwrite: bool = False,
+    trained_here: bool = False,
 ) -> tuple[str, int]:
     """Write base + adapter to `target` (None: compute and check only); return (dtype, tensor count).
 
-    `dtype` "auto" keeps the base's stored dtype. A manifest in `adapter_dir` is checked."""
+    `dtype` "auto" keeps the base's stored dtype. A manifest in `adapter_dir` is checked; without
+    one a warning says the base is checked by shapes only, unless `trained_here` (the training
+    run merging into the base it has just trained on)."""
     adapter = Adapter(adapter_dir)
     manifest = AdapterManifest.read(adapter_dir)
     base = CheckpointReader(Path(base_dir), "base (--path_raw)", "convert or copy the base weights again")
@@ -406,7 +409,7 @@ def merge_adapter(
     if manifest is not None:
         verify_adapter(adapter, manifest)
         check_base_against_manifest(base, manifest)
-    else:
+    elif not trained_here:
         logger.warning("the adapter has no %s: the base can be checked by shapes only (make_diff records it)",
                        ADAPTER_MANIFEST)
     plan = plan_merge(adapter, base, model_layout(Path(base_dir)), fix)

@@ -121,7 +121,7 @@ def load_base_model(cfg: TrainConfig, env: DistEnv) -> torch.nn.Module:
                 bnb_4bit_compute_dtype=compute,
             ),
             dtype=compute,
-            device_map={"": env.device},
+            device_map={"": env.local_rank},  # each process holds its own copy on its GPU
         )
     else:
         # Under FSDP the base is sharded like a full fine-tune's, fp32 with a bf16 compute policy:
@@ -305,7 +305,7 @@ def finish(cfg: TrainConfig, env: DistEnv, model: torch.nn.Module) -> dict:
             from recover.adapter import merge_adapter
 
             merged = output_dir / MERGED_DIR
-            merge_adapter(local_base_dir(cfg), output_dir, merged, overwrite=True)
+            merge_adapter(local_base_dir(cfg), output_dir, merged, overwrite=True, trained_here=True)
             fields["merged_dir"] = str(merged)
     return fields
 

@@ -317,3 +317,26 @@ def test_recover_from_base_and_adapter_equals_the_merged_model(lora_run: dict[st
     assert got.keys() == merged.keys()
     assert all(torch.equal(got[k], merged[k]) for k in merged)
     assert json.loads((rebuilt / "config.json").read_text()) == json.loads((out / "merged" / "config.json").read_text())
+
+
+@pytest.mark.gpu
+def test_qlora_on_gpu(lora_base: Path, tmp_path: Path) -> None:
+    """QLoRA on CUDA: a 4-bit NF4 base, bf16 compute, gradient checkpointing; the adapter merges
+    into the unquantized base."""
+    pytest.importorskip("bitsandbytes", reason="pip install '.[qlora]'")
+    from transformers import AutoModelForCausalLM
+
+    data = tmp_path / "alpaca_data.json"
+    data.write_text(json.dumps(same_response_records()))
+    out = tmp_path / "out"
+    summary = train_run.train(parse_config(_lora_args(
+        lora_base, data, out, "--load_in_4bit", "True", "--bf16", "True", "--gradient_checkpointing", "True",
+        "--merge_lora", "True")))
+    assert summary["device"] == "cuda" and summary["lora"]["load_in_4bit"] is True
+    assert summary["trainable_params"] == TRAINABLE
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    losses = [e["loss"] for e in history if "loss" in e]
+    assert all(map(lambda x: x == x, losses)) and losses[-1] < losses[0] / 2  # finite (no NaN), and learning
+    assert sum(t.numel() for t in load_file(str(out / ADAPTER_WEIGHTS)).values()) == TRAINABLE
+    merged = AutoModelForCausalLM.from_pretrained(out / "merged")
+    assert merged.get_input_embeddings().weight.shape == (513, 64)
