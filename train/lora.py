@@ -86,8 +86,11 @@ def resolve_target_modules(model: torch.nn.Module, spec: str) -> list[str]:
     if spec == ALL_LINEAR:
         return list(layers)
     if spec == ATTENTION:
-        names = [leaf for leaf, paths in layers.items()
-                 if any(part in p.lower() for p in paths for part in _ATTENTION_PARTS)]
+        names = []
+        for leaf, paths in layers.items():
+            inside = [p for p in paths if any(part in p.lower() for part in _ATTENTION_PARTS)]
+            # A leaf name also used outside attention (GPT-2's c_proj) is named by its full paths.
+            names += [leaf] if inside == paths else inside
         if not names:
             raise ConfigError(f"--lora_target_modules attention: no attention projection found in "
                               f"{type(model).__name__} (its linear layers: {', '.join(layers)}); name them instead")

@@ -188,6 +188,14 @@ def test_target_modules_resolve_per_family(lora_base: Path, tiny_opt: Path) -> N
     opt = AutoModelForCausalLM.from_pretrained(tiny_opt)
     assert resolve_target_modules(opt, "all-linear") == ["k_proj", "v_proj", "q_proj", "out_proj", "fc1", "fc2"]
     assert resolve_target_modules(opt, "attention") == ["k_proj", "v_proj", "q_proj", "out_proj"]
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    with torch.device("meta"):
+        gpt2 = GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=100))
+    assert resolve_target_modules(gpt2, "all-linear") == ["c_attn", "c_proj", "c_fc"]  # Conv1D layers
+    # c_proj is also the MLP's output: the attention ones are named by their paths.
+    assert resolve_target_modules(gpt2, "attention") == [
+        "c_attn", "transformer.h.0.attn.c_proj", "transformer.h.1.attn.c_proj"]
 
 
 @pytest.mark.parametrize(
