@@ -272,6 +272,19 @@ def test_checkpoint_holds_the_adapter_only_and_resumes(lora_base: Path, tmp_path
         torch.testing.assert_close(second_adapter[key], first_adapter[key], rtol=1e-4, atol=1e-6)
 
 
+def test_packed_lora_step_has_the_padded_loss(lora_base: Path, tmp_path: Path) -> None:
+    """--packing and --gradient_checkpointing with an adapter: the first step's loss over the same
+    eight examples is the padded path's."""
+    data = tmp_path / "alpaca_data.json"
+    data.write_text(json.dumps(same_response_records(8)))
+    common = ["--max_steps", "1", "--per_device_train_batch_size", "8", "--lora_dropout", "0"]
+    padded = train_run.train(parse_config(_lora_args(lora_base, data, tmp_path / "padded", *common)))
+    packed = train_run.train(parse_config(_lora_args(lora_base, data, tmp_path / "packed", *common, "--packing", "True",
+                                                     "--max_seq_length", "1024", "--gradient_checkpointing", "True")))
+    assert packed["packing"] is True and packed["supervised_tokens"] == padded["supervised_tokens"] == 8 * 9
+    assert packed["final_loss"] == pytest.approx(padded["final_loss"], rel=1e-5)
+
+
 @pytest.mark.slow
 def test_two_process_lora_ddp_packing_checkpointing(lora_base: Path, tmp_path: Path) -> None:
     """Real torchrun, 2 processes over gloo: DDP, packed rows, gradient checkpointing, bf16."""
