@@ -26,10 +26,10 @@ import argparse
 import torch
 
 SHAPES = {
-    "7B": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-               num_key_value_heads=32, vocab_size=32001),
-    "13B": dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40,
-                num_key_value_heads=40, vocab_size=32001),
+    "7B": {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
+           "num_key_value_heads": 32, "vocab_size": 32001},
+    "13B": {"hidden_size": 5120, "intermediate_size": 13824, "num_hidden_layers": 40, "num_attention_heads": 40,
+            "num_key_value_heads": 40, "vocab_size": 32001},
 }
 NF4_BITS = 4 + 8 / 64 + 32 / (64 * 256)
 GB = 1e9
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=512)
     args = parser.parse_args(argv)
-    print("| model | params | adapter (r=%d) | method | model state | + activations | total |" % args.lora_r)
+    print(f"| model | params | adapter (r={args.lora_r}) | method | model state | + activations | total |")
     print("|---|---|---|---|---|---|---|")
     for name in SHAPES:
         e = estimate(name, args.lora_r, args.batch, args.seq)

@@ -37,9 +37,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench.train_throughput import TINY, TINYLLAMA, append_result, pad_batch, synthetic_examples  # noqa: E402
-from train.config import TrainConfig  # noqa: E402
-from train.distributed import DistEnv  # noqa: E402
+from bench.train_throughput import (
+    TINY,
+    TINYLLAMA,
+    append_result,
+    pad_batch,
+    synthetic_examples,
+)
+from train.config import TrainConfig
+from train.distributed import DistEnv
 
 logger = logging.getLogger("bench.train_lora")
 ARMS = ("full", "lora", "qlora")
@@ -93,8 +99,8 @@ def load_arm(arm: str, cfg: TrainConfig, env: DistEnv) -> torch.nn.Module:
 
 def time_arm(arm: str, base: Path, batches: list[dict], env: DistEnv, args: argparse.Namespace) -> dict:
     """Train `len(batches)` steps of one arm; time all but the first `args.warmup`."""
-    from train.lora import count_parameters
     from train.loop import build_optimizer, count_supervised, token_loss_sum
+    from train.lora import count_parameters
 
     cfg = arm_config(arm, base, args)
     gc.collect()

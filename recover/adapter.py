@@ -36,7 +36,13 @@ from tqdm import tqdm
 
 from generate.store import atomic_write_text
 from recover.checkpoint import CheckpointReader
-from recover.errors import CheckpointError, ConfigError, IntegrityError, MismatchError, list_names
+from recover.errors import (
+    CheckpointError,
+    ConfigError,
+    IntegrityError,
+    MismatchError,
+    list_names,
+)
 from recover.layout import ModelLayout, model_layout
 from recover.manifest import dtype_name, new_hash, torch_dtype
 from recover.output_dir import atomic_output_dir, copy_sidecars, write_config

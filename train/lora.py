@@ -216,7 +216,10 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
 def _trainable_state(model: torch.nn.Module, sharded: bool) -> dict[str, torch.Tensor]:
     """The trainable parameters as full CPU tensors on rank 0 (others: {} under FSDP)."""
     if sharded:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+        )
 
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
         return get_model_state_dict(model, options=opts)

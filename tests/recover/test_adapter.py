@@ -109,6 +109,7 @@ def test_streaming_merge_equals_peft_merge(base: str, lora_kwargs: dict, bases: 
     out = tmp_path / "merged"
     dtype, count = merge_adapter(bases[base], adapter, out, max_shard_bytes=100_000)
     assert dtype == "float32"
+    assert count == len(load_file(str(bases[base] / "model.safetensors")))  # every base tensor, once
     got = AutoModelForCausalLM.from_pretrained(out).state_dict()
     want = _peft_merged(bases[base], adapter)
     assert set(got) == set(want)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -204,15 +205,15 @@ def test_target_modules_resolve_per_family(lora_base: Path, tiny_opt: Path) -> N
         (["--load_in_4bit", "True"],
          "--load_in_4bit applies to LoRA only: add --lora_r 16 (or drop --load_in_4bit)"),
         (["--lora_r", "8", "--load_in_4bit", "True"],
-         "--load_in_4bit True needs a CUDA GPU (bitsandbytes' 4-bit kernels); here, train LoRA without it "
-         "(--lora_r alone)"),
+         ("--load_in_4bit True needs a CUDA GPU (bitsandbytes' 4-bit kernels); here, train LoRA without it "
+          "(--lora_r alone)")),
         (["--merge_lora", "True"], "--merge_lora applies to LoRA only: add --lora_r 16 (or drop --merge_lora)"),
         (["--lora_r", "-1"], "--lora_r -1: must be >= 0 (0 = full fine-tuning)"),
         (["--lora_r", "8", "--lora_dropout", "1"], "--lora_dropout 1.0: must be in [0, 1)"),
         (["--lora_r", "8", "--lora_alpha", "0"], "--lora_alpha 0.0: must be > 0 (default: 2 x --lora_r)"),
         (["--lora_r", "8", "--deepspeed", "configs/zero3.json"],
-         "--lora_r with --deepspeed is not supported: drop --deepspeed (LoRA trains on one GPU, or on several "
-         "with DDP or --fsdp)"),
+         ("--lora_r with --deepspeed is not supported: drop --deepspeed (LoRA trains on one GPU, or on several "
+          "with DDP or --fsdp)")),
     ],
 )
 def test_bad_lora_flags_are_one_line(extra: list[str], message: str, tiny_llama: Path, tmp_path: Path,
@@ -235,8 +236,8 @@ def test_unknown_target_module_stops_before_training(lora_base: Path, tmp_path: 
     with caplog.at_level(logging.ERROR):
         assert main(argv) == 1
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert errors == ["--lora_target_modules: no linear layer c_attn in LlamaForCausalLM (its linear layers: q_proj, "
-                      "k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; or use all-linear / attention)"]
+    assert errors == [("--lora_target_modules: no linear layer c_attn in LlamaForCausalLM (its linear layers: q_proj, "
+                       "k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; or use all-linear / attention)")]
     assert not (tmp_path / "out").exists()
 
 
@@ -357,7 +358,7 @@ def test_qlora_on_gpu(lora_base: Path, tmp_path: Path) -> None:
     assert summary["trainable_params"] == TRAINABLE
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     losses = [e["loss"] for e in history if "loss" in e]
-    assert all(map(lambda x: x == x, losses)) and losses[-1] < losses[0] / 2  # finite (no NaN), and learning
+    assert all(math.isfinite(x) for x in losses) and losses[-1] < losses[0] / 2  # no NaN, and learning
     assert sum(t.numel() for t in load_file(str(out / ADAPTER_WEIGHTS)).values()) == TRAINABLE
     merged = AutoModelForCausalLM.from_pretrained(out / "merged")
     assert merged.get_input_embeddings().weight.shape == (513, 64)
