@@ -39,7 +39,7 @@ ARGS   ?=
 
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: help setup generate train diff recover chat eval smoke test test-slow test-gpu bench lint clean
+.PHONY: help setup generate train train-lora diff recover chat eval smoke test test-slow test-gpu bench lint clean
 
 help: ## List targets and variables
 	@echo "Targets:"
@@ -50,6 +50,7 @@ help: ## List targets and variables
 	@echo "            PROMPT=$(PROMPT) BACKEND=$(BACKEND) (auto|openai|batch|local) API=<completions|chat>"
 	@echo "  train:    MODEL=<hf path or id> DATA=$(DATA) OUTPUT_DIR=<dir> NPROC=$(NPROC) PORT=$(PORT) FSDP='$(FSDP)'"
 	@echo "            several machines: NNODES=$(NNODES) NODE_RANK=$(NODE_RANK) MASTER_ADDR=$(MASTER_ADDR) (same PORT on every node)"
+	@echo "  train-lora: as train (NPROC=1 is one GPU); ARGS='--load_in_4bit True' for QLoRA, '--merge_lora True' for a merged model"
 	@echo "  diff:     RAW=<base model> TUNED=<fine-tuned model> DIFF=<diff dir>"
 	@echo "  recover:  RAW=<base model> DIFF=<diff dir> TUNED=<output dir>"
 	@echo "  chat:     MODEL=<checkpoint dir> (ARGS='--prompt \"...\"' answers once)"
@@ -82,6 +83,19 @@ train: $(STAMP) ## Fine-tune MODEL on DATA with FSDP over NPROC processes (x NNO
 	  --save_strategy steps --save_steps 2000 --save_total_limit 1 --learning_rate 2e-5 \
 	  --weight_decay 0. --warmup_ratio 0.03 --lr_scheduler_type cosine --logging_steps 1 \
 	  $(if $(strip $(FSDP)),--fsdp "$(FSDP)") --tf32 True $(ARGS)
+
+# One GPU: LoRA r 16 (alpha 32) on every linear projection of the decoder layers, lr 3e-4, batch
+# 4 x 32 = 128, gradient checkpointing (docs/train.md "One GPU"). QLoRA: ARGS='--load_in_4bit True'.
+train-lora: OUTPUT_DIR = output/alpaca-lora
+train-lora: $(STAMP) ## Fine-tune MODEL on DATA with LoRA on one GPU; the adapter -> OUTPUT_DIR
+	@test -n "$(MODEL)" || { echo "make train-lora: set MODEL=<path to a Hugging Face checkpoint>" >&2; exit 2; }
+	$(PY) -m torch.distributed.run --nproc_per_node=$(NPROC) --master_port=$(PORT) -m train \
+	  --model_name_or_path "$(MODEL)" --data_path "$(DATA)" --output_dir "$(OUTPUT_DIR)" \
+	  --lora_r 16 --lora_alpha 32 --lora_dropout 0.05 --lora_target_modules all-linear \
+	  --bf16 True --num_train_epochs 3 --per_device_train_batch_size 4 --gradient_accumulation_steps 32 \
+	  --gradient_checkpointing True --save_strategy steps --save_steps 200 --save_total_limit 1 \
+	  --learning_rate 3e-4 --weight_decay 0. --warmup_ratio 0.03 --lr_scheduler_type cosine \
+	  --logging_steps 1 --tf32 True $(ARGS)
 
 diff: $(STAMP) ## Write DIFF = TUNED - RAW, with an integrity manifest
 	@test -n "$(RAW)" -a -n "$(TUNED)" -a -n "$(DIFF)" || { echo "make diff: set RAW=, TUNED= and DIFF=" >&2; exit 2; }

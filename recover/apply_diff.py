@@ -94,6 +94,10 @@ def output_dtype(config: RecoverConfig, manifest: Manifest | None, diff: Checkpo
 
 def recover(config: RecoverConfig) -> RecoverResult:
     """Recover the tuned model from a diff and its base, writing it to --path_tuned if given."""
+    from recover.adapter import is_adapter_dir, recover_from_adapter
+
+    if is_adapter_dir(config.diff_dir):  # a LoRA adapter is a diff too (recover/adapter.py)
+        return recover_from_adapter(config)
     diff = CheckpointReader(config.diff_dir, "diff (--path_diff)", "re-download the diff")
     base = CheckpointReader(config.raw_dir, "base (--path_raw)", "convert or copy the base weights again")
     manifest = Manifest.read(config.diff_dir)

@@ -28,6 +28,10 @@ def stored_dtype(reader: CheckpointReader) -> torch.dtype:
 
 def make_diff(config: MakeDiffConfig) -> Manifest:
     """Write the diff directory (sharded safetensors, manifest, tuned config and tokenizer); return the manifest."""
+    from recover.adapter import is_adapter_dir, make_adapter_diff
+
+    if is_adapter_dir(config.tuned_dir):  # a LoRA run: the adapter is the diff (recover/adapter.py)
+        return make_adapter_diff(config)  # type: ignore[return-value]
     base = CheckpointReader(config.raw_dir, "base (--path_raw)", "convert or copy the base weights again")
     tuned = CheckpointReader(config.tuned_dir, "tuned (--path_tuned)", "save the fine-tuned model again")
     layout = model_layout(config.tuned_dir)

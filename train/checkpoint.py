@@ -60,10 +60,20 @@ def resolve_resume_path(value: str | None, output_dir: Path) -> Path | None:
     return path
 
 
+def _state_options(model: torch.nn.Module) -> Any:
+    """LoRA: checkpoints hold the trainable parameters only (train/lora.py; the frozen base is
+    read again from --model_name_or_path on resume). Otherwise the defaults."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    from train.lora import is_peft_model
+
+    return StateDictOptions(ignore_frozen_params=True, strict=False) if is_peft_model(model) else None
+
+
 def _model_and_optim_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     from torch.distributed.checkpoint.state_dict import get_state_dict
 
-    model_sd, optim_sd = get_state_dict(model, optimizer)
+    model_sd, optim_sd = get_state_dict(model, optimizer, options=_state_options(model))
     return {"model": model_sd, "optim": optim_sd}
 
 
@@ -116,7 +126,8 @@ def load_checkpoint(
 
     state = _model_and_optim_state(model, optimizer)
     dcp.load(state, checkpoint_id=str(path))
-    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
+    set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"],
+                   options=_state_options(model))
     scheduler.load_state_dict(torch.load(path / SCHEDULER_STATE, weights_only=True))
     loop_state = json.loads((path / LOOP_STATE).read_text())
     trainer_state = json.loads((path / "trainer_state.json").read_text())
@@ -139,6 +150,10 @@ def save_final_model(
     model: torch.nn.Module, tokenizer: Any, output_dir: Path, env: DistEnv, uses_fsdp: bool
 ) -> None:
     """Write the trained model (safetensors) and tokenizer to `output_dir` from rank 0."""
+    from train.lora import is_peft_model, save_adapter
+
+    if is_peft_model(model):  # LoRA: the adapter is the output (train/lora.py)
+        return save_adapter(model, tokenizer, output_dir, env, uses_fsdp)
     state = full_state_dict_on_rank0(model, uses_fsdp)
     if env.is_main:
         inner = getattr(model, "module", model)

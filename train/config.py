@@ -137,6 +137,34 @@ class TrainConfig:
         default=None, **_doc("Legacy: decoder layer class to shard (unset: from the model).")
     )
 
+    # --- LoRA / QLoRA (train/lora.py, issue #14) -------------------------------------------
+    lora_r: int = field(
+        default=0,
+        **_doc("LoRA rank: train a low-rank adapter instead of every weight (8-16 fits a 7B model on "
+               "one 24 GB GPU). 0, the default, is full fine-tuning."),
+    )
+    lora_alpha: float | None = field(
+        default=None, **_doc("LoRA scale numerator: the update is scaled by alpha / r (default: 2 x r).")
+    )
+    lora_dropout: float = field(default=0.05, **_doc("Dropout on the adapter's input (LoRA only)."))
+    lora_target_modules: str = field(
+        default="all-linear",
+        **_doc("Layers that get an adapter: all-linear (every linear projection inside the decoder "
+               "layers: attention and MLP, resolved per model family), attention (the attention "
+               "projections only), or module names, comma-separated (q_proj,v_proj)."),
+    )
+    load_in_4bit: bool = field(
+        default=False,
+        **_doc("QLoRA: hold the frozen base in 4-bit NF4 (bitsandbytes; CUDA only, pip install "
+               "'.[qlora]'); needs --lora_r > 0."),
+    )
+    merge_lora: bool = field(
+        default=False,
+        **_doc("With --lora_r: also write base + adapter as a full model to <output_dir>/merged "
+               "(merged from the base's files, tensor by tensor)."),
+    )
+    # --- end LoRA / QLoRA ---------------------------------------------------------------------
+
     # --- resolved, not flags
     fsdp_wrap_classes: tuple[str, ...] = field(default=(), init=False, repr=False)
 
@@ -250,6 +278,48 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"--resume_from_checkpoint {resume}: no such directory")
     if cfg.packing and cfg.deepspeed:
         raise ConfigError("--packing is not supported with --deepspeed: drop one")
+    validate_lora(cfg)  # LoRA / QLoRA flags (issue #14)
     if cfg.report_to not in ("none", "") and not cfg.deepspeed:
         logger.warning("--report_to %s is ignored: metrics go to the log, trainer_state.json and "
                        "train_summary.json", cfg.report_to)
+
+
+# --- LoRA / QLoRA (train/lora.py, issue #14) -----------------------------------------------
+LORA_DEFAULTS = {"lora_alpha": None, "lora_dropout": 0.05, "lora_target_modules": "all-linear",
+                 "load_in_4bit": False, "merge_lora": False}
+
+
+def validate_lora(cfg: TrainConfig) -> None:
+    """Reject LoRA/QLoRA flag values that cannot work (the environment too, for --load_in_4bit)."""
+    if cfg.lora_r < 0:
+        raise ConfigError(f"--lora_r {cfg.lora_r}: must be >= 0 (0 = full fine-tuning)")
+    if cfg.lora_r == 0:
+        changed = [name for name, default in LORA_DEFAULTS.items() if getattr(cfg, name) != default]
+        if changed:
+            raise ConfigError(f"--{changed[0]} applies to LoRA only: add --lora_r 16 (or drop --{changed[0]})")
+        return
+    if cfg.lora_alpha is not None and cfg.lora_alpha <= 0:
+        raise ConfigError(f"--lora_alpha {cfg.lora_alpha}: must be > 0 (default: 2 x --lora_r)")
+    if not 0.0 <= cfg.lora_dropout < 1.0:
+        raise ConfigError(f"--lora_dropout {cfg.lora_dropout}: must be in [0, 1)")
+    if not cfg.lora_target_modules.strip(" ,"):
+        raise ConfigError("--lora_target_modules is empty: use all-linear, attention or module names (q_proj,v_proj)")
+    if cfg.deepspeed:
+        raise ConfigError("--lora_r with --deepspeed is not supported: drop --deepspeed (LoRA trains on one GPU, "
+                          "or on several with DDP or --fsdp)")
+    if cfg.cpu_ram_efficient_loading:
+        raise ConfigError("--cpu_ram_efficient_loading is not supported with --lora_r: drop it")
+    if cfg.load_in_4bit:
+        if cfg.fsdp:
+            raise ConfigError("--load_in_4bit with --fsdp is not supported: drop --fsdp (QLoRA fits one GPU; "
+                              "several GPUs train with DDP)")
+        import importlib.util
+
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("--load_in_4bit True needs a CUDA GPU (bitsandbytes' 4-bit kernels); "
+                              "here, train LoRA without it (--lora_r alone)")
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ConfigError("--load_in_4bit True needs bitsandbytes: pip install '.[qlora]'")
+# --- end LoRA / QLoRA ------------------------------------------------------------------------

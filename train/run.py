@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from train import lora
 from train.checkpoint import resolve_resume_path, write_json_atomic
 from train.config import ConfigError, TrainConfig
 from train.data import (
@@ -57,14 +58,19 @@ def prepare(cfg: TrainConfig, env: DistEnv) -> Prepared:
     try:
         tokenizer = load_tokenizer(cfg.model_name_or_path, cfg.model_max_length, cfg.cache_dir)
         on_meta = cfg.cpu_ram_efficient_loading and env.world_size > 1 and not env.is_main
-        model = load_model(cfg.model_name_or_path, cfg.cache_dir, on_meta=on_meta,
-                           attn_implementation=cfg.attn_implementation)
+        if cfg.lora_r > 0:  # LoRA / QLoRA: the frozen base (train/lora.py)
+            model = lora.load_base_model(cfg, env)
+        else:
+            model = load_model(cfg.model_name_or_path, cfg.cache_dir, on_meta=on_meta,
+                               attn_implementation=cfg.attn_implementation)
     except ImportError as exc:  # an attention kernel whose package is missing (flash-attn)
         raise ConfigError(f"--attn_implementation {cfg.attn_implementation}: cannot use it ({exc})") from exc
     except (OSError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"--model_name_or_path {cfg.model_name_or_path}: cannot load ({first_line})") from exc
-    add_special_tokens_and_resize(tokenizer, model)
+    added = add_special_tokens_and_resize(tokenizer, model)
+    if cfg.lora_r > 0:  # LoRA / QLoRA: freeze, add the adapter and the new tokens' rows
+        model = lora.apply_lora(cfg, model, tokenizer, added)
     examples, stats = tokenize_examples(tokenizer, records, cfg.model_max_length)
     if not examples:
         raise DataError(
@@ -114,6 +120,8 @@ def train(cfg: TrainConfig) -> dict:
         else:
             summary = Trainer(cfg, env, prep).run(resume)
         summary["tf32"] = tf32
+        if cfg.lora_r > 0:  # LoRA: trainable count, adapter size, --merge_lora (train/lora.py)
+            summary.update(lora.finish(cfg, env, prep.model))
         if env.is_main:
             write_json_atomic(output_dir / "train_summary.json", summary)
         return summary
