@@ -46,6 +46,7 @@ from recover.errors import (
 from recover.layout import ModelLayout, model_layout
 from recover.manifest import dtype_name, new_hash, torch_dtype
 from recover.output_dir import atomic_output_dir, copy_sidecars, write_config
+from train.template import ensure_chat_template
 from recover.rows import BaseRows, as_bytes, as_rows, row_ranges
 from recover.shard_writer import PlannedTensor, ShardedSafetensorsWriter
 
@@ -394,6 +395,7 @@ def _write_merged(
         write_config(_output_config(base, adapter, plan), tmp, dtype)
         _copy_generation_config(base.directory, tmp)
         copy_sidecars(adapter.directory, tmp)
+        ensure_chat_template(tmp)  # a merged model is chat-ready like every model we write (#12)
 
 
 def merge_adapter(

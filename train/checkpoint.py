@@ -153,6 +153,7 @@ def save_final_model(
     from train.lora import is_peft_model, save_adapter
 
     if is_peft_model(model):  # LoRA: the adapter is the output (train/lora.py)
+        set_chat_template(tokenizer)  # the adapter's tokenizer carries the prompt format too (issue #12)
         return save_adapter(model, tokenizer, output_dir, env, uses_fsdp)
     state = full_state_dict_on_rank0(model, uses_fsdp)
     if env.is_main:
