@@ -13,6 +13,7 @@ ApiName = Literal["completions", "chat"]
 BackendChoice = Literal["auto", "openai", "batch", "local"]
 DedupTokenizer = Literal["rouge", "unicode"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+LocalPrecision = Literal["auto", "fp32", "bf16", "int8"]
 
 # The reference's blacklist: instructions a text-only model cannot follow.
 REFERENCE_BLACKLIST: tuple[str, ...] = (
@@ -102,6 +103,12 @@ class GenerateConfig:
         "that is, not the API default gpt-4o-mini; else Qwen/Qwen2.5-1.5B-Instruct)."))
     device: str = field(default="auto", metadata=_help(
         "local backend: torch device (auto, cpu, cuda, cuda:1, ...)."))
+    # --- local backend on a CPU (issue #16) -----------------------------------------------
+    local_precision: LocalPrecision = field(default="auto", metadata=_help(
+        "local backend on a CPU: auto (bf16 where the CPU has native bf16, else fp32), fp32, "
+        "bf16, or int8 (dynamic int8 linear layers). A GPU always runs bf16."))
+    local_threads: int = field(default=0, metadata=_help(
+        "local backend on a CPU: torch threads; 0 = one per physical core."))
     # --- output --------------------------------------------------------------------------
     log_level: LogLevel = field(default="info", metadata=_help(
         "debug shows one line per request."))
@@ -110,6 +117,7 @@ class GenerateConfig:
 
 _LITERAL_FIELDS = {
     "api": ApiName, "backend": BackendChoice, "dedup_tokenizer": DedupTokenizer, "log_level": LogLevel,
+    "local_precision": LocalPrecision,
 }
 _INT_FIELDS = {f.name for f in fields(GenerateConfig) if f.type == "int"}
 _FLOAT_FIELDS = {f.name for f in fields(GenerateConfig) if f.type in ("float", "float | None")}
@@ -208,6 +216,8 @@ def validate(config: GenerateConfig) -> None:
         raise ConfigError(f"--top_p must be in (0, 1] (got {config.top_p})")
     if config.request_timeout <= 0:
         raise ConfigError(f"--request_timeout must be > 0 seconds (got {config.request_timeout})")
+    if config.local_threads < 0:
+        raise ConfigError(f"--local_threads must be >= 0 (0: one per physical core; got {config.local_threads})")
     if config.batch_poll_interval <= 0:
         raise ConfigError(f"--batch_poll_interval must be > 0 seconds (got {config.batch_poll_interval})")
     if not 0.0 <= config.similarity_threshold <= 1.0:
