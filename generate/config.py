@@ -14,6 +14,7 @@ BackendChoice = Literal["auto", "openai", "batch", "local"]
 DedupTokenizer = Literal["rouge", "unicode"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LanguageChoice = Literal["auto", "en", "zh", "ja", "ko", "th", "other"]  # issue #10 (w10lang)
+LocalPrecision = Literal["auto", "fp32", "bf16", "int8"]
 
 # The reference's blacklist: instructions a text-only model cannot follow.
 REFERENCE_BLACKLIST: tuple[str, ...] = (
@@ -139,6 +140,12 @@ class GenerateConfig:
         "another project's key, files deleted after 30 days), drop it from the journal and "
         "submit its unanswered requests again, paying for them again (the cost is logged first)."))
     # --- end of the batch backend's block (issue #17) -------------------------------------
+    # --- local backend on a CPU (issue #16) -----------------------------------------------
+    local_precision: LocalPrecision = field(default="auto", metadata=_help(
+        "local backend on a CPU: auto (bf16 where the CPU has native bf16, else fp32), fp32, "
+        "bf16, or int8 (dynamic int8 linear layers). A GPU always runs bf16."))
+    local_threads: int = field(default=0, metadata=_help(
+        "local backend on a CPU: torch threads; 0 = one per physical core."))
     # --- output --------------------------------------------------------------------------
     log_level: LogLevel = field(default="info", metadata=_help(
         "debug shows one line per request."))
@@ -148,6 +155,7 @@ class GenerateConfig:
 _LITERAL_FIELDS = {
     "api": ApiName, "backend": BackendChoice, "dedup_tokenizer": DedupTokenizer, "log_level": LogLevel,
     "language": LanguageChoice,  # issue #10 (w10lang)
+    "local_precision": LocalPrecision,
 }
 _INT_FIELDS = {f.name for f in fields(GenerateConfig) if f.type in ("int", "int | None")}
 _OPTIONAL_FIELDS = {f.name for f in fields(GenerateConfig) if f.type.endswith("| None")}
@@ -256,6 +264,8 @@ def validate(config: GenerateConfig) -> None:
         raise ConfigError(f"--top_p must be in (0, 1] (got {config.top_p})")
     if config.request_timeout <= 0:
         raise ConfigError(f"--request_timeout must be > 0 seconds (got {config.request_timeout})")
+    if config.local_threads < 0:
+        raise ConfigError(f"--local_threads must be >= 0 (0: one per physical core; got {config.local_threads})")
     if config.batch_poll_interval <= 0:
         raise ConfigError(f"--batch_poll_interval must be > 0 seconds (got {config.batch_poll_interval})")
     if not 0.0 <= config.similarity_threshold <= 1.0:

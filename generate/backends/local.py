@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+from tqdm import tqdm
 
 from generate.backends.base import (
     BackendName,
@@ -51,7 +55,19 @@ DEFAULT_LOCAL_MODEL = "Qwen/Qwen2.5-1.5B-Instruct"
 _HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]
 _HUB_PROBE_TIMEOUT_S = 10.0
 
+# The time estimate before the first answer. A self-instruct answer continues the numbered
+# list up to task 20: about 17 tasks of ~90 tokens each, so ~1,500 new tokens per prompt; about
+# 17 usable instructions per answer is what the reference's runs kept early on (dedup lowers it
+# later). The estimate is replaced by measured numbers after the first answer.
+_TOKENS_PER_ANSWER_GUESS = 1500
+_KEPT_PER_ANSWER_GUESS = 17
+_WARM_UP_PROMPT_TOKENS = 64
+_WARM_UP_NEW_TOKENS = 8
+# Past this estimate on a CPU, say in one line what would be faster.
+_SLOW_RUN_MINUTES = 30.0
+
 EngineName = Literal["vllm", "transformers"]
+CpuPrecision = Literal["fp32", "bf16", "int8"]
 
 
 def _ways_out(model_name: str) -> str:
@@ -144,26 +160,138 @@ class _Batch:
     completion_tokens: int
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 matrix products natively (AVX512-BF16, AMX, Arm BF16).
+
+    Without it torch emulates bf16 through fp32 and a bf16 model runs slower than fp32 one.
+    """
+    import torch
+
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(check()) if check is not None else False
+    except RuntimeError:  # oneDNN missing from this torch build
+        return False
+
+
+def resolve_cpu_precision(requested: str) -> CpuPrecision:
+    """`--local_precision auto` on a CPU: bf16 where the CPU has native bf16, else fp32.
+
+    Why bf16 and not int8 by default: on the 2-core AVX512-BF16 machine of
+    bench/results/local_cpu.json bf16 is several times faster than fp32 for prefill and
+    decode alike, and rounds weights to 8 significant bits, the precision the released
+    checkpoints were trained and are served in. int8 (dynamic per-tensor quantization of every
+    linear layer, lm_head included) decodes a little faster still but changes the model's
+    numbers more; it stays an explicit choice.
+    """
+    if requested != "auto":
+        return requested  # type: ignore[return-value]
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
+def physical_cores(allowed: Sequence[int] | None = None, sysfs: Path = Path("/sys/devices/system/cpu")) -> int:
+    """Cores this process may run on (`allowed` CPUs, default its affinity), SMT siblings once.
+
+    Why: torch's default thread count is the logical CPU count; two threads on one physical
+    core fight over the same vector units and decode slower than one.
+    """
+    if allowed is None:
+        allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    cores: set[str] = set()
+    for cpu in allowed:
+        siblings = sysfs / f"cpu{cpu}" / "topology" / "thread_siblings_list"
+        try:
+            cores.add(siblings.read_text().strip())
+        except OSError:
+            cores.add(str(cpu))  # no sysfs (macOS, containers): count logical CPUs
+    return max(1, len(cores))
+
+
+def load_causal_lm(model_dir: str, device: str, precision: CpuPrecision) -> Any:
+    """The model as the local backend runs it: bf16 on CUDA; on a CPU in `precision`.
+
+    int8 loads fp32 weights, then replaces every `nn.Linear` by torch's dynamically quantized
+    int8 linear (weights stored in int8, activations quantized per batch).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if device.startswith("cuda"):
+        dtype = torch.bfloat16
+    else:
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device)
+    model.eval()
+    if precision == "int8" and not device.startswith("cuda"):
+        import warnings
+
+        with warnings.catch_warnings():  # torch.ao's notice that torchao is its successor
+            warnings.simplefilter("ignore")
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return model
+
+
+class _TokenMeter:
+    """A transformers streamer that counts decoding steps and shows tokens/s on a tqdm bar.
+
+    `generate` calls `put` once with the prompt ids, then once per decoding step with one new
+    token per row; rows of a batch advance together, so a step is `rows` new tokens.
+    """
+
+    def __init__(self, rows: int, max_new: int, show: bool) -> None:
+        self.rows = rows
+        self.steps = 0
+        self._seen_prompt = False
+        self.started = time.perf_counter()
+        self.first_token_at: float | None = None
+        self.bar = (
+            tqdm(total=max_new * rows, desc="answer", unit="tok", leave=False, position=1, dynamic_ncols=True)
+            if show else None
+        )
+
+    def put(self, value: Any) -> None:
+        if not self._seen_prompt:  # the first call carries the prompt, not new tokens
+            self._seen_prompt = True
+            return
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        self.steps += 1
+        if self.bar is not None:
+            self.bar.update(self.rows)
+
+    def end(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 class _TransformersEngine:
     """transformers `generate` on one left-padded batch of prompts per request."""
 
-    def __init__(self, model_dir: str, device: str = "auto") -> None:
+    def __init__(
+        self, model_dir: str, device: str = "auto", precision: str = "auto", threads: int = 0,
+        progress: bool = False,
+    ) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
-        # bf16 halves memory on a GPU; CPUs run fp32 kernels fastest and most exactly.
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+        self.progress = progress
+        # On a GPU bf16 always; on a CPU the fastest setting that keeps answers usable
+        # (resolve_cpu_precision says why), on one thread per physical core.
+        self.precision: CpuPrecision = "bf16" if device.startswith("cuda") else resolve_cpu_precision(precision)
+        if not device.startswith("cuda"):
+            torch.set_num_threads(threads or physical_cores())
+        self.threads = torch.get_num_threads()
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.tokenizer.padding_side = "left"  # generation appends on the right
         if self.tokenizer.pad_token is None:
             # Padding is masked out; the EOS id is only a filler (LLaMA-style tokenizers have no pad).
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(self.device)
-        self.model.eval()
+        self.model = load_causal_lm(model_dir, device, self.precision)
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
+        self.last_meter: _TokenMeter | None = None
 
     def generate(self, prompts: Sequence[list[int]], sampling: SamplingParams, max_new: int, seed: int) -> _Batch:
         import torch
@@ -171,6 +299,8 @@ class _TransformersEngine:
         enc = self.tokenizer.pad({"input_ids": list(prompts)}, return_tensors="pt").to(self.device)
         width = enc["input_ids"].shape[1]
         sample = sampling.temperature > 0
+        meter = _TokenMeter(len(prompts), max_new, self.progress)
+        self.last_meter = meter
         torch.manual_seed(seed)
         with torch.no_grad():
             out = self.model.generate(
@@ -182,6 +312,7 @@ class _TransformersEngine:
                 stop_strings=list(sampling.stop) or None,
                 tokenizer=self.tokenizer,  # needed by stop_strings
                 pad_token_id=self.tokenizer.pad_token_id,
+                streamer=meter,
             )
         eos = _as_set(self.model.generation_config.eos_token_id) | {self.tokenizer.pad_token_id}
         completions, generated = [], 0
@@ -224,6 +355,14 @@ class _VllmEngine:
             for o in outs
         )
         return _Batch(completions, sum(len(p) for p in prompts), sum(len(o.outputs[0].token_ids) for o in outs))
+
+
+def _minutes(minutes: float) -> str:
+    if minutes < 1:
+        return "1 minute or less"
+    if minutes < 120:
+        return f"{minutes:.0f} minutes"
+    return f"{minutes / 60:.1f} hours"
 
 
 def _as_set(ids: Any) -> set[int]:
@@ -279,12 +418,22 @@ class LocalBackend:
             if self.engine_name == "vllm":
                 self.engine: _TransformersEngine | _VllmEngine = _VllmEngine(model_dir, config.seed)
             else:
-                self.engine = _TransformersEngine(model_dir, config.device)
+                self.engine = _TransformersEngine(
+                    model_dir, config.device, config.local_precision, config.local_threads, config.progress
+                )
+                logger.info(
+                    "local backend: %s in %s on %s%s", self.model_name, self.engine.precision,
+                    self.engine.device, f" ({self.engine.threads} threads)" if self.engine.device == "cpu" else "",
+                )
         except ImportError as exc:
             raise GenerationError(_missing_deps_message(exc)) from None
         except (OSError, ValueError, RuntimeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise GenerationError(f"--model_name {self.model_name}: cannot load it ({first})") from None
+        self.kept, self.target = 0, config.num_instructions_to_generate
+        self.announced = self.advised = False
+        self.answers = 0
+        self.prefill_tps = self.tokens_per_s = 0.0
         self.chat = config.api == "chat" and bool(getattr(self.engine.tokenizer, "chat_template", None))
         if config.api == "chat" and not self.chat:
             # The parser accepts a continuation under --api chat too, so this is safe.
@@ -337,19 +486,113 @@ class LocalBackend:
             api_calls=0,
         )
 
+    def progress(self, kept: int, target: int) -> None:
+        """The loop's hook: instructions kept so far and the target (for the time estimate)."""
+        self.kept, self.target = kept, target
+
+    def warm_up_speed(self, rows: int) -> tuple[float, float]:
+        """(prefill tokens/s, decode tokens/s) from a few seconds of generation on `rows` short
+        prompts; the estimate before the first answer, which on a CPU can take many minutes."""
+        import torch
+
+        engine = self.engine
+        assert isinstance(engine, _TransformersEngine)
+        width, steps = _WARM_UP_PROMPT_TOKENS, _WARM_UP_NEW_TOKENS
+        ids = torch.full((rows, width), int(engine.tokenizer.pad_token_id or 0), device=engine.device)
+        ids = ids + torch.arange(width, device=engine.device) % 97  # any in-vocabulary ids
+        mask = torch.ones_like(ids)
+        with torch.no_grad():
+            engine.model(ids[:, :4], attention_mask=mask[:, :4])  # first-call allocations
+            start = time.perf_counter()
+            engine.model(ids, attention_mask=mask)
+            prefill_s = time.perf_counter() - start
+            start = time.perf_counter()
+            engine.model.generate(
+                ids, attention_mask=mask, max_new_tokens=steps, min_new_tokens=steps, do_sample=False,
+                pad_token_id=engine.tokenizer.pad_token_id,
+            )
+            decode_s = max(time.perf_counter() - start - prefill_s, 1e-6)
+        return rows * width / max(prefill_s, 1e-6), rows * steps / decode_s
+
+    def estimate(self, prompt_tokens: int, rows: int, prefill_tps: float, decode_tps: float,
+                 tokens_per_answer: float, kept_per_answer: float) -> tuple[float, int]:
+        """(minutes, instructions) still to go, from speeds and what one answer yields."""
+        remaining = max(self.target - self.kept, 0)
+        requests = math.ceil(remaining / max(rows * kept_per_answer, 1e-6))
+        per_request_s = prompt_tokens / prefill_tps + rows * tokens_per_answer / decode_tps
+        return requests * per_request_s / 60, remaining
+
+    def _announce(self, minutes: float, remaining: int, tps: float, basis: str) -> None:
+        logger.info(
+            "local model on %s (%s): about %s for %d instructions at %.1f tokens/s (%s)",
+            self.engine.device, self.engine.precision, _minutes(minutes), remaining, tps, basis,
+        )
+        if minutes > _SLOW_RUN_MINUTES and not self.advised and self.engine.device == "cpu":
+            self.advised = True
+            logger.info(
+                "faster: serve a quantized model with llama.cpp or Ollama and point OPENAI_BASE_URL at it "
+                "(e.g. http://localhost:11434/v1), or set OPENAI_API_KEY to use an API"
+            )
+
     def run(self, requests: Iterator[GenerationRequest]) -> Iterator[GenerationResult]:
         """Answer requests one at a time, in the order they come; stop a model that yields nothing."""
         barren = 0
+        answered_tokens = answered_seconds = 0.0
+        kept_before = None
         for request in requests:
+            timed = isinstance(self.engine, _TransformersEngine) and self.engine.device == "cpu"
+            if timed and not self.announced:
+                # Why before the first answer: on a CPU one answer can take many minutes, and a
+                # bar that says nothing for that long looks like a hang.
+                self.announced = True
+                prefill_tps, decode_tps = self.warm_up_speed(len(request.prompts))
+                self.prefill_tps = prefill_tps
+                prompt_tokens = sum(len(self.encode(p)) for p in request.prompts)
+                guess = min(self.sampling.max_tokens, _TOKENS_PER_ANSWER_GUESS)
+                kept_guess = max(_KEPT_PER_ANSWER_GUESS * (20 - self.config.num_prompt_instructions) / 17, 1)
+                minutes, remaining = self.estimate(prompt_tokens, len(request.prompts), prefill_tps, decode_tps,
+                                                   guess, kept_guess)
+                self._announce(minutes, remaining, decode_tps, "a warm-up estimate; refined after the first answer")
+            kept_before = self.kept if kept_before is None else kept_before
+            start = time.perf_counter()
             result = self.answer(request)
-            barren = 0 if usable_instructions(result.completions, self.config, self.filters) else barren + 1
+            elapsed = time.perf_counter() - start
+            answered_tokens += result.completion_tokens
+            answered_seconds += elapsed
+            self.tokens_per_s = answered_tokens / max(answered_seconds, 1e-6)
+            usable = usable_instructions(result.completions, self.config, self.filters)
+            barren = 0 if usable else barren + 1
             yield result  # journaled by the loop before anything below runs
+            if timed:
+                self.answers += 1
+                kept_per_answer = max((self.kept - kept_before) / (self.answers * len(request.prompts)), 0.0)
+                if kept_per_answer > 0:
+                    minutes, remaining = self.estimate(
+                        result.prompt_tokens, len(request.prompts), self.prefill_tps,
+                        self.tokens_per_s, result.completion_tokens / len(request.prompts), kept_per_answer,
+                    )
+                    log = logger.info if self.answers == 1 else logger.debug
+                    if remaining:
+                        log(
+                            "local model: %.1f tokens/s measured, %.1f instructions kept per answer: about %s "
+                            "for the remaining %d", self.tokens_per_s, kept_per_answer, _minutes(minutes), remaining,
+                        )
             if barren >= self.no_yield_limit:
                 raise GenerationError(
                     f"local model {self.model_name!r} gave no usable instruction in {barren} requests in a "
                     "row (its answers do not follow the numbered format); use a stronger instruct "
                     "model (--model_name) or an API (OPENAI_API_KEY / OPENAI_BASE_URL)"
                 )
+
+    def stats(self) -> dict[str, Any]:
+        """Extra numbers for the run summary: the setting used and the speed measured."""
+        out: dict[str, Any] = {"local_engine": self.engine_name}
+        engine = self.engine
+        if isinstance(engine, _TransformersEngine):
+            out.update(local_device=engine.device, local_precision=engine.precision, local_threads=engine.threads)
+        if self.tokens_per_s:
+            out["local_tokens_per_s"] = round(self.tokens_per_s, 3)
+        return out
 
     def close(self) -> None:
         """Drop the model so its memory is freed before the loop returns."""

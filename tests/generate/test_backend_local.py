@@ -8,7 +8,9 @@ the token cap and finish reasons, real token counts, and the offline error path.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,11 +20,14 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from generate.backends.base import GenerationError, GenerationRequest, SamplingParams
+import generate.backends.local as local_module
 from generate.backends.local import (
     DEFAULT_LOCAL_MODEL,
     LocalBackend,
     cut_at_stop,
     local_model_name,
+    physical_cores,
+    resolve_cpu_precision,
 )
 from generate.config import GenerateConfig
 from generate.journal import JournalError
@@ -44,6 +49,14 @@ class _State:
         self.values[key] = value
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """The backend sets torch's (process-wide) thread count; give other tests theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from train.tiny_model import build_tiny_llama
@@ -54,7 +67,8 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def backend(tiny_model: Path) -> LocalBackend:
     config = GenerateConfig(
-        local_model=str(tiny_model), temperature=0.0, max_tokens=12, api="completions", device="cpu"
+        local_model=str(tiny_model), temperature=0.0, max_tokens=12, api="completions", device="cpu",
+        local_precision="fp32",  # compared with an fp32 argmax loop below
     )
     return LocalBackend(config, _State())
 
@@ -94,6 +108,10 @@ def test_greedy_batch_matches_an_argmax_loop(backend: LocalBackend, tiny_model: 
         assert completion.finish_reason == ("length" if len(new_ids) == 12 else "stop")
     assert result.prompt_tokens == expected_prompt_tokens
     assert result.completion_tokens == expected_new
+    # The progress meter saw one decoding step per new token of the longest row (an EOS that
+    # ended a row early was a step too).
+    steps = [len(new) + (len(new) < 12) for new in (greedy_reference(tiny_model, p, 12)[1] for p in PROMPTS)]
+    assert backend.engine.last_meter.steps == max(steps)
 
 
 def test_stop_sequence_is_cut_like_the_api(backend: LocalBackend, tiny_model: Path) -> None:
@@ -308,6 +326,7 @@ def test_generate_runs_locally_without_an_api_and_counts_junk_as_rejected(
 
     model = build_tiny_llama(tmp_path / "model")  # 1024-token context: the prompt fits
     clean_env.setattr(LocalBackend, "no_yield_limit", 3)
+    clean_env.setattr(local_module, "_SLOW_RUN_MINUTES", 0.0)  # any estimate counts as slow here
     out = tmp_path / "out"
     config = GenerateConfig(
         backend="auto", local_model=str(model), output_dir=str(out), prompt_path=str(prompt_file),
@@ -319,11 +338,20 @@ def test_generate_runs_locally_without_an_api_and_counts_junk_as_rejected(
         generate(config)
 
     assert f"no OPENAI_API_KEY or OPENAI_BASE_URL set: generating locally with {model}" in caplog.text
+    # Before the first answer: the expected time, from a warm-up, and what would be faster.
+    precision = resolve_cpu_precision("auto")
+    assert re.search(rf"local model on cpu \({precision}\): about (1 minute or less|\d+ minutes|[\d.]+ hours) "
+                     r"for 5 instructions at \d+\.\d tokens/s \(a warm-up estimate", caplog.text)
+    assert "faster: serve a quantized model with llama.cpp or Ollama" in caplog.text
+    assert caplog.text.count("faster: serve") == 1
     summary = json.loads((out / "generate_summary.json").read_text())
     assert summary["backend"] == "local"
     assert summary["model"] == str(model)  # the model that answered, not the API default
     assert (summary["requests"], summary["kept"], summary["api_calls"]) == (3, 0, 0)
     assert summary["estimated_cost_usd"] == 0.0
+    stats = summary["backend_stats"]
+    assert (stats["local_device"], stats["local_precision"], stats["local_threads"]) == ("cpu", precision, physical_cores())
+    assert stats["local_tokens_per_s"] > 0
     assert json.loads((out / "alpaca_data.json").read_text()) == []
     # Every answer was parsed by the loop and its junk counted, block by block.
     records = [json.loads(line) for line in (out / JOURNAL_NAME).read_text().splitlines()]
@@ -353,6 +381,63 @@ def test_the_journal_records_the_local_model_however_it_was_chosen(prompt_file: 
     assert data_settings(GenerateConfig(model_name="/m", **files), "local") == by_flag
     assert data_settings(GenerateConfig(**files), "local")["model_name"] == DEFAULT_LOCAL_MODEL
     assert data_settings(GenerateConfig(local_model="/m", **files), "openai")["model_name"] == "gpt-4o-mini"
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local_module, "cpu_has_native_bf16", lambda: True)
+    assert resolve_cpu_precision("auto") == "bf16"
+    monkeypatch.setattr(local_module, "cpu_has_native_bf16", lambda: False)
+    assert resolve_cpu_precision("auto") == "fp32"
+    assert [resolve_cpu_precision(p) for p in ("fp32", "bf16", "int8")] == ["fp32", "bf16", "int8"]
+
+
+def test_physical_cores_count_smt_siblings_once(tmp_path: Path) -> None:
+    for cpu, siblings in {0: "0,2", 1: "1,3", 2: "0,2", 3: "1,3", 4: "4"}.items():
+        topology = tmp_path / f"cpu{cpu}" / "topology"
+        topology.mkdir(parents=True)
+        (topology / "thread_siblings_list").write_text(siblings + "\n")
+    assert physical_cores([0, 1, 2, 3, 4], sysfs=tmp_path) == 3
+    assert physical_cores([0, 2], sysfs=tmp_path) == 1
+    assert physical_cores([7, 8], sysfs=tmp_path) == 2  # no topology: logical CPUs count
+
+
+@pytest.mark.parametrize(
+    ("precision", "threads"), [("bf16", 1), ("int8", 0)],
+)
+def test_cpu_precisions_load_and_answer(tiny_model: Path, precision: str, threads: int) -> None:
+    config = GenerateConfig(local_model=str(tiny_model), temperature=0.0, max_tokens=6, api="completions",
+                            device="cpu", local_precision=precision, local_threads=threads)
+    local = LocalBackend(config, _State())
+    assert local.engine.precision == precision
+    assert local.engine.threads == (threads or physical_cores()) == torch.get_num_threads()
+    layer = local.engine.model.model.layers[0].self_attn.q_proj
+    if precision == "bf16":
+        assert layer.weight.dtype == torch.bfloat16
+    else:
+        assert type(layer) is torch.ao.nn.quantized.dynamic.Linear
+        assert type(local.engine.model.lm_head) is torch.ao.nn.quantized.dynamic.Linear
+    result = local.answer(GenerationRequest(index=0, prompts=PROMPTS))
+    assert len(result.completions) == 2
+    assert 0 < result.completion_tokens <= 12
+    assert local.stats()["local_precision"] == precision
+
+
+def test_the_cpu_benchmark_runs_every_setting_on_the_same_work(tmp_path: Path) -> None:
+    """bench/local_cpu.py in its tiny dry-run form: every setting, same prompts, same length."""
+    out = tmp_path / "local_cpu.json"
+    bench = Path(__file__).resolve().parents[2] / "bench" / "local_cpu.py"
+    done = subprocess.run([sys.executable, str(bench), "--dry_run", "--output", str(out)],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["dry_run"] is True
+    assert set(report["results"]) == {"fp32", "bf16", "int8"}
+    assert report["default_choice"] == resolve_cpu_precision("auto")
+    assert {r["new_tokens"] for r in report["results"].values()} == {5 * 4}
+    fp32 = report["results"]["fp32"]
+    assert (fp32["speedup_vs_fp32"], fp32["top1_agreement_vs_fp32"], fp32["max_logit_diff_vs_fp32"]) == (1.0, 1.0, 0.0)
+    for key in ("cpu", "torch", "transformers"):
+        assert key in report["device"] or key in report["versions"]
 
 
 @pytest.mark.gpu
