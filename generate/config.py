@@ -77,7 +77,8 @@ class GenerateConfig:
     similarity_threshold: float = field(default=0.7, metadata=_help(
         "Drop an instruction whose ROUGE-L F against a seed or kept instruction is above this."))
     dedup_tokenizer: DedupTokenizer = field(default="rouge", metadata=_help(
-        "rouge: rouge_score's tokenizer (ASCII only, the reference's); unicode: also non-ASCII words."))
+        "rouge: rouge_score's tokenizer (ASCII only, the reference's); unicode: also non-ASCII words "
+        "(CJK per character). Follows --language unless set."))
     blacklist: tuple[str, ...] = field(default=REFERENCE_BLACKLIST, metadata=_help(
         "Whole words/phrases (case-insensitive) that reject an instruction; comma-separated."))
     banned_prefixes: tuple[str, ...] = field(default=("Write a program",), metadata=_help(
@@ -89,7 +90,8 @@ class GenerateConfig:
     reject_punctuation_start: bool = field(default=True, metadata=_help(
         "Reject instructions whose first character is ASCII punctuation."))
     reject_non_ascii_start: bool = field(default=True, metadata=_help(
-        "Reject instructions whose first character is not ASCII (set False for other languages)."))
+        "Reject instructions whose first character is not ASCII (the reference's rule; off for "
+        "non-English seeds unless set, see --language)."))
     price_input: float | None = field(default=None, metadata=_help(
         "USD per 1M input tokens, overriding the built-in price table."))
     price_output: float | None = field(default=None, metadata=_help(
