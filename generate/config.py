@@ -102,6 +102,13 @@ class GenerateConfig:
         "that is, not the API default gpt-4o-mini; else Qwen/Qwen2.5-1.5B-Instruct)."))
     device: str = field(default="auto", metadata=_help(
         "local backend: torch device (auto, cpu, cuda, cuda:1, ...)."))
+    # --- data quality (issue #13; generate/quality.py) -----------------------------------
+    quality_filters: Literal["on", "off"] = field(default="on", metadata=_help(
+        "on: after parsing, normalise 'no input' spellings to \"\" and drop items with a known "
+        "defect (empty or N/A output, merged blocks, URL/picture inputs, control characters, "
+        "echoed instruction, refusal, cut-off code), each counted under its own reason; "
+        "off: the reference's filters only."))
+    # --- end of data quality block ---------------------------------------------------------
     # --- output --------------------------------------------------------------------------
     log_level: LogLevel = field(default="info", metadata=_help(
         "debug shows one line per request."))
@@ -111,6 +118,7 @@ class GenerateConfig:
 _LITERAL_FIELDS = {
     "api": ApiName, "backend": BackendChoice, "dedup_tokenizer": DedupTokenizer, "log_level": LogLevel,
 }
+_LITERAL_FIELDS["quality_filters"] = Literal["on", "off"]  # issue #13, data quality
 _INT_FIELDS = {f.name for f in fields(GenerateConfig) if f.type == "int"}
 _FLOAT_FIELDS = {f.name for f in fields(GenerateConfig) if f.type in ("float", "float | None")}
 _BOOL_FIELDS = {f.name for f in fields(GenerateConfig) if f.type == "bool"}

@@ -32,6 +32,8 @@ from generate.cost import count_tokens, estimate_cost_usd, price_for
 from generate.dedup import Deduplicator
 from generate.journal import Journal, JournalBackendState, record_to_result
 from generate.parsing import FilterSettings, parse_answer, rejection_reason
+from generate.quality import screen
+from generate.report import write_run_report
 from generate.seeds import SeedTask, build_request, load_prompt, load_seed_tasks
 from generate.store import OutputStore
 from generate.summary import SUMMARY_NAME, RunStats, write_summary
@@ -140,8 +142,8 @@ class Processor:
         """Parse, filter and dedup one answer; returns how many items it added."""
         self.stats.requests_processed += 1
         parsed = [
-            parse_answer(completion.text, completion.finish_reason, self.config.num_prompt_instructions,
-                         self.config.api)
+            screen(parse_answer(completion.text, completion.finish_reason, self.config.num_prompt_instructions,
+                                self.config.api), self.config.quality_filters)  # quality filters (#13)
             for completion in result.completions
         ]
         reasons = [[rejection_reason(c.instruction, self.filters) for c in candidates] for candidates, _ in parsed]
@@ -341,4 +343,5 @@ def generate(config: GenerateConfig, environ: Mapping[str, str] | None = None) -
             if backend is not None:
                 backend.close()
             journal.close()
+    write_run_report(output_dir)  # generate_report.html (#13); a failure is logged, never raised
     return summary
