@@ -8,10 +8,13 @@ of items with an input, rejections by reason and cost per kept item, defects fou
 kept data, and the judge's scores when `python -m generate.rate` has run.
 
 The verb/object split is a heuristic (no parser can be installed offline): for text with
-spaces, the verb is the first word after polite fillers ("please", "can you") and the object
+spaces, the verb is the first word after polite fillers ("please", "can you", an adverb in -ly), and
+no verb is counted when that word is a determiner, pronoun, preposition, question word or
+auxiliary ("The", "What", "Is", "Given"); the object is
 the next word that is not a determiner, pronoun, number, preposition or common adjective;
-for Chinese, the first two characters after "请"/"帮我"... and the next two after a
-measure word ("一个", "一篇", "以下"...). Lengths are counted in the run's language units:
+for Chinese, the first two characters after "请"/"帮我"... (one when a numeral or measure
+word follows: "写一首" -> "写"), and as object the next two after numerals, measure words,
+"以下", "关于".... Lengths are counted in the run's language units:
 words for text with spaces, characters for Chinese/Japanese/Korean (each CJK character is
 one unit, other words count one each).
 """
@@ -83,11 +86,19 @@ _NOT_OBJECTS = frozenset(
     creative detailed interesting funny unique catchy appropriate suitable possible different
     """.split()
 )
+# First words that show the instruction does not open with a verb (a question, a noun phrase).
+_NOT_VERBS = _NOT_OBJECTS | frozenset(
+    "based using according there here is are was were do does did has have had should may might must "
+    "given suppose imagine assuming".split()
+) - frozenset(["list", "find"])
 _ZH_PREFIXES = ("请你", "请帮我", "请", "帮我", "你能", "能否", "可以", "麻烦")
-_ZH_MEASURES = re.compile(
-    r"^(?:一个|一篇|一段|一首|一份|一些|一句|一封|一条|一则|一种|一组|一项|一|几个|三个|五个|两个|以下|下面的|下面|"
-    r"下列|这个|这段|这篇|这些|给定的|给定|出|下)"
+# After the verb: numbers with their measure word, demonstratives, "关于"..., skipped before the object.
+_ZH_SKIP = re.compile(
+    r"^(?:[一两三四五六七八九十几百千\d]+[个篇段首份些句封条则种组项张道位本]?|以下|下面的?|下列|如下|这个|这段|这篇|这些"
+    r"|给定的?|关于|有关|什么是|什么|出|的|一下)+"
 )
+# A one-character verb followed by one of these ("写一首", "讲个", "画张"): the verb is that character.
+_ZH_ONE_CHAR_VERB_NEXT = frozenset("一两三四五六七八九十几个首篇段份些句封条则种组项张道下这那")
 
 
 def verb_object(instruction: str) -> tuple[str, str] | None:
@@ -98,16 +109,19 @@ def verb_object(instruction: str) -> tuple[str, str] | None:
             if text.startswith(prefix):
                 text = text[len(prefix):]
                 break
-        chars = "".join(_CJK.findall(text[:2]))
-        if len(chars) < 2:
+        if len(text) < 2 or not _CJK.match(text[0]):
             return None
-        rest = _ZH_MEASURES.sub("", text[2:], count=1)
-        obj = "".join(_CJK.findall(rest[:2]))
-        return chars, obj if len(obj) == 2 else ""
+        size = 1 if text[1] in _ZH_ONE_CHAR_VERB_NEXT else 2
+        verb = text[:size]
+        if len(_CJK.findall(verb)) < size:
+            return None
+        rest = _ZH_SKIP.sub("", text[size:])
+        obj = rest[:2]
+        return verb, obj if len(_CJK.findall(obj)) == 2 else ""
     words = re.findall(r"[a-z][a-z'-]*|\d+", text.lower())
-    while words and words[0] in _FILLERS:
-        words.pop(0)
-    if not words or words[0].isdigit():
+    while words and (words[0] in _FILLERS or (words[0].endswith("ly") and len(words) > 1)):
+        words.pop(0)  # "please", "can you", "briefly"
+    if not words or words[0].isdigit() or words[0] in _NOT_VERBS:
         return None
     verb = words[0]
     obj = next((w for w in words[1:] if w not in _NOT_OBJECTS and not w.isdigit()), "")
@@ -446,7 +460,8 @@ def render_html(run: RunData, stats: Stats, plots: dict[str, bytes]) -> str:
         '<h2 id="diversity">Diversity</h2>',
         f'<p class="note">Leading verb and its object by a heuristic (no parser): the first word after '
         f'polite fillers, and the next word that is not a determiner, pronoun, number, preposition or common '
-        f'adjective; for Chinese the first two characters and the two after a measure word. A verb was found '
+        f'adjective; for Chinese the first one or two characters, and the two after numerals and measure words. '
+        f'A verb was found '
         f'in {100 * stats.verb_share:.1f}% of the instructions.</p>',
         _img("diversity", plots["diversity"], "leading verbs and their objects"),
         '<h2 id="rouge">Similarity to the nearest instruction</h2>',
