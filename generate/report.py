@@ -29,6 +29,7 @@ import json
 import logging
 import re
 import sys
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,10 +59,14 @@ class ReportError(ValueError):
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
 
+_CJK_PUNCTUATION = re.compile(r"[\u3000-\u303f\uff00-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65]")
+
+
 def count_units(text: str) -> int:
-    """Length in language units: each CJK character is one, each other whitespace-separated word one."""
+    """Length in language units: each CJK character is one, each other whitespace-separated word
+    one; CJK punctuation ("。", "，") counts as nothing, like spaces."""
     cjk = len(_CJK.findall(text))
-    words = len(_CJK.sub(" ", text).split())
+    words = len(_CJK_PUNCTUATION.sub(" ", _CJK.sub(" ", text)).split())
     return cjk + words
 
 
@@ -260,16 +265,20 @@ def compute_stats(run: RunData) -> Stats:
 
 # --- plots ---------------------------------------------------------------------------------
 
-def _font_setup(plt: Any) -> None:
-    """Prefer a font with CJK glyphs when one is installed, so Chinese labels render."""
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "WenQuanYi Zen Hei",
+             "WenQuanYi Micro Hei", "SimHei", "Microsoft YaHei", "PingFang SC", "Droid Sans Fallback")
+
+
+def _font_setup(plt: Any) -> bool:
+    """Prefer a font with CJK glyphs when one is installed; False when there is none."""
     from matplotlib import font_manager
 
     installed = {font.name for font in font_manager.fontManager.ttflist}
-    cjk = [name for name in ("Noto Sans CJK SC", "Noto Sans CJK JP", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
-                             "Source Han Sans SC", "SimHei", "Microsoft YaHei", "PingFang SC") if name in installed]
+    cjk = [name for name in CJK_FONTS if name in installed]
     plt.rcParams["font.family"] = "sans-serif"
-    plt.rcParams["font.sans-serif"] = [*cjk, "DejaVu Sans"]
+    plt.rcParams["font.sans-serif"] = ["DejaVu Sans", *cjk]
     plt.rcParams["axes.unicode_minus"] = False
+    return bool(cjk)
 
 
 def _png(fig: Any) -> bytes:
@@ -389,8 +398,12 @@ def render_plots(run: RunData, stats: Stats) -> dict[str, bytes]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with plt.rc_context():
-        _font_setup(plt)
+    with plt.rc_context(), warnings.catch_warnings():
+        has_cjk_font = _font_setup(plt)
+        if stats.unit == "characters" and not has_cjk_font:
+            log.warning("no CJK font for matplotlib: plot labels in Chinese show as boxes (the page's tables "
+                        "do not); install one, e.g. apt-get install fonts-noto-cjk")
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
         plots = {
             "diversity": plot_diversity(stats),
             "rouge": plot_rouge(stats),
@@ -464,6 +477,7 @@ def render_html(run: RunData, stats: Stats, plots: dict[str, bytes]) -> str:
         f'A verb was found '
         f'in {100 * stats.verb_share:.1f}% of the instructions.</p>',
         _img("diversity", plots["diversity"], "leading verbs and their objects"),
+        _verb_table(stats),
         '<h2 id="rouge">Similarity to the nearest instruction</h2>',
         f'<p class="note">From {NEIGHBOURS_NAME}: the ROUGE-L F of each kept instruction to its most similar '
         f'seed task or earlier kept instruction, the score the dedup compared with its threshold; left the items '
@@ -498,6 +512,15 @@ def _median(values: list[int]) -> float | int:
     ordered = sorted(values)
     middle = len(ordered) // 2
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _verb_table(stats: Stats) -> str:
+    rows = "".join(
+        f"<tr><td>{_esc(verb)}</td><td>{count}</td><td>{_esc(', '.join(f'{obj} ({n})' for obj, n in objects))}</td></tr>"
+        for verb, count, objects in stats.verbs
+    )
+    return (f'<details><summary>The same as a table</summary><table id="verbs"><tr><th>verb</th><th>items</th>'
+            f"<th>most frequent objects</th></tr>{rows}</table></details>")
 
 
 def _defect_table(stats: Stats) -> str:
