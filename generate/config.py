@@ -108,6 +108,8 @@ class GenerateConfig:
         "defect (empty or N/A output, merged blocks, URL/picture inputs, control characters, "
         "echoed instruction, refusal, cut-off code), each counted under its own reason; "
         "off: the reference's filters only."))
+    report: bool = field(default=True, metadata=_help(
+        "Write generate_report.html (plots of the kept data; python -m generate.report) when the run ends."))
     # --- end of data quality block ---------------------------------------------------------
     # --- output --------------------------------------------------------------------------
     log_level: LogLevel = field(default="info", metadata=_help(

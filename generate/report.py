@@ -100,7 +100,7 @@ _ZH_PREFIXES = ("请你", "请帮我", "请", "帮我", "你能", "能否", "可
 # After the verb: numbers with their measure word, demonstratives, "关于"..., skipped before the object.
 _ZH_SKIP = re.compile(
     r"^(?:[一两三四五六七八九十几百千\d]+[个篇段首份些句封条则种组项张道位本]?|以下|下面的?|下列|如下|这个|这段|这篇|这些"
-    r"|给定的?|关于|有关|什么是|什么|出|的|一下)+"
+    r"|这张|那张|这幅|这首|这句|给定的?|关于|有关|什么是|什么|出|的|一下)+"
 )
 # A one-character verb followed by one of these ("写一首", "讲个", "画张"): the verb is that character.
 _ZH_ONE_CHAR_VERB_NEXT = frozenset("一两三四五六七八九十几个首篇段份些句封条则种组项张道下这那")
@@ -275,8 +275,8 @@ def _font_setup(plt: Any) -> bool:
 
     installed = {font.name for font in font_manager.fontManager.ttflist}
     cjk = [name for name in CJK_FONTS if name in installed]
-    plt.rcParams["font.family"] = "sans-serif"
-    plt.rcParams["font.sans-serif"] = ["DejaVu Sans", *cjk]
+    # A list of families: matplotlib takes each glyph from the first family that has it.
+    plt.rcParams["font.family"] = ["DejaVu Sans", *cjk]
     plt.rcParams["axes.unicode_minus"] = False
     return bool(cjk)
 
@@ -285,6 +285,7 @@ def _png(fig: Any) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     plt.close(fig)
     return buffer.getvalue()
@@ -298,6 +299,7 @@ def _empty(ax: Any, text: str) -> None:
 
 def plot_diversity(stats: Stats) -> bytes:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(9, 0.32 * max(len(stats.verbs), 4) + 1.2))
     if not stats.verbs:
@@ -316,12 +318,14 @@ def plot_diversity(stats: Stats) -> bytes:
         ax.set_yticks(range(len(stats.verbs)))
         ax.set_yticklabels([verb for verb, _, _ in reversed(stats.verbs)])
         ax.set_xlabel("instructions (coloured: its most frequent objects; grey: other objects)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"Top {len(stats.verbs)} leading verbs and their objects")
     return _png(fig)
 
 
 def plot_rouge(stats: Stats) -> bytes:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharex=True)
     bins = [i / 20 for i in range(21)]
@@ -334,15 +338,17 @@ def plot_rouge(stats: Stats) -> bytes:
             ax.axvline(sum(values) / len(values), color="#c44e52", linestyle="--", linewidth=1)
             ax.set_xlabel("ROUGE-L F to the nearest instruction")
             ax.set_ylabel("kept instructions")
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         else:
             _empty(ax, "none")
         ax.set_title(f"{title} ({len(values)})", fontsize=10)
-    fig.suptitle("Similarity of each kept instruction to its nearest neighbour (dashed: mean)")
+    fig.suptitle("Similarity of each kept instruction to its nearest neighbour (dashed: mean)", y=1.03)
     return _png(fig)
 
 
 def plot_lengths(stats: Stats, total: int) -> bytes:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
     for ax, key in zip(axes, ("instruction", "input", "output")):
@@ -350,18 +356,20 @@ def plot_lengths(stats: Stats, total: int) -> bytes:
         if values:
             ax.hist(values, bins=min(30, max(5, len(set(values)))), color="#55a868", edgecolor="white")
             ax.set_ylabel("items")
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         else:
             _empty(ax, "no inputs")
         ax.set_xlabel(f"{stats.unit}")
         label = f"{key} (non-empty)" if key == "input" else key
         ax.set_title(label, fontsize=10)
     share = 100 * stats.with_input / total if total else 0.0
-    fig.suptitle(f"Lengths in {stats.unit}; {stats.with_input} of {total} items ({share:.1f}%) have an input")
+    fig.suptitle(f"Lengths in {stats.unit}; {stats.with_input} of {total} items ({share:.1f}%) have an input", y=1.03)
     return _png(fig)
 
 
 def plot_bars(counts: dict[str, int], title: str, xlabel: str, color: str) -> bytes:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     shown = [(name, n) for name, n in counts.items() if n > 0]
     fig, ax = plt.subplots(figsize=(8, 0.35 * max(len(shown), 3) + 1.2))
@@ -370,7 +378,8 @@ def plot_bars(counts: dict[str, int], title: str, xlabel: str, color: str) -> by
     else:
         names = [name for name, _ in reversed(shown)]
         values = [n for _, n in reversed(shown)]
-        ax.barh(names, values, color=color)
+        ax.barh(names, values, color=color, height=0.6)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         for row, value in enumerate(values):
             ax.text(value, row, f" {value}", va="center", fontsize=8)
         ax.set_xlabel(xlabel)
@@ -380,6 +389,7 @@ def plot_bars(counts: dict[str, int], title: str, xlabel: str, color: str) -> by
 
 def plot_scores(stats: Stats) -> bytes:
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(7, 3.2))
     bins = [1 + i * 0.5 - 0.25 for i in range(10)]
@@ -387,6 +397,7 @@ def plot_scores(stats: Stats) -> bytes:
     ax.set_xticks([1 + i * 0.5 for i in range(9)])
     ax.set_xlabel("judge score: mean of accuracy and helpfulness (1-5)")
     ax.set_ylabel("items")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"LLM judge scores ({len(stats.scores)} rated)")
     return _png(fig)
 
@@ -397,6 +408,7 @@ def render_plots(run: RunData, stats: Stats) -> dict[str, bytes]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     with plt.rc_context(), warnings.catch_warnings():
         has_cjk_font = _font_setup(plt)

@@ -343,5 +343,6 @@ def generate(config: GenerateConfig, environ: Mapping[str, str] | None = None) -
             if backend is not None:
                 backend.close()
             journal.close()
-    write_run_report(output_dir)  # generate_report.html (#13); a failure is logged, never raised
+    if config.report:
+        write_run_report(output_dir)  # generate_report.html (#13); a failure is logged, never raised
     return summary
