@@ -44,7 +44,7 @@ from generate.cost import count_tokens, estimate_cost_usd, price_for
 from generate.journal import Journal, JournalBackendState, JournalError, record_to_result
 from generate.store import atomic_write_text
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("generate.rate")
 
 JOURNAL_NAME = "rate_journal.jsonl"
 SCORES_NAME = "rate_scores.jsonl"

@@ -38,11 +38,12 @@ from typing import Any, Sequence
 from generate.quality import DEFECT_DESCRIPTIONS, DEFECT_REASONS, find_defect, is_no_input
 from generate.store import DATA_NAME, NEIGHBOURS_NAME, atomic_write_text
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("generate.report")
 
 REPORT_NAME = "generate_report.html"
 SUMMARY_FILE = "generate_summary.json"  # generate/summary.py's SUMMARY_NAME (not imported: no cycle)
 SCORES_NAME = "rate_scores.jsonl"  # written by generate/rate.py
+RATE_SUMMARY_NAME = "rate_summary.json"
 # Every plot the report can hold, in page order; "scores" only when rate_scores.jsonl exists.
 PLOTS: tuple[str, ...] = ("diversity", "rouge", "lengths", "rejections", "defects", "scores")
 TOP_VERBS = 20
@@ -144,6 +145,7 @@ class RunData:
     neighbours: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] | None = None
     scores: list[dict[str, Any]] = field(default_factory=list)
+    rate_summary: dict[str, Any] | None = None
 
 
 def _read_json(path: Path) -> Any:
@@ -189,6 +191,8 @@ def load_run(folder: Path) -> RunData:
         run.summary = _read_json(folder / SUMMARY_FILE)
     if (folder / SCORES_NAME).is_file():
         run.scores = _read_jsonl(folder / SCORES_NAME)
+    if (folder / RATE_SUMMARY_NAME).is_file():
+        run.rate_summary = _read_json(folder / RATE_SUMMARY_NAME)
     return run
 
 
@@ -306,12 +310,16 @@ def plot_diversity(stats: Stats) -> bytes:
         _empty(ax, "no leading verbs found")
     else:
         colors = plt.get_cmap("tab20c").colors
+        widest = max(count for _, count, _ in stats.verbs)
         for row, (verb, count, objects) in enumerate(reversed(stats.verbs)):
             left = 0
             for k, (obj, n) in enumerate(objects):
                 ax.barh(row, n, left=left, color=colors[(4 * (row % 5) + k) % len(colors)], edgecolor="white")
-                if n >= max(1, count * 0.12):
-                    ax.text(left + n / 2, row, obj, ha="center", va="center", fontsize=7)
+                # About 110 characters of 7-point text span the axis: label what fits.
+                room = int(110 * n / widest) - 1
+                label = obj if len(obj) <= room else (obj[: room - 1] + "…" if room >= 4 else "")
+                if label:
+                    ax.text(left + n / 2, row, label, ha="center", va="center", fontsize=7)
                 left += n
             if count > left:
                 ax.barh(row, count - left, left=left, color="#dddddd", edgecolor="white")
@@ -511,8 +519,11 @@ def render_html(run: RunData, stats: Stats, plots: dict[str, bytes]) -> str:
         _defect_table(stats),
     ]
     if "scores" in plots:
+        rated = run.rate_summary or {}
+        kept = (f" {rated['kept']} of {rated['items']} items scored at least {rated['min_score']:g}: "
+                f"{_esc(rated['filtered'])}." if {"kept", "items", "min_score", "filtered"} <= set(rated) else "")
         parts += ['<h2 id="scores">Judge scores</h2>',
-                  f'<p class="note">From {SCORES_NAME} (python -m generate.rate).</p>',
+                  f'<p class="note">From {SCORES_NAME} (python -m generate.rate).{kept}</p>',
                   _img("scores", plots["scores"], "judge score histogram")]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
