@@ -12,10 +12,17 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from generate.quality import DEFECT_REASONS, CleanResult, clean_items
 from generate.store import atomic_write_text
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a flag error as one line (`prog: error: ...`, status 2) instead of usage + error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog.removeprefix('python -m ')}: error: {message} (see --help)\n")
 
 
 class CleanError(ValueError):
@@ -83,7 +90,7 @@ def clean_file(source: Path, target: Path, removed_path: Path | None = None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m generate.clean", description=__doc__.split("\n")[0])
+    parser = OneLineParser(prog="python -m generate.clean", description=__doc__.split("\n")[0])
     parser.add_argument("input", type=Path, help="Alpaca-format file to read (JSON list or JSONL)")
     parser.add_argument("output", type=Path, help="where to write the cleaned JSON list")
     parser.add_argument("--removed", type=Path, default=None,

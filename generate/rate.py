@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from generate.backends.base import GenerationError, GenerationRequest, GenerationResult
 from generate.backends.factory import check_credentials
-from generate.clean import CleanError, read_items
+from generate.clean import CleanError, OneLineParser, read_items
 from generate.config import ConfigError, GenerateConfig, validate
 from generate.cost import count_tokens, estimate_cost_usd, price_for
 from generate.journal import Journal, JournalBackendState, JournalError, record_to_result
@@ -327,7 +327,7 @@ def _flag_help(name: str) -> str:
 
 def parse_args(argv: list[str]) -> RateConfig:
     """Flags -> RateConfig (argparse exits with status 2 on a malformed flag)."""
-    parser = argparse.ArgumentParser(prog="python -m generate.rate",
+    parser = OneLineParser(prog="python -m generate.rate",
                                      description="Rate Alpaca-format data with an LLM judge and keep the best.")
     types = {"int": int, "float": float, "float | None": float, "str": str}
     for f in fields(RateConfig):

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from generate.clean import OneLineParser
 from generate.quality import DEFECT_DESCRIPTIONS, DEFECT_REASONS, find_defect, is_no_input
 from generate.store import DATA_NAME, NEIGHBOURS_NAME, atomic_write_text
 
@@ -584,7 +585,7 @@ def write_run_report(folder: Path) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m generate.report DIR [--output PATH]`."""
-    parser = argparse.ArgumentParser(prog="python -m generate.report",
+    parser = OneLineParser(prog="python -m generate.report",
                                      description="HTML report with plots for a generate run's folder.")
     parser.add_argument("folder", type=Path, help="a run's --output_dir (holds alpaca_data.json)")
     parser.add_argument("--output", type=Path, default=None, help=f"where to write (default: DIR/{REPORT_NAME})")

@@ -87,6 +87,8 @@ def test_report_shows_scores_after_rating(smoke_run: Path, tmp_path: Path, clean
     assert list(_plots(page)) == list(report.PLOTS)
     scores = [json.loads(line)["score"] for line in (run / rate.SCORES_NAME).read_text().splitlines()]
     assert report.compute_stats(report.load_run(run)).scores == scores and len(scores) == 40
+    kept = sum(1 for score in scores if score >= 4)
+    assert f"{kept} of 40 items scored at least 4: {run / 'alpaca_data.min_score_4.json'}." in page
 
 
 CHINESE = [
