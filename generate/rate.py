@@ -30,7 +30,7 @@ import re
 import sys
 import threading
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
@@ -74,23 +74,35 @@ _ACCURACY = re.compile(r"accuracy\W{0,6}([1-5])(?![\d.])", re.IGNORECASE)
 _HELPFULNESS = re.compile(r"helpfulness\W{0,6}([1-5])(?![\d.])", re.IGNORECASE)
 
 
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
 @dataclass(frozen=True)
 class RateConfig:
     """Every setting of `python -m generate.rate`; field names are the flag names."""
 
-    data: str  # Alpaca-format file to rate (JSON list or JSONL)
-    min_score: float  # keep items whose score (mean of accuracy and helpfulness) is at least this, 1-5
-    output_dir: str = ""  # where the scores, summary, journal and filtered file go; "" = the data file's folder
-    model_name: str = "gpt-4o-mini"  # the judge model, through OPENAI_BASE_URL / OPENAI_API_KEY
-    max_cost_usd: float = 1.0  # hard cap on the judge's cost, all runs of this output_dir together
-    max_tokens: int = 16  # answer token bound per item (two short lines); also the cost bound per answer
-    max_concurrency: int = 16  # most calls in flight (the client adapts below it)
-    max_retries: int = 6  # retries of one call on 429, 5xx, timeouts
-    request_timeout: float = 120.0  # seconds per call
-    price_input: float | None = None  # USD per 1M input tokens (models the price table lacks)
-    price_output: float | None = None  # USD per 1M output tokens
-    progress: bool = True  # tqdm progress bar
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    data: str = field(metadata=_help("Alpaca-format file to rate (JSON list or JSONL)."))
+    min_score: float = field(metadata=_help(
+        "Keep items whose score (the mean of accuracy and helpfulness) is at least this, 1-5."))
+    output_dir: str = field(default="", metadata=_help(
+        "Folder for the scores, summary, journal and filtered file (default: the data file's folder)."))
+    model_name: str = field(default="gpt-4o-mini", metadata=_help(
+        "The judge model, reached through OPENAI_BASE_URL / OPENAI_API_KEY."))
+    max_cost_usd: float = field(default=1.0, metadata=_help(
+        "Hard cap on the judge's cost in USD, all runs into this output folder together."))
+    max_tokens: int = field(default=16, metadata=_help(
+        "Answer token bound per item (two short lines); also each answer's cost bound."))
+    max_concurrency: int = field(default=16, metadata=_help(
+        "Most calls in flight (the client adapts below it on 429s)."))
+    max_retries: int = field(default=6, metadata=_help("Retries of one call on 429, 5xx and timeouts."))
+    request_timeout: float = field(default=120.0, metadata=_help("Seconds per call before it is retried."))
+    price_input: float | None = field(default=None, metadata=_help(
+        "USD per 1M input tokens, for a model the price table lacks (0 for a free local server)."))
+    price_output: float | None = field(default=None, metadata=_help("USD per 1M output tokens."))
+    progress: bool = field(default=True, metadata=_help("Show a tqdm progress bar."))
+    log_level: Literal["debug", "info", "warning", "error"] = field(default="info", metadata=_help(
+        "debug shows one line per call."))
 
     def validate(self) -> None:
         """Reject values that cannot work, naming the flag."""
@@ -286,6 +298,7 @@ def _write_outputs(config: RateConfig, items: list[dict[str, Any]], journal: Jou
                    run: dict[str, Any]) -> dict[str, Any]:
     """rate_scores.jsonl, the filtered data and rate_summary.json, from everything journaled."""
     lines: list[str] = []
+    by_index: dict[int, float | None] = {}
     kept: list[dict[str, Any]] = []
     unparsed = 0
     for index in sorted(journal.results):
@@ -299,9 +312,9 @@ def _write_outputs(config: RateConfig, items: list[dict[str, Any]], journal: Jou
             score = (scores[0] + scores[1]) / 2
             record.update({"accuracy": scores[0], "helpfulness": scores[1], "score": score})
         lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+        by_index[index] = record["score"]
     folder = config.folder
     atomic_write_text(folder / SCORES_NAME, "".join(lines))
-    by_index = {json.loads(line)["index"]: json.loads(line)["score"] for line in lines}
     for index, item in enumerate(items):
         score = by_index.get(index)
         if score is not None and score >= config.min_score:
@@ -318,13 +331,6 @@ def _write_outputs(config: RateConfig, items: list[dict[str, Any]], journal: Jou
     return summary
 
 
-def _flag_help(name: str) -> str:
-    """The comment after a RateConfig field, as its --help text."""
-    source = Path(__file__).read_text(encoding="utf-8")
-    match = re.search(rf"^    {name}: [^#\n]*#\s*(.+)$", source, re.MULTILINE)
-    return match.group(1).strip() if match else ""
-
-
 def parse_args(argv: list[str]) -> RateConfig:
     """Flags -> RateConfig (argparse exits with status 2 on a malformed flag)."""
     parser = OneLineParser(prog="python -m generate.rate",
@@ -332,7 +338,7 @@ def parse_args(argv: list[str]) -> RateConfig:
     types = {"int": int, "float": float, "float | None": float, "str": str}
     for f in fields(RateConfig):
         flag = f"--{f.name}"
-        help_text = _flag_help(f.name)
+        help_text = f.metadata["help"]
         if f.name in ("data", "min_score"):
             parser.add_argument(flag, type=types[f.type], required=True, help=help_text)
         elif f.type == "bool":
