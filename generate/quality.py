@@ -17,7 +17,8 @@ import dataclasses
 import re
 import unicodedata
 from collections import Counter
-from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 Item = Mapping[str, str]
 
@@ -155,13 +156,13 @@ def echo_output(item: Item) -> bool:
 _REFUSALS = (
     r"\bas an ai\b",
     r"\bas an? (?:large |ai |artificial intelligence )?language model\b",
-    r"^\W*(?:(?:i'?m|i am|we'?re|we are)\s+)?(?:so\s+)?(?:sorry|afraid)\W*(?:but\s+)?"
-    r"(?:i|this|that|it|we)\s+(?:can(?:no|')?t|could(?:n't| not)|am (?:not able|unable)|'m (?:not able|unable)"
-    r"|do(?:n't| not) (?:have|know)|won'?t|will not|is (?:not possible|impossible|beyond))",
+    (r"^\W*(?:(?:i'?m|i am|we'?re|we are)\s+)?(?:so\s+)?(?:sorry|afraid)\W*(?:but\s+)?"
+     r"(?:i|this|that|it|we)\s+(?:can(?:no|')?t|could(?:n't| not)|am (?:not able|unable)|'m (?:not able|unable)"
+     r"|do(?:n't| not) (?:have|know)|won'?t|will not|is (?:not possible|impossible|beyond))"),
     r"^\W*unfortunately\W+(?:i|we)\s+(?:can(?:no|')?t|am unable|'m unable|am not able|do(?:n't| not) have)",
-    r"^\W*(?:i|we)\s+(?:can(?:no|')?t|am unable to|'m unable to|am not able to|'m not able to)\s+"
-    r"(?:\w+\s+){0,2}?(?:help|assist|complete|fulfil+|provide|answer|perform|access|browse|view|see|watch"
-    r"|listen|open|generate|create|draw|comply|do that|do this)\b",
+    (r"^\W*(?:i|we)\s+(?:can(?:no|')?t|am unable to|'m unable to|am not able to|'m not able to)\s+"
+     r"(?:\w+\s+){0,2}?(?:help|assist|complete|fulfil+|provide|answer|perform|access|browse|view|see|watch"
+     r"|listen|open|generate|create|draw|comply|do that|do this)\b"),
     r"^\W*this (?:task|instruction|request|question) (?:cannot|can't|is not possible|is impossible)",
     r"\bcannot be (?:completed|done|performed|fulfilled|answered) by (?:a|an|the|this) (?:gpt|ai|language|text)",
     # Chinese

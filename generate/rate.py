@@ -30,9 +30,10 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from tqdm import tqdm
 
@@ -41,7 +42,12 @@ from generate.backends.factory import check_credentials
 from generate.clean import CleanError, OneLineParser, read_items
 from generate.config import ConfigError, GenerateConfig, validate
 from generate.cost import count_tokens, estimate_cost_usd, price_for
-from generate.journal import Journal, JournalBackendState, JournalError, record_to_result
+from generate.journal import (
+    Journal,
+    JournalBackendState,
+    JournalError,
+    record_to_result,
+)
 from generate.store import atomic_write_text
 
 log = logging.getLogger("generate.rate")
@@ -259,7 +265,9 @@ def rate(config: RateConfig) -> dict[str, Any]:
 
     try:
         if todo:
-            from generate.backends.openai_api import OpenAIBackend  # deferred: the openai SDK is slow to import
+            from generate.backends.openai_api import (
+                OpenAIBackend,  # deferred: the openai SDK is slow to import
+            )
 
             backend = OpenAIBackend(client_config, JournalBackendState(journal))
             for result in backend.run(requests()):

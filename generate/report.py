@@ -21,7 +21,6 @@ one unit, other words count one each).
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
@@ -31,12 +30,19 @@ import re
 import sys
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from generate.clean import OneLineParser
-from generate.quality import DEFECT_DESCRIPTIONS, DEFECT_REASONS, find_defect, is_no_input
+from generate.quality import (
+    DEFECT_DESCRIPTIONS,
+    DEFECT_REASONS,
+    find_defect,
+    is_no_input,
+    normalise_input,
+)
 from generate.store import DATA_NAME, NEIGHBOURS_NAME, atomic_write_text
 
 log = logging.getLogger("generate.report")
@@ -81,22 +87,13 @@ def dominant_unit(texts: Sequence[str]) -> str:
 
 # --- verb / object heuristic ---------------------------------------------------------------
 
-_FILLERS = frozenset("please kindly now then also just you can could would will let's lets i we".split())
+_FILLERS = frozenset(["please", "kindly", "now", "then", "also", "just", "you", "can", "could", "would", "will", "let's", "lets", "i", "we"])
 _NOT_OBJECTS = frozenset(
-    """
-    a an the this that these those some any each every all both either neither such another other
-    following given provided above below same next previous last first second third new short brief
-    simple good few several many more most much one two three four five six seven eight nine ten
-    me us my our your his her its their them him it you i we they of to for in on at by with from
-    about into as and or but not how what which who whom whose why when where whether if than
-    up out down over under between among through during without within is are be been being
-    creative detailed interesting funny unique catchy appropriate suitable possible different
-    """.split()
+    ["a", "an", "the", "this", "that", "these", "those", "some", "any", "each", "every", "all", "both", "either", "neither", "such", "another", "other", "following", "given", "provided", "above", "below", "same", "next", "previous", "last", "first", "second", "third", "new", "short", "brief", "simple", "good", "few", "several", "many", "more", "most", "much", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "me", "us", "my", "our", "your", "his", "her", "its", "their", "them", "him", "it", "you", "i", "we", "they", "of", "to", "for", "in", "on", "at", "by", "with", "from", "about", "into", "as", "and", "or", "but", "not", "how", "what", "which", "who", "whom", "whose", "why", "when", "where", "whether", "if", "than", "up", "out", "down", "over", "under", "between", "among", "through", "during", "without", "within", "is", "are", "be", "been", "being", "creative", "detailed", "interesting", "funny", "unique", "catchy", "appropriate", "suitable", "possible", "different"]
 )
 # First words that show the instruction does not open with a verb (a question, a noun phrase).
 _NOT_VERBS = _NOT_OBJECTS | frozenset(
-    "based using according there here is are was were do does did has have had should may might must "
-    "given suppose imagine assuming".split()
+    ["based", "using", "according", "there", "here", "is", "are", "was", "were", "do", "does", "did", "has", "have", "had", "should", "may", "might", "must", "given", "suppose", "imagine", "assuming"]
 ) - frozenset(["list", "find"])
 _ZH_PREFIXES = ("请你", "请帮我", "请", "帮我", "你能", "能否", "可以", "麻烦")
 # After the verb: numbers with their measure word, demonstratives, "关于"..., skipped before the object.
@@ -212,10 +209,55 @@ class Stats:
     rouge_kept: list[float]
     defects: Counter[str]
     examples: dict[str, list[dict[str, str]]]
+    rejected_examples: dict[str, list[dict[str, str]]]  # from the journal's answers, for classes the data lacks
     rejected: dict[str, int]
     cost_usd: float | None
     cost_per_kept: float | None
     scores: list[float]
+
+
+JOURNAL_FILE = "generate_journal.jsonl"  # generate/run.py's JOURNAL_NAME (not imported: run imports this module)
+JOURNAL_SCAN_LIMIT = 10_000  # parsed candidates at most, when looking for examples of rejected defects
+
+
+def journal_examples(folder: Path, wanted: Sequence[str]) -> dict[str, list[dict[str, str]]]:
+    """Up to EXAMPLES_PER_DEFECT examples of each `wanted` defect class among the run's raw answers
+    (what the quality filters rejected), parsed the way the run parsed them; {} without a journal."""
+    path = folder / JOURNAL_FILE
+    if not wanted or not path.is_file():
+        return {}
+    from generate.parsing import (
+        parse_answer,  # deferred: only runs with a journal need it
+    )
+
+    found: dict[str, list[dict[str, str]]] = {}
+    settings: dict[str, Any] = {}
+    scanned = 0
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a torn last line
+            if record.get("type") == "header":
+                settings = record.get("settings") or {}
+                continue
+            if record.get("type") != "result":
+                continue
+            for completion in record.get("completions", []):
+                candidates, _ = parse_answer(completion["text"], completion["finish_reason"],
+                                             int(settings.get("num_prompt_instructions", 3)),
+                                             settings.get("api", "chat"))
+                for candidate in candidates:
+                    scanned += 1
+                    item = {"instruction": candidate.instruction, "input": normalise_input(candidate.input),
+                            "output": candidate.output}
+                    reason = find_defect(item)
+                    if reason in wanted and len(found.setdefault(reason, [])) < EXAMPLES_PER_DEFECT:
+                        found[reason].append(item)
+            if scanned >= JOURNAL_SCAN_LIMIT or all(len(found.get(n, [])) >= EXAMPLES_PER_DEFECT for n in wanted):
+                break
+    return {name: items for name, items in found.items() if items}
 
 
 def compute_stats(run: RunData) -> Stats:
@@ -263,7 +305,10 @@ def compute_stats(run: RunData) -> Stats:
     scores = [float(s["score"]) for s in run.scores if isinstance(s.get("score"), (int, float))]
     return Stats(unit=unit, lengths=lengths, with_input=with_input, verbs=verbs,
                  verb_share=len(found) / len(items) if items else 0.0, rouge_seed=rouge_seed,
-                 rouge_kept=rouge_kept, defects=defects, examples=examples, rejected=rejected,
+                 rouge_kept=rouge_kept, defects=defects, examples=examples,
+                 rejected_examples=journal_examples(
+                     run.folder, [n for n in DEFECT_REASONS if rejected.get(n) and n not in examples]),
+                 rejected=rejected,
                  cost_usd=cost if isinstance(cost, (int, float)) else None, cost_per_kept=cost_per_kept,
                  scores=scores)
 
@@ -290,7 +335,6 @@ def _png(fig: Any) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
     plt.close(fig)
     return buffer.getvalue()
@@ -417,7 +461,6 @@ def render_plots(run: RunData, stats: Stats) -> dict[str, bytes]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
     with plt.rc_context(), warnings.catch_warnings():
         has_cjk_font = _font_setup(plt)
@@ -492,11 +535,10 @@ def render_html(run: RunData, stats: Stats, plots: dict[str, bytes]) -> str:
         f"<h1>Data report: {_esc(run.folder.name)}</h1>",
         f"<table>{rows}</table>",
         '<h2 id="diversity">Diversity</h2>',
-        f'<p class="note">Leading verb and its object by a heuristic (no parser): the first word after '
-        f'polite fillers, and the next word that is not a determiner, pronoun, number, preposition or common '
-        f'adjective; for Chinese the first one or two characters, and the two after numerals and measure words. '
-        f'A verb was found '
-        f'in {100 * stats.verb_share:.1f}% of the instructions.</p>',
+        (f'<p class="note">Leading verb and its object by a heuristic (no parser): the first word after '
+         f'polite fillers, and the next word that is not a determiner, pronoun, number, preposition or common '
+         f'adjective; for Chinese the first one or two characters, and the two after numerals and measure words. '
+         f'A verb was found in {100 * stats.verb_share:.1f}% of the instructions.</p>'),
         _img("diversity", plots["diversity"], "leading verbs and their objects"),
         _verb_table(stats),
         '<h2 id="rouge">Similarity to the nearest instruction</h2>',
@@ -512,10 +554,11 @@ def render_html(run: RunData, stats: Stats, plots: dict[str, bytes]) -> str:
         '<p class="note">Candidates rejected during generation, by reason (from generate_summary.json).</p>'
         if run.summary else '<p class="note"><b>generate_summary.json was not found.</b></p>',
         _img("rejections", plots["rejections"], "rejections by reason"),
-        '<h2 id="defects">Defects in the kept data</h2>',
-        '<p class="note">The detectors of generate/quality.py run on the kept items (a run with '
-        '<code>--quality_filters on</code> has already removed them; <code>python -m generate.clean</code> '
-        'removes them from any file).</p>',
+        '<h2 id="defects">Defects</h2>',
+        ('<p class="note">The detectors of generate/quality.py run on the kept items (a run with '
+         '<code>--quality_filters on</code> has already removed them; <code>python -m generate.clean</code> '
+         'removes them from any file); examples marked [rejected] come from the answers generation '
+         'rejected.</p>'),
         _img("defects", plots["defects"], "defect counts by class"),
         _defect_table(stats),
     ]
@@ -547,19 +590,22 @@ def _verb_table(stats: Stats) -> str:
             f"<th>most frequent objects</th></tr>{rows}</table></details>")
 
 
+def _example(item: dict[str, str], label: str) -> str:
+    return (f"<pre>{label}{_esc(_short(item['instruction'], 160))}\n-- input: {_esc(_short(item['input'], 160))}\n"
+            f"-- output: {_esc(_short(item['output']))}</pre>")
+
+
 def _defect_table(stats: Stats) -> str:
     rows = []
     for name in DEFECT_REASONS:
-        examples = stats.examples.get(name, [])
-        cells = "".join(
-            f"<pre>{_esc(_short(item['instruction'], 160))}\n-- input: {_esc(_short(item['input'], 160))}\n"
-            f"-- output: {_esc(_short(item['output']))}</pre>"
-            for item in examples
-        ) or "—"
+        cells = "".join(_example(item, "") for item in stats.examples.get(name, []))
+        cells += "".join(_example(item, "[rejected] ") for item in stats.rejected_examples.get(name, []))
+        rejected = stats.rejected.get(name)
         rows.append(f"<tr><th>{name}</th><td>{stats.defects.get(name, 0)}</td>"
-                    f"<td>{_esc(DEFECT_DESCRIPTIONS[name])}</td><td>{cells}</td></tr>")
-    return ("<table><tr><th>class</th><th>items</th><th>rule</th><th>examples</th></tr>"
-            + "".join(rows) + "</table>")
+                    f"<td>{'—' if rejected is None else rejected}</td>"
+                    f"<td>{_esc(DEFECT_DESCRIPTIONS[name])}</td><td>{cells or '—'}</td></tr>")
+    return ("<table><tr><th>class</th><th>in the kept data</th><th>rejected in generation</th><th>rule</th>"
+            "<th>examples ([rejected]: from the run's raw answers)</th></tr>" + "".join(rows) + "</table>")
 
 
 def build_report(folder: Path, output: Path | None = None) -> Path:

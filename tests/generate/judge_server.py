@@ -19,7 +19,12 @@ import threading
 import time
 from pathlib import Path
 
-from tests.openai_server import OpenAIServer, RouteRequest, RouteResponse, serve_until_signalled
+from tests.openai_server import (
+    OpenAIServer,
+    RouteRequest,
+    RouteResponse,
+    serve_until_signalled,
+)
 
 _EXAMPLE = re.compile(r"Instruction:\n(.*?)\n\nInput:\n(.*?)\n\nResponse:\n(.*?)\n\nRate the response", re.DOTALL)
 

@@ -29,7 +29,7 @@ ITEMS = [
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "generate.clean", *args], cwd=REPO_ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "generate.clean", *args], cwd=REPO_ROOT, check=False, capture_output=True,
                           text=True, timeout=60)
 
 

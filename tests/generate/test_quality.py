@@ -10,7 +10,14 @@ import pytest
 
 from generate import quality
 from generate.parsing import Candidate, parse_answer
-from generate.quality import DEFECT_REASONS, as_item, find_defect, find_defects, is_no_input, screen
+from generate.quality import (
+    DEFECT_REASONS,
+    as_item,
+    find_defect,
+    find_defects,
+    is_no_input,
+    screen,
+)
 
 PREDICTIONS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "text-davinci-003_predictions.jsonl"
 

@@ -10,10 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from generate import report
 from generate.config import ConfigError, config_from_flags
 from generate.quality import DEFECT_REASONS
 from generate.run import generate
-from tests.openai_server import OpenAIServer, RouteRequest, RouteResponse, _synthetic_item
+from tests.openai_server import (
+    OpenAIServer,
+    RouteRequest,
+    RouteResponse,
+    _synthetic_item,
+)
 
 # Per answer: six blocks; the second, fourth and fifth have a defect, the third says "No input".
 DEFECTS = {1: ("output", "<nooutput>"), 3: ("output_tail", "\n12. Instruction: Name a planet."),
@@ -78,6 +84,17 @@ def test_filters_on_drop_defects_off_keeps_the_reference_behaviour(seed_file, pr
         "no_output_marker": 2, "merged_instruction": 2, "refusal": 2}
     assert on["requests"] == off["requests"] == 2
     assert not (tmp_path / "on" / "generate_report.html").exists()  # --report False
+    # The report finds examples of what was rejected in the run's raw answers.
+    stats = report.compute_stats(report.load_run(tmp_path / "on"))
+    assert stats.defects == {} and stats.examples == {}
+    assert {name: [item["output"] for item in items] for name, items in stats.rejected_examples.items()} == {
+        "no_output_marker": ["<nooutput>", "<nooutput>"],
+        "merged_instruction": [item["output"] for item in raw[3::6]],
+        "refusal": ["As an AI language model, I cannot do that."] * 2,
+    }
+    page = report.render_html(report.load_run(tmp_path / "on"), stats, {name: b"" for name in report.PLOTS})
+    assert page.count("<pre>[rejected] ") == 6
+    assert "<tr><th>refusal</th><td>0</td><td>2</td>" in page
 
 
 def test_flag_values(tmp_path):

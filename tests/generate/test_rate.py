@@ -22,7 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _items(count: int) -> list[dict[str, str]]:
-    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu"]
     return [
         {"instruction": f"Describe the {' '.join(words[: 3 + i % 7])} in item {i}.",
          "input": "" if i % 3 else f"context {i}",
@@ -100,7 +100,7 @@ def test_cost_cap_stops_and_a_higher_cap_continues(tmp_path: Path, judge_env: Ju
     flags = ["--data", str(data), "--min_score", "1", "--price_input", "1000", "--price_output", "1000",
              "--max_concurrency", "1", "--progress", "False"]
     proc = subprocess.run([sys.executable, "-m", "generate.rate", *flags, "--max_cost_usd", "0.35"],
-                          cwd=REPO_ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=120)
+                          cwd=REPO_ROOT, env=os.environ.copy(), check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr
     bounds = [(count_tokens("gpt-4o-mini", [rate.judge_prompt(item)]) + rate.MESSAGE_OVERHEAD_TOKENS + 16) * 1e-3
               for item in items]
@@ -116,7 +116,7 @@ def test_cost_cap_stops_and_a_higher_cap_continues(tmp_path: Path, judge_env: Ju
     assert len(_scores(tmp_path)) == judge_env.calls
 
     proc = subprocess.run([sys.executable, "-m", "generate.rate", *flags, "--max_cost_usd", "10"],
-                          cwd=REPO_ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=120)
+                          cwd=REPO_ROOT, env=os.environ.copy(), check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert judge_env.calls == len(items)
     assert [s["score"] for s in _scores(tmp_path)] == _expected(items)
@@ -132,7 +132,7 @@ def test_killed_and_resumed(tmp_path: Path, clean_env) -> None:
         env = {**os.environ, "OPENAI_BASE_URL": server.base_url}
         command = [sys.executable, "-m", "generate.rate", "--data", str(data), "--min_score", "4",
                    "--output_dir", str(out), "--max_concurrency", "2", "--progress", "False"]
-        proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         journal = out / rate.JOURNAL_NAME
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -145,7 +145,7 @@ def test_killed_and_resumed(tmp_path: Path, clean_env) -> None:
         assert 6 <= recorded < 30
         calls_before = judge.calls
         judge.latency_s = 0.0
-        done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(command, cwd=REPO_ROOT, env=env, check=False, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         # Only what the journal lacked was asked again.
         assert judge.calls - calls_before == 30 - recorded
@@ -163,7 +163,7 @@ def test_refusals_before_any_request(tmp_path: Path, judge_env: Judge, clean_env
     with pytest.raises(ConfigError, match="no price is known for --model_name my-judge: pass --price_input"):
         rate.rate(rate.RateConfig(data=str(data), min_score=4, model_name="my-judge"))
     proc = subprocess.run([sys.executable, "-m", "generate.rate", "--data", str(tmp_path / "missing.json"),
-                           "--min_score", "4"], cwd=REPO_ROOT, env=os.environ.copy(), capture_output=True,
+                           "--min_score", "4"], cwd=REPO_ROOT, env=os.environ.copy(), check=False, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"generate.rate: error: {tmp_path / 'missing.json'}: not found"

@@ -130,7 +130,7 @@ def test_chinese_run(tmp_path: Path) -> None:
 def test_bad_folder_one_line(tmp_path: Path) -> None:
     (tmp_path / "alpaca_data.json").write_text('[{"instruction": "x", "input": 3, "output": "y"}]')
     proc = subprocess.run([sys.executable, "-m", "generate.report", str(tmp_path)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=60)
+                          check=False, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.strip() == (f"generate.report: error: {tmp_path / 'alpaca_data.json'}, item 0: "
                                    f"expected instruction, input and output strings")
@@ -156,13 +156,13 @@ def test_chromium_renders_every_plot(smoke_run: Path, tmp_path: Path) -> None:
     probed = tmp_path / "probed.html"
     probed.write_text(page.replace("</body>", probe), encoding="utf-8")
     flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([browser, *flags, "--dump-dom", probed.as_uri()], capture_output=True, text=True, timeout=120)
+    dom = subprocess.run([browser, *flags, "--dump-dom", probed.as_uri()], check=False, capture_output=True, text=True, timeout=120)
     decoded = re.search(r'data-decoded="([^"]*)"', dom.stdout)
     assert decoded is not None, dom.stderr[-2000:]
     assert decoded.group(1).split(",") == [f"plot-{name}" for name in report.PLOTS if name != "scores"]
     shot = tmp_path / "shot.png"
     subprocess.run([browser, *flags, "--window-size=1200,2400", f"--screenshot={shot}",
-                    (smoke_run / report.REPORT_NAME).as_uri()], capture_output=True, timeout=120)
+                    (smoke_run / report.REPORT_NAME).as_uri()], check=False, capture_output=True, timeout=120)
     import matplotlib.image
 
     pixels = matplotlib.image.imread(shot)
