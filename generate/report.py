@@ -440,6 +440,29 @@ def plot_bars(counts: dict[str, int], title: str, xlabel: str, color: str) -> by
     return _png(fig)
 
 
+def plot_defects(stats: Stats) -> bytes:
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(DEFECT_REASONS) + 1.2))
+    rows = range(len(DEFECT_REASONS))
+    kept = [stats.defects.get(name, 0) for name in reversed(DEFECT_REASONS)]
+    rejected = [stats.rejected.get(name, 0) for name in reversed(DEFECT_REASONS)]
+    ax.barh([r + 0.2 for r in rows], kept, height=0.4, color="#c44e52", label="in the kept data")
+    ax.barh([r - 0.2 for r in rows], rejected, height=0.4, color="#dd8452", label="rejected in generation")
+    for row, (a, b) in enumerate(zip(kept, rejected)):
+        for value, offset in ((a, 0.2), (b, -0.2)):
+            if value:
+                ax.text(value, row + offset, f" {value}", va="center", fontsize=8)
+    ax.set_yticks(list(rows))
+    ax.set_yticklabels(list(reversed(DEFECT_REASONS)))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("items")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("Defects by class")
+    return _png(fig)
+
+
 def plot_scores(stats: Stats) -> bytes:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
@@ -474,8 +497,7 @@ def render_plots(run: RunData, stats: Stats) -> dict[str, bytes]:
             "lengths": plot_lengths(stats, len(run.items)),
             "rejections": plot_bars(stats.rejected, "Rejected during generation, by reason",
                                     "candidates rejected", "#dd8452"),
-            "defects": plot_bars({name: stats.defects.get(name, 0) for name in DEFECT_REASONS},
-                                 "Defects found in the kept data", "items", "#c44e52"),
+            "defects": plot_defects(stats),
         }
         if stats.scores:
             plots["scores"] = plot_scores(stats)
