@@ -109,7 +109,7 @@ class GenerateConfig:
         "echoed instruction, refusal, cut-off code), each counted under its own reason; "
         "off: the reference's filters only."))
     report: bool = field(default=True, metadata=_help(
-        "Write generate_report.html (plots of the kept data; python -m generate.report) when the run ends."))
+        "python -m generate: write generate_report.html (plots of the data; python -m generate.report) at the end."))
     # --- end of data quality block ---------------------------------------------------------
     # --- output --------------------------------------------------------------------------
     log_level: LogLevel = field(default="info", metadata=_help(

@@ -640,10 +640,10 @@ def build_report(folder: Path, output: Path | None = None) -> Path:
     return path
 
 
-def write_run_report(folder: Path) -> Path | None:
+def write_run_report(folder: str | Path) -> Path | None:
     """The end-of-run hook of `python -m generate`: write the report, log (never raise) a failure."""
     try:
-        path = build_report(folder)
+        path = build_report(Path(folder))
     except Exception as err:  # noqa: BLE001 - the data is written; a report problem must not fail the run
         log.warning("could not write the report in %s: %s", folder, err)
         return None

@@ -33,7 +33,6 @@ from generate.dedup import Deduplicator
 from generate.journal import Journal, JournalBackendState, record_to_result
 from generate.parsing import FilterSettings, parse_answer, rejection_reason
 from generate.quality import screen
-from generate.report import write_run_report
 from generate.seeds import SeedTask, build_request, load_prompt, load_seed_tasks
 from generate.store import OutputStore
 from generate.summary import SUMMARY_NAME, RunStats, write_summary
@@ -343,6 +342,4 @@ def generate(config: GenerateConfig, environ: Mapping[str, str] | None = None) -
             if backend is not None:
                 backend.close()
             journal.close()
-    if config.report:
-        write_run_report(output_dir)  # generate_report.html (#13); a failure is logged, never raised
     return summary

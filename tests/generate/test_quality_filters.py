@@ -59,7 +59,7 @@ def _run(tmp_path: Path, name: str, seeds: Path, prompt: Path, target: int, **fl
     out = tmp_path / name
     config = config_from_flags({"output_dir": str(out), "seed_tasks_path": str(seeds), "prompt_path": str(prompt),
                                 "num_instructions_to_generate": target, "progress": False, "max_concurrency": 1,
-                                "request_batch_size": 1, "seed": 3, "report": False, **flags})
+                                "request_batch_size": 1, "seed": 3, **flags})
     summary = generate(config)
     return json.loads((out / "alpaca_data.json").read_text()), summary
 
@@ -83,7 +83,6 @@ def test_filters_on_drop_defects_off_keeps_the_reference_behaviour(seed_file, pr
     assert {reason: count for reason, count in on["rejected"].items() if count} == {
         "no_output_marker": 2, "merged_instruction": 2, "refusal": 2}
     assert on["requests"] == off["requests"] == 2
-    assert not (tmp_path / "on" / "generate_report.html").exists()  # --report False
     # The report finds examples of what was rejected in the run's raw answers.
     stats = report.compute_stats(report.load_run(tmp_path / "on"))
     assert stats.defects == {} and stats.examples == {}

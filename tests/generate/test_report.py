@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from generate import rate, report
-from generate.config import config_from_flags
-from generate.run import generate
+from generate.cli import main as generate_main
 from tests.generate.judge_server import Judge
 from tests.openai_server import OpenAIServer, ServerOptions
 
@@ -32,10 +31,15 @@ def _plots(page: str) -> dict[str, tuple[int, int]]:
     return {name: _png_size(base64.b64decode(data)) for name, data in _IMG.findall(page)}
 
 
+SMOKE_FLAGS = ["--backend", "openai", "--num_instructions_to_generate", "40", "--model_name", "gpt-4o-mini",
+               "--progress", "False"]
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run as `make smoke` generates it: the repo's seed tasks and prompt, the loopback server with
-    filter bait (bad_block_rate 0.2), 40 instructions through the synchronous API."""
+    """A run as `make smoke` generates it (`python -m generate`'s entry point, the repo's seed tasks
+    and prompt, the loopback server with filter bait (bad_block_rate 0.2), 40 instructions through
+    the synchronous API); the entry point writes the report at the end."""
     out = tmp_path_factory.mktemp("smoke") / "data"
     mp = pytest.MonkeyPatch()
     try:
@@ -43,13 +47,22 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             mp.delenv(name, raising=False)
         with OpenAIServer(ServerOptions(material="auto", bad_block_rate=0.2)) as server:
             mp.setenv("OPENAI_BASE_URL", server.base_url)
-            generate(config_from_flags({
-                "backend": "openai", "output_dir": str(out), "num_instructions_to_generate": 40,
-                "model_name": "gpt-4o-mini", "progress": False,
-            }))
+            assert generate_main([*SMOKE_FLAGS, "--output_dir", str(out)]) == 0
     finally:
         mp.undo()
     return out
+
+
+def test_report_flag(smoke_run: Path, tmp_path: Path, clean_env) -> None:
+    """A finished run, run again (nothing is requested): --report False writes no report, the default does."""
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run, run)
+    (run / report.REPORT_NAME).unlink()
+    clean_env.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # never called: the run is finished
+    assert generate_main([*SMOKE_FLAGS, "--output_dir", str(run), "--report", "False"]) == 0
+    assert not (run / report.REPORT_NAME).exists()
+    assert generate_main([*SMOKE_FLAGS, "--output_dir", str(run)]) == 0
+    assert _plots((run / report.REPORT_NAME).read_text(encoding="utf-8"))
 
 
 def test_generation_writes_the_report_with_every_plot(smoke_run: Path) -> None:
