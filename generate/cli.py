@@ -122,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{summary['prompt_tokens']}+{summary['completion_tokens']} tokens, estimated cost {cost_text})",
         file=sys.stderr,
     )
+    if config.report:  # generate_report.html (issue #13); a failure is logged, never raised
+        from generate.report import write_run_report
+
+        write_run_report(config.output_dir)
     capped = summary["stopped_by"]
     if capped in ("max_requests", "max_cost_usd"):
         limit = getattr(config, capped)

@@ -148,6 +148,15 @@ class GenerateConfig:
         "bf16, or int8 (dynamic int8 linear layers). A GPU always runs bf16."))
     local_threads: int = field(default=0, metadata=_help(
         "local backend on a CPU: torch threads; 0 = one per physical core."))
+    # --- data quality (issue #13; generate/quality.py) -----------------------------------
+    quality_filters: Literal["on", "off"] = field(default="on", metadata=_help(
+        "on: after parsing, normalise 'no input' spellings to \"\" and drop items with a known "
+        "defect (empty or N/A output, merged blocks, URL/picture inputs, control characters, "
+        "echoed instruction, refusal, cut-off code), each counted under its own reason; "
+        "off: the reference's filters only."))
+    report: bool = field(default=True, metadata=_help(
+        "python -m generate: write generate_report.html (plots of the data; python -m generate.report) at the end."))
+    # --- end of data quality block ---------------------------------------------------------
     # --- output --------------------------------------------------------------------------
     log_level: LogLevel = field(default="info", metadata=_help(
         "debug shows one line per request."))
@@ -159,6 +168,7 @@ _LITERAL_FIELDS = {
     "language": LanguageChoice,  # issue #10 (w10lang)
     "local_precision": LocalPrecision,
 }
+_LITERAL_FIELDS["quality_filters"] = Literal["on", "off"]  # issue #13, data quality
 _INT_FIELDS = {f.name for f in fields(GenerateConfig) if f.type in ("int", "int | None")}
 _OPTIONAL_FIELDS = {f.name for f in fields(GenerateConfig) if f.type.endswith("| None")}
 _FLOAT_FIELDS = {f.name for f in fields(GenerateConfig) if f.type in ("float", "float | None")}

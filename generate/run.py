@@ -44,6 +44,7 @@ from generate.dedup import Deduplicator
 from generate.journal import Journal, JournalBackendState, record_to_result
 from generate.parsing import FilterSettings, parse_answer, rejection_reason
 from generate.check_seeds import prepare_run
+from generate.quality import screen
 from generate.resume_settings import data_settings, describe_change, prompt_as_sent
 from generate.run_lock import RunLock
 from generate.seeds import SeedTask, build_request
@@ -223,8 +224,8 @@ class Processor:
         """Parse, filter and dedup one answer; returns how many items it added."""
         self.stats.requests_processed += 1
         parsed = [
-            parse_answer(completion.text, completion.finish_reason, self.config.num_prompt_instructions,
-                         self.config.api)
+            screen(parse_answer(completion.text, completion.finish_reason, self.config.num_prompt_instructions,
+                                self.config.api), self.config.quality_filters)  # quality filters (#13)
             for completion in result.completions
         ]
         reasons = [[rejection_reason(c.instruction, self.filters) for c in candidates] for candidates, _ in parsed]

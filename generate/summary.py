@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from generate.parsing import REJECTION_REASONS
+from generate.quality import DEFECT_REASONS
 from generate.store import atomic_write_text
 
 SUMMARY_NAME = "generate_summary.json"
@@ -69,7 +70,7 @@ class RunStats:
             "api": self.api,
             "target": self.target,
             "kept": self.kept,
-            "rejected": {reason: self.rejected.get(reason, 0) for reason in REJECTION_REASONS},
+            "rejected": {reason: self.rejected.get(reason, 0) for reason in REJECTION_REASONS + DEFECT_REASONS},
             "requests": self.requests_total,
             "requests_this_run": self.requests_this_run,
             "requests_resumed_from_journal": self.requests_replayed,
