@@ -190,8 +190,9 @@ def write_model_files(
             state[name] = state[name].to(dtype)
     with base_settings_restored(model, tokenizer, dtype):
         model.save_pretrained(str(directory), state_dict=state)
-        # save_pretrained writes the live parameters' dtype (fp32 master weights) into the
-        # config: write it again with the dtype the weights were saved in.
+        # save_pretrained sets the config's dtype from the live parameters (the fp32 master
+        # weights): write the config again with the dtype the weights were saved in.
+        model.config.dtype = dtype
         model.config.save_pretrained(str(directory))
         tokenizer.save_pretrained(str(directory))
 

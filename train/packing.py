@@ -270,6 +270,7 @@ def _segment_attention(
     sliding_window: int | None,
     softcap: float | None,
     sinks: torch.Tensor | None,
+    dropout: float = 0.0,
 ) -> torch.Tensor:
     """Causal attention of one example, `[heads, len, head_dim]` in and out: the reference math.
 
@@ -282,7 +283,7 @@ def _segment_attention(
     window = sliding_window if sliding_window is not None and n > sliding_window else None
     if window is None and softcap is None and sinks is None:
         return torch.nn.functional.scaled_dot_product_attention(
-            q, k, v, is_causal=True, scale=scaling, enable_gqa=q.shape[0] != k.shape[0]
+            q, k, v, is_causal=True, scale=scaling, enable_gqa=q.shape[0] != k.shape[0], dropout_p=dropout
         )
     if q.shape[0] != k.shape[0]:
         group = q.shape[0] // k.shape[0]
@@ -303,6 +304,8 @@ def _segment_attention(
     probs = torch.softmax(scores.float(), dim=-1).to(v.dtype)
     if sinks is not None:
         probs = probs[..., :-1]
+    if dropout:
+        probs = torch.nn.functional.dropout(probs, p=dropout)
     return torch.matmul(probs, v)
 
 
@@ -323,15 +326,14 @@ def varlen_attention_forward(
 
     query/key/value are `[1, heads, T, head_dim]`; returns `[1, T, heads, head_dim]`. Honours
     the models' extra keywords: `sliding_window` (Mistral, Gemma 2/3, gpt-oss, ...),
-    `softcap` (attention logit soft-capping, Gemma 2) and `s_aux` (attention sinks, gpt-oss).
+    `softcap` (attention logit soft-capping, Gemma 2), `s_aux` (attention sinks, gpt-oss) and
+    attention `dropout` (on the attention probabilities, as the eager implementations do).
     Keywords that would change the math and are not implemented raise instead of being ignored.
     """
     if query.shape[0] != 1:
         raise ValueError(f"packed_varlen attention expects one packed row (batch 1), got batch {query.shape[0]}")
     if attention_mask is not None:
         raise ValueError("packed_varlen attention takes no attention_mask: the packed row has no padding")
-    if dropout:
-        raise ValueError("packed_varlen attention does not implement attention dropout")
     unsupported = [name for name in _UNSUPPORTED_KWARGS if kwargs.get(name) is not None]
     if unsupported:
         raise ValueError(f"packed_varlen attention does not implement {', '.join(unsupported)}")
@@ -340,22 +342,25 @@ def varlen_attention_forward(
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [T, heads, head_dim]
     kernel_dtype = _kernel_dtype(query)
     api = _VARLEN_API or {"fn": None}
-    # torch's flash varlen kernel takes a causal window but has no soft-capping or sinks.
-    kernel_ok = softcap is None and s_aux is None and (sliding_window is None or api.get("window_size", False))
+    # torch's flash varlen kernel takes a causal window but has no soft-capping, sinks or dropout.
+    kernel_ok = (
+        softcap is None and s_aux is None and not dropout
+        and (sliding_window is None or api.get("window_size", False))
+    )
     if kernel_dtype is not None and kernel_ok:
         # Under autocast the rotary embedding leaves q and k in fp32 (v is already bf16): cast
         # them as autocast would for SDPA, since the flash kernel takes 16-bit inputs only.
         q, k, v = (t.to(kernel_dtype) for t in (q, k, v))
         out = _torch_varlen(q, k, v, cu, longest, scaling, sliding_window)
     else:
-        # Reference path (CPU, fp32 without autocast, soft-capping or sinks): each example
+        # Reference path (CPU, fp32 without autocast, soft-capping, sinks, dropout): each example
         # separately, with the model's own attention math.
         dtype = kernel_dtype or q.dtype
         q, k, v = (t.to(dtype) for t in (q, k, v))
         outs = []
         for a, b in zip(cu[:-1].tolist(), cu[1:].tolist()):
             qs, ks, vs = (t[a:b].transpose(0, 1) for t in (q, k, v))  # [heads, len, head_dim]
-            o = _segment_attention(qs, ks, vs, scaling, sliding_window, softcap, s_aux)
+            o = _segment_attention(qs, ks, vs, scaling, sliding_window, softcap, s_aux, dropout)
             outs.append(o.transpose(0, 1))
         out = torch.cat(outs, dim=0)
     return out.unsqueeze(0), None

@@ -163,6 +163,7 @@ def measure(model: torch.nn.Module, implementation: str) -> Measurement:
                 together = _logits(model, **packed)
     except Exception as exc:  # noqa: BLE001 - any failure to run means "not verified"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first if len(first) <= 160 else first[:157] + "..."
         return Measurement(implementation, ran_as, float("inf"), float("inf"), 0.0, error=f"cannot run ({first})")
     if reference is None:
         reference = separate

@@ -1,6 +1,7 @@
 """Tiny random checkpoints of current model families, built offline in about a second each.
 
-Each family is a transformers config shrunk to 2 layers and hidden size 32-64, saved with a
+Each family is a transformers config shrunk to 2 layers and hidden size 32-64 (dropout off,
+so that a packed and a padded step are comparable exactly), saved with a
 byte-level BPE tokenizer whose special tokens follow the family's real tokenizer (Qwen2: pad
 == eos, no bos/unk; Llama 3: bos/eos, no pad/unk; LLaMA-1 conversions: bos/eos/unk present
 but empty; ...), the base's `model_max_length` and, for some, a bf16 checkpoint. Used by
@@ -33,8 +34,8 @@ class Family:
     specials: dict[str, str | None]
     model_max_length: int | None = None  # None: the tokenizer config leaves it out
     dtype: str = "float32"  # the checkpoint's dtype
-    # What the run must do with --packing: "sdpa" (isolates as configured), "packed_varlen"
-    # (falls back to it), or "refuse".
+    # What the run must do with --packing: train with this attention ("sdpa", "eager": as
+    # configured; "packed_varlen": the fallback), or "refuse".
     packing: str = "sdpa"
     # The special tokens training adds: attribute -> token string.
     added: dict[str, str] = field(default_factory=dict)
@@ -65,23 +66,34 @@ FAMILIES: list[Family] = [
         # kernel that ignores the window is caught.
         "gemma2", "Gemma2Config",
         {**_SMALL, "num_key_value_heads": 2, "head_dim": 16, "sliding_window": 4,
-         "attn_implementation": "eager"},
+         "attn_logit_softcapping": 2.0, "attn_implementation": "eager"},
         ("<pad>", "<eos>", "<bos>", "<unk>"),
         {"bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>", "pad_token": "<pad>"},
-        model_max_length=8192,
+        model_max_length=8192, packing="eager",
     ),
     Family(
         # OPT builds its mask from the attention mask alone, not from position_ids.
         "opt", "OPTConfig",
         {"num_hidden_layers": 2, "hidden_size": 64, "ffn_dim": 128, "num_attention_heads": 4,
-         "max_position_embeddings": 512, "word_embed_proj_dim": 64},
+         "max_position_embeddings": 512, "word_embed_proj_dim": 64, "dropout": 0.0},
         ("<pad>", "</s>", "<unk>"), {"bos_token": "</s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
         model_max_length=1000000000000000019884624838656, packing="packed_varlen",
     ),
     Family(
-        "gpt2", "GPT2Config", {"n_layer": 2, "n_embd": 64, "n_head": 4, "n_positions": 512},
+        "gpt2", "GPT2Config",
+        {"n_layer": 2, "n_embd": 64, "n_head": 4, "n_positions": 512, "resid_pdrop": 0.0, "embd_pdrop": 0.0,
+         "attn_pdrop": 0.0},
         (QWEN_EOT,), {"bos_token": QWEN_EOT, "eos_token": QWEN_EOT, "unk_token": QWEN_EOT, "pad_token": None},
         model_max_length=1024, added={"pad_token": "[PAD]"},
+    ),
+    Family(
+        # Attention sinks and a sliding window of 4 on every other layer; its mask ignores position_ids.
+        "gpt_oss", "GptOssConfig",
+        {**_SMALL, "intermediate_size": 64, "num_key_value_heads": 2, "head_dim": 16, "sliding_window": 4,
+         "num_local_experts": 4, "num_experts_per_tok": 2},
+        ("<|startoftext|>", "<|return|>", "<|endoftext|>"),
+        {"bos_token": "<|startoftext|>", "eos_token": "<|return|>", "unk_token": None, "pad_token": "<|endoftext|>"},
+        model_max_length=131072, dtype="bfloat16", packing="packed_varlen",
     ),
     Family(
         # A state-space model: its recurrent state runs across a packed row whatever the mask.
