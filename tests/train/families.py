@@ -62,11 +62,11 @@ FAMILIES: list[Family] = [
         model_max_length=32768, dtype="bfloat16",
     ),
     Family(
-        # Sliding window 4 on every other layer: shorter than the check's examples, so a
-        # kernel that ignores the window is caught.
+        # Sliding window 4 on every other layer, shorter than the check's examples, and a soft-cap
+        # of 0.5, small enough to matter at these scores: a kernel that drops either is caught.
         "gemma2", "Gemma2Config",
         {**_SMALL, "num_key_value_heads": 2, "head_dim": 16, "sliding_window": 4,
-         "attn_logit_softcapping": 2.0, "attn_implementation": "eager"},
+         "attn_logit_softcapping": 0.5, "query_pre_attn_scalar": 16, "attn_implementation": "eager"},
         ("<pad>", "<eos>", "<bos>", "<unk>"),
         {"bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>", "pad_token": "<pad>"},
         model_max_length=8192, packing="eager",

@@ -186,3 +186,67 @@ def test_pad_equal_to_eos_keeps_eos_supervised(bases: dict[str, Path]) -> None:
     assert batch["labels"][0, short:].eq(-100).all()  # the padding is not
     assert batch["labels"][1, -1] == tok.eos_token_id
 
+
+
+def test_gemma2_packed_varlen_honours_the_sliding_window_and_softcap(
+    bases: dict[str, Path], data: Path, unpacked: dict, tmp_path: Path
+) -> None:
+    # The issue's case: Gemma 2 with a sliding window, packed through packed_varlen, against
+    # the padded run (eager): the same first-step loss.
+    _, plain = unpacked["gemma2"]
+    packed = _run(bases["gemma2"], data, tmp_path / "out", "--packing", "True", "--max_seq_length", "2048",
+                  "--attn_implementation", "packed_varlen")
+    assert packed["train_loss"] == pytest.approx(plain["train_loss"], abs=2e-5)
+
+
+def _dropping(keyword: str):
+    """packed_varlen with one of its keywords thrown away: still isolating, but wrong."""
+    from train.packing import varlen_attention_forward
+
+    def forward(*args, **kwargs):
+        kwargs.pop(keyword, None)
+        return varlen_attention_forward(*args, **kwargs)
+
+    return forward
+
+
+@pytest.mark.parametrize(("name", "keyword"), [("gemma2", "sliding_window"), ("gemma2", "softcap"), ("gpt_oss", "s_aux")])
+def test_check_catches_a_kernel_that_drops_part_of_the_attention(
+    name: str, keyword: str, bases: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    from transformers import AttentionInterface, AutoModelForCausalLM
+
+    from train.packing import prepare_model_for_packing, register_varlen_attention
+    from train.packing_check import measure
+
+    broken = f"varlen_without_{keyword}"
+    AttentionInterface.register(broken, _dropping(keyword))
+    register_varlen_attention()
+    model = AutoModelForCausalLM.from_pretrained(str(bases[name]), dtype=torch.float32, attn_implementation=broken)
+    model.eval()
+    m = measure(model, broken)
+    assert m.leak < 1e-5  # the examples are kept apart...
+    assert m.mismatch > 10 * m.tolerance and not m.passed  # ...but the attention is not the model's
+    assert measure(model, "packed_varlen").passed
+    decision = prepare_model_for_packing(model)
+    assert decision.attn_implementation == "packed_varlen" == model.config._attn_implementation
+    assert [x.implementation for x in decision.measurements] == [broken, "packed_varlen"]
+
+
+def test_check_refuses_a_state_space_model_and_restores_it(bases: dict[str, Path]) -> None:
+    # The check itself, on the state-space model, with either attention: refused, with the reason.
+    from transformers import AutoModelForCausalLM
+
+    from train.packing_check import decide_packing, recurrent_layers
+
+    model = AutoModelForCausalLM.from_pretrained(str(bases["mamba"]), dtype=torch.float32)
+    assert recurrent_layers(model) == ["MambaMixer"]
+    decision = decide_packing(model)
+    assert decision.attn_implementation is None
+    assert [m.implementation for m in decision.measurements] == ["eager", "packed_varlen"]
+    assert all(m.leak > 0.1 for m in decision.measurements)
+    assert decision.refusal is not None and decision.refusal.startswith("--packing: model type 'mamba'")
+    assert model.config._attn_implementation == "eager"  # whatever was tried, put back
+    model.train()
+    decide_packing(model)
+    assert model.training  # the check runs in eval mode and puts train mode back
