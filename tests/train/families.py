@@ -108,6 +108,58 @@ FAMILIES: list[Family] = [
 
 FAMILY_BY_NAME = {f.name: f for f in FAMILIES}
 
+_TINY = {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+         "num_key_value_heads": 2, "vocab_size": 300}
+
+#: More families for the packing check alone (model built in memory, no training run):
+#: name -> (config class, config keywords, the attention training uses or "refuse").
+CHECK_ONLY: dict[str, tuple[str, dict[str, Any], str]] = {
+    "mistral": ("MistralConfig", {**_TINY, "sliding_window": 4}, "sdpa"),
+    "phi3": ("Phi3Config", {**_TINY, "pad_token_id": 0, "eos_token_id": 1, "bos_token_id": 1}, "sdpa"),
+    "gpt_neox": ("GPTNeoXConfig", {**_TINY, "num_key_value_heads": None}, "sdpa"),
+    "falcon": ("FalconConfig", {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4,
+                                "vocab_size": 300, "new_decoder_architecture": True, "num_kv_heads": 2}, "sdpa"),
+    # ALiBi models whose mask ignores position_ids and whose attention cannot be swapped.
+    "bloom": ("BloomConfig", {"n_layer": 2, "hidden_size": 64, "n_head": 4, "vocab_size": 300}, "refuse"),
+    "mpt": ("MptConfig", {"n_layers": 2, "d_model": 64, "n_heads": 4, "vocab_size": 300, "max_seq_len": 128},
+            "refuse"),
+    # Convolution, linear-attention and state-space layers.
+    "lfm2": ("Lfm2Config", {**_TINY, "layer_types": ["conv", "full_attention"]}, "refuse"),
+    "qwen3_next": ("Qwen3NextConfig",
+                   {**_TINY, "layer_types": ["linear_attention", "full_attention"], "num_experts": 4,
+                    "num_experts_per_tok": 2, "moe_intermediate_size": 32, "shared_expert_intermediate_size": 32,
+                    "head_dim": 16, "linear_num_value_heads": 4, "linear_num_key_heads": 2,
+                    "linear_key_head_dim": 16, "linear_value_head_dim": 16}, "refuse"),
+    "granite4": ("GraniteMoeHybridConfig",
+                 {**_TINY, "layer_types": ["mamba", "attention"], "num_local_experts": 0, "mamba_n_heads": 8,
+                  "mamba_d_head": 16, "mamba_d_state": 8, "mamba_n_groups": 1, "mamba_expand": 2,
+                  "shared_intermediate_size": 64}, "refuse"),
+}
+
+
+def scale_up(model) -> None:
+    """Random init with std 0.02 leaves attention near-uniform; scale the weight matrices up so
+    the tiny model's logits (and any leak between examples) are of an ordinary size."""
+    import torch
+
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim >= 2 and "embed" not in name and "wte" not in name:
+                p.mul_(4.0)
+
+
+def build_check_only(name: str, seed: int = 0):
+    """A CHECK_ONLY family's random model, in memory, fp32."""
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    config_class, kwargs, _ = CHECK_ONLY[name]
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(getattr(transformers, config_class)(**kwargs), dtype=torch.float32)
+    scale_up(model)
+    return model
+
 
 def build_family(family: Family, path: Path, vocab_size: int = 384, seed: int = 0) -> Path:
     """Write `family`'s tiny checkpoint and tokenizer to `path`; return `path`."""
@@ -149,12 +201,7 @@ def build_family(family: Family, path: Path, vocab_size: int = 384, seed: int = 
     )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    # Random init with std 0.02 leaves attention near-uniform; scale the weights up so the
-    # tiny model's logits (and any leak between examples) are of an ordinary size.
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.ndim >= 2 and "embed" not in name and "wte" not in name:
-                p.mul_(4.0)
+    scale_up(model)
     model.to(getattr(torch, family.dtype))
     model.save_pretrained(str(path))
     return path

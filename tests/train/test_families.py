@@ -29,7 +29,7 @@ from train.data import PadCollator, tokenize_examples
 from train.run import train
 
 from .conftest import same_response_records
-from .families import FAMILIES, FAMILY_BY_NAME, build_family
+from .families import CHECK_ONLY, FAMILIES, FAMILY_BY_NAME, build_check_only, build_family
 
 N_EXAMPLES = 8
 
@@ -250,3 +250,31 @@ def test_check_refuses_a_state_space_model_and_restores_it(bases: dict[str, Path
     model.train()
     decide_packing(model)
     assert model.training  # the check runs in eval mode and puts train mode back
+
+
+# Refused families whose token-mixing layers are not all attention.
+RECURRENT = {"lfm2": ["Lfm2ShortConv"], "qwen3_next": ["Qwen3NextGatedDeltaNet"],
+             "granite4": ["GraniteMoeHybridMambaLayer"]}
+# Where packed_varlen runs (and still leaks); Bloom and MPT cannot switch to it, and Granite 4
+# passes its attention no position_ids.
+VARLEN_RUNS = {"lfm2", "qwen3_next"}
+
+
+@pytest.mark.parametrize("name", list(CHECK_ONLY))
+def test_packing_check_on_more_families(name: str) -> None:
+    from train.packing_check import decide_packing, recurrent_layers
+
+    expected = CHECK_ONLY[name][2]
+    model = build_check_only(name)
+    decision = decide_packing(model)
+    if expected == "refuse":
+        assert decision.attn_implementation is None
+        assert decision.refusal is not None and "train without --packing" in decision.refusal
+        assert decision.measurements[0].leak > 0.1  # the configured attention: examples see each other
+        assert (decision.measurements[1].error is None) == (name in VARLEN_RUNS)
+        assert recurrent_layers(model) == RECURRENT.get(name, [])
+        for layer in RECURRENT.get(name, []):
+            assert f"its {layer} layers carry state" in decision.refusal
+    else:
+        assert decision.attn_implementation == expected and decision.refusal is None
+        assert decision.measurements[-1].leak < 1e-5
