@@ -278,3 +278,44 @@ def test_packing_check_on_more_families(name: str) -> None:
     else:
         assert decision.attn_implementation == expected and decision.refusal is None
         assert decision.measurements[-1].leak < 1e-5
+
+
+def test_packed_varlen_sliding_window_matches_eager_on_cpu() -> None:
+    from train.packing_check import measure
+
+    model = build_check_only("mistral")  # sliding window 4, shorter than the check's examples
+    model.eval()
+    m = measure(model, "packed_varlen")
+    assert m.passed and m.leak == 0.0 and m.mismatch < 1e-5
+
+
+@pytest.mark.gpu
+def test_packed_varlen_sliding_window_in_the_cuda_kernel() -> None:
+    """torch's varlen kernel with window_size=(W-1, 0) under bf16 autocast: each packed example's
+    logits as eager's for the example alone, and a window that really cuts (teeth)."""
+    import importlib.util
+
+    from train.packing import collate_packed, register_varlen_attention
+    from train.packing_check import attention_as
+
+    if importlib.util.find_spec("torch.nn.attention.varlen") is None:
+        pytest.skip("torch.nn.attention.varlen needs torch >= 2.10")
+    register_varlen_attention()
+    model = build_check_only("mistral").cuda().eval()
+    g = torch.Generator().manual_seed(3)
+    examples = [torch.randint(0, 300, (n,), generator=g).tolist() for n in (9, 17, 5)]
+    row = collate_packed([{"input_ids": e, "labels": e} for e in examples], varlen_kwargs=True)
+    row = {k: v.cuda() if torch.is_tensor(v) else v for k, v in row.items() if k != "labels"}
+
+    def logits(**inputs) -> torch.Tensor:
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+            return model(**inputs, use_cache=False).logits[0].float().cpu()
+
+    with attention_as(model, "packed_varlen"):
+        packed = logits(**row)
+    with attention_as(model, "eager"):
+        alone = torch.cat([logits(input_ids=torch.tensor([e]).cuda()) for e in examples])
+    torch.testing.assert_close(packed, alone, atol=5e-2, rtol=5e-2)
+    model.config.sliding_window = None  # teeth: without the window the logits move
+    with attention_as(model, "packed_varlen"):
+        assert (logits(**row) - packed).abs().max().item() > 5e-2
