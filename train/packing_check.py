@@ -70,6 +70,16 @@ class Measurement:
     def passed(self) -> bool:
         return self.error is None and self.leak <= self.tolerance and self.mismatch <= self.tolerance
 
+    def verdict(self) -> str:
+        """Why it failed, in words (or "passed")."""
+        if self.error is not None:
+            return "cannot run a packed row"
+        if self.leak > self.tolerance:
+            return "lets packed examples affect each other"
+        if self.mismatch > self.tolerance:
+            return f"computes a different attention than {REFERENCE_ATTENTION}"
+        return "passed"
+
     def describe(self) -> str:
         if self.error is not None:
             return f"{self.implementation}: {self.error}"
@@ -234,9 +244,9 @@ def check_and_prepare(model: torch.nn.Module) -> PackingDecision:
             register_varlen_attention()
         model.set_attn_implementation(decision.attn_implementation)
         logger.warning(
-            "packing: attention %s lets packed examples affect each other on %s (%s); "
-            "training uses %s instead",
-            first.implementation, type(model).__name__, first.describe(), decision.attn_implementation,
+            "packing: attention %s %s on %s (%s); training uses %s instead",
+            first.implementation, first.verdict(), type(model).__name__, first.describe(),
+            decision.attn_implementation,
         )
     if _is_main():
         logger.info(decision.log_line())

@@ -111,6 +111,9 @@ def test_packed_first_step_loss_equals_unpacked_or_refused(
     assert f"with attention {family.packing};" in checked[0]
     fell_back = [r.getMessage() for r in caplog.records if "training uses packed_varlen instead" in r.getMessage()]
     assert len(fell_back) == (family.packing == "packed_varlen")
+    if fell_back:
+        assert fell_back[0].startswith("packing: attention ")
+        assert " lets packed examples affect each other on " in fell_back[0]
 
 
 @pytest.mark.parametrize("name", NAMES)
