@@ -151,6 +151,9 @@ def resolve_save_dtype(model: torch.nn.Module, choice: str = "auto") -> torch.dt
     return SAVE_DTYPES[choice]
 
 
+_LOADER_ARGS = ("is_local", "local_files_only")
+
+
 @contextlib.contextmanager
 def base_settings_restored(
     model: torch.nn.Module, tokenizer: Any, dtype: torch.dtype | None = None
@@ -162,6 +165,9 @@ def base_settings_restored(
     config = model.config
     saved = {"use_cache": getattr(config, "use_cache", None), "dtype": getattr(config, "dtype", None)}
     tok_saved = {"model_max_length": tokenizer.model_max_length, "padding_side": tokenizer.padding_side}
+    # Loader arguments that transformers keeps in init_kwargs and would write to tokenizer_config.json.
+    init_kwargs = getattr(tokenizer, "init_kwargs", None)
+    loader_args = {k: init_kwargs.pop(k) for k in _LOADER_ARGS if k in init_kwargs} if isinstance(init_kwargs, dict) else {}
     try:
         use_cache = base_setting(model, "use_cache")
         if use_cache is not None:
@@ -178,6 +184,8 @@ def base_settings_restored(
             setattr(config, name, value)
         for name, value in tok_saved.items():
             setattr(tokenizer, name, value)
+        if loader_args:
+            init_kwargs.update(loader_args)
 
 
 def write_model_files(

@@ -137,6 +137,8 @@ def test_special_tokens_added_and_saved_checkpoint_looks_like_its_base(
     assert len(tok) == len(base_tok) + len(new_tokens)
     assert tok.model_max_length == base_tok.model_max_length == family.model_max_length
     assert tok.padding_side == base_tok.padding_side
+    saved_tok_cfg = json.loads((out / "tokenizer_config.json").read_text())
+    assert "is_local" not in saved_tok_cfg and "local_files_only" not in saved_tok_cfg  # loader arguments
 
     # config.json: as the base's but for the vocabulary and the ids of added tokens.
     base_cfg = json.loads((base / "config.json").read_text())
