@@ -130,7 +130,10 @@ def load_checkpoint(
 
 def full_state_dict_on_rank0(model: torch.nn.Module, sharded: bool) -> dict[str, torch.Tensor]:
     """Gather the whole model to CPU on rank 0 (other ranks get {}); never on a GPU."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+    )
 
     if sharded:
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True)

@@ -49,6 +49,7 @@ sum of token cross-entropy over supervised tokens divided by their count, is the
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -141,7 +142,7 @@ def collate_packed(
     }
     if varlen_kwargs:
         cu = torch.tensor(boundaries, dtype=torch.int32)
-        longest = max(b - a for a, b in zip(boundaries, boundaries[1:]))
+        longest = max(b - a for a, b in itertools.pairwise(boundaries))
         batch.update(cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=longest, max_length_k=longest)
     return batch
 

@@ -29,7 +29,13 @@ from train.data import PadCollator, tokenize_examples
 from train.run import train
 
 from .conftest import same_response_records
-from .families import CHECK_ONLY, FAMILIES, FAMILY_BY_NAME, build_check_only, build_family
+from .families import (
+    CHECK_ONLY,
+    FAMILIES,
+    FAMILY_BY_NAME,
+    build_check_only,
+    build_family,
+)
 
 N_EXAMPLES = 8
 
@@ -155,7 +161,7 @@ def test_special_tokens_added_and_saved_checkpoint_looks_like_its_base(
 
     # Weights in the base's dtype.
     with safe_open(str(out / "model.safetensors"), "pt") as f:
-        dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}
+        dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict
     assert dtypes == {{"float32": "F32", "bfloat16": "BF16"}[family.dtype]}
 
 
@@ -166,7 +172,7 @@ def test_save_dtype_flag_overrides_the_base(bases: dict[str, Path], data: Path, 
     out = tmp_path / "out"
     _run(bases["qwen2"], data, out, "--save_dtype", "float32")  # a bf16 base, saved in fp32 on request
     with safe_open(str(out / "model.safetensors"), "pt") as f:
-        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F32"}
+        assert {f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict == {"F32"}
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["dtype"] == "float32" and cfg["use_cache"] is True
     model = AutoModelForCausalLM.from_pretrained(str(out), dtype="auto")

@@ -8,7 +8,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from train.model_setup import add_special_tokens_and_resize, load_model, load_tokenizer, missing_special_tokens
+from train.model_setup import (
+    add_special_tokens_and_resize,
+    load_model,
+    load_tokenizer,
+    missing_special_tokens,
+)
 
 
 def test_empty_string_token_counts_as_missing() -> None:
