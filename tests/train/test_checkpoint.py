@@ -64,3 +64,24 @@ def test_saved_files_carry_the_base_settings_and_training_keeps_its_own(tiny_lla
     # Training's own settings are back once the files are written.
     assert model.config.use_cache is False and tok.model_max_length == 64 and tok.padding_side == "right"
     assert next(model.parameters()).dtype == torch.float32
+
+
+def test_hf_trainer_path_saves_the_base_settings_too(tiny_llama: Path, same_data: Path, tmp_path: Path) -> None:
+    """The --deepspeed path (HF Trainer; here without DeepSpeed): use_cache and the tokenizer's
+    model_max_length as the base had them."""
+    from train.cli import parse_config
+    from train.distributed import init_distributed
+    from train.hf_backend import train_with_hf_trainer
+    from train.run import prepare
+
+    out = tmp_path / "out"
+    cfg = parse_config(["--model_name_or_path", str(tiny_llama), "--data_path", str(same_data), "--output_dir",
+                        str(out), "--max_steps", "1", "--per_device_train_batch_size", "4", "--save_strategy", "no",
+                        "--model_max_length", "128", "--report_to", "none"])
+    env = init_distributed()
+    prep = prepare(cfg, env)
+    train_with_hf_trainer(cfg, env, prep)
+    assert json.loads((out / "config.json").read_text()).get("use_cache", True) is True
+    base_max = json.loads((tiny_llama / "tokenizer_config.json").read_text())["model_max_length"]
+    assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == base_max
+    assert prep.tokenizer.model_max_length == 128  # training's own value is back
