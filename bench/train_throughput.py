@@ -278,7 +278,8 @@ def choose_attention(model, variant: Variant, examples, device, autocast_dtype, 
     for attn in candidates(variant.attn, device):
         try:
             model.set_attn_implementation(attn)
-            prepare_model_for_packing(model)
+            if prepare_model_for_packing(model).attn_implementation != attn:  # the pre-training check swapped it
+                raise RuntimeError(f"the packing check found that {attn} does not isolate this model")
             leak = isolation_leak(model, probe, attn, device, autocast_dtype, max_example)
             teeth = isolation_leak(model, probe, attn, device, autocast_dtype, max_example, contiguous=True)
             # And a backward pass, since some kernels (flex on CPU) only fail there.

@@ -5,16 +5,20 @@ model and optimizer, so saving never gathers the model on one GPU, and a run can
 different number of processes. A checkpoint is written under a temporary name and renamed
 when complete, so a crash mid-save never leaves a half checkpoint that looks whole. The final
 model is gathered as a full state dict on CPU on rank 0 only (no GPU memory spike) and written
-with `save_pretrained` as safetensors, plus the tokenizer.
+with `save_pretrained` as safetensors, plus the tokenizer, so that it looks like its base: the
+weights in the base's dtype (`--save_dtype` to choose), `use_cache` and the tokenizer's
+`model_max_length` and `padding_side` as the base had them (training changes all four).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ import torch
 from generate.store import atomic_write_text  # one atomic-write helper for every stage
 from train.config import RESUME_NEWEST, RESUME_OFF, ConfigError
 from train.distributed import DistEnv, barrier
+from train.model_setup import base_setting
 from train.template import set_chat_template
 
 logger = logging.getLogger(__name__)
@@ -137,7 +142,10 @@ def load_checkpoint(
 
 def full_state_dict_on_rank0(model: torch.nn.Module, sharded: bool) -> dict[str, torch.Tensor]:
     """Gather the whole model to CPU on rank 0 (other ranks get {}); never on a GPU."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+    )
 
     if sharded:
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -146,10 +154,82 @@ def full_state_dict_on_rank0(model: torch.nn.Module, sharded: bool) -> dict[str,
     return {k: v.detach().cpu() for k, v in inner.state_dict().items()}
 
 
-def save_final_model(
-    model: torch.nn.Module, tokenizer: Any, output_dir: Path, env: DistEnv, uses_fsdp: bool
+SAVE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_save_dtype(model: torch.nn.Module, choice: str = "auto") -> torch.dtype:
+    """`--save_dtype`: a dtype name, or auto = the base checkpoint's dtype (float32 if unknown)."""
+    if choice == "auto":
+        return base_setting(model, "dtype") or torch.float32
+    if choice not in SAVE_DTYPES:
+        raise ConfigError(f"--save_dtype {choice}: use one of auto, {', '.join(SAVE_DTYPES)}")
+    return SAVE_DTYPES[choice]
+
+
+_LOADER_ARGS = ("is_local", "local_files_only")
+
+
+@contextlib.contextmanager
+def base_settings_restored(
+    model: torch.nn.Module, tokenizer: Any, dtype: torch.dtype | None = None
+) -> Iterator[None]:
+    """While saving, the config and tokenizer carry the base's settings, not the training ones:
+    `use_cache` (switched off for training), `dtype` (the saved one, when given), the
+    tokenizer's `model_max_length` and `padding_side` (set from --model_max_length, right
+    padding). Everything is put back afterwards."""
+    config = model.config
+    saved = {"use_cache": getattr(config, "use_cache", None), "dtype": getattr(config, "dtype", None)}
+    tok_saved = {"model_max_length": tokenizer.model_max_length, "padding_side": tokenizer.padding_side}
+    # Loader arguments that transformers keeps in init_kwargs and would write to tokenizer_config.json.
+    init_kwargs = getattr(tokenizer, "init_kwargs", None)
+    loader_args = {k: init_kwargs.pop(k) for k in _LOADER_ARGS if k in init_kwargs} if isinstance(init_kwargs, dict) else {}
+    try:
+        use_cache = base_setting(model, "use_cache")
+        if use_cache is not None:
+            config.use_cache = use_cache
+        if dtype is not None:
+            config.dtype = dtype
+        for name in tok_saved:
+            value = base_setting(tokenizer, name)
+            if value is not None:
+                setattr(tokenizer, name, value)
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(config, name, value)
+        for name, value in tok_saved.items():
+            setattr(tokenizer, name, value)
+        if loader_args:
+            init_kwargs.update(loader_args)
+
+
+def write_model_files(
+    model: torch.nn.Module, tokenizer: Any, state: dict[str, torch.Tensor], directory: Path, dtype: torch.dtype
 ) -> None:
-    """Write the trained model (safetensors) and tokenizer to `output_dir` from rank 0."""
+    """`save_pretrained` of model (weights from `state`, cast to `dtype`) and tokenizer into
+    `directory`, with the base's settings (`base_settings_restored`)."""
+    for name in list(state):  # one tensor at a time: no second full copy of the model
+        if state[name].is_floating_point():
+            state[name] = state[name].to(dtype)
+    with base_settings_restored(model, tokenizer, dtype):
+        model.save_pretrained(str(directory), state_dict=state)
+        # save_pretrained sets the config's dtype from the live parameters (the fp32 master
+        # weights): write the config again with the dtype the weights were saved in.
+        model.config.dtype = dtype
+        model.config.save_pretrained(str(directory))
+        set_chat_template(tokenizer)  # the checkpoint carries its prompt format (issue #12)
+        tokenizer.save_pretrained(str(directory))
+
+
+def save_final_model(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    output_dir: Path,
+    env: DistEnv,
+    uses_fsdp: bool,
+    save_dtype: str = "auto",
+) -> None:
+    """Write the trained model (safetensors, in `save_dtype`) and tokenizer to `output_dir` from rank 0."""
     from train.lora import is_peft_model, save_adapter
 
     if is_peft_model(model):  # LoRA: the adapter is the output (train/lora.py)
@@ -158,6 +238,7 @@ def save_final_model(
     state = full_state_dict_on_rank0(model, uses_fsdp)
     if env.is_main:
         inner = getattr(model, "module", model)
+        dtype = resolve_save_dtype(inner, save_dtype)
         if getattr(inner.config, "tie_word_embeddings", False):
             # The gathered copies of tied weights are separate tensors: keep only the source,
             # as save_pretrained would for the live (shared) parameters.
@@ -169,12 +250,10 @@ def save_final_model(
         # a truncated model.safetensors that looks complete.
         staging = output_dir / ".final.partial"
         shutil.rmtree(staging, ignore_errors=True)
-        inner.save_pretrained(str(staging), state_dict=state)
-        set_chat_template(tokenizer)  # the checkpoint carries its prompt format (issue #12)
-        tokenizer.save_pretrained(str(staging))
+        write_model_files(inner, tokenizer, state, staging, dtype)
         for item in staging.iterdir():
             os.replace(item, output_dir / item.name)
         staging.rmdir()
-        logger.info("saved the final model and tokenizer to %s", output_dir)
+        logger.info("saved the final model (%s) and tokenizer to %s", str(dtype).removeprefix("torch."), output_dir)
     del state
     barrier(env)  # everyone waits until rank 0 is done writing

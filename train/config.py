@@ -106,6 +106,13 @@ class TrainConfig:
         **_doc("A checkpoint dir, or 'latest'/'True' for the newest in --output_dir."),
     )
     report_to: str = field(default="none", **_doc("Accepted; metrics go to the log and JSON files."))
+    # --- w18family (#18): dtype of the saved model
+    save_dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
+        default="auto",
+        **_doc("dtype of the final model.safetensors: auto = the base checkpoint's dtype (a bf16 base is "
+               "saved in bf16, not in the fp32 of the training master weights)."),
+    )
+    # --- end w18family
 
     # --- precision and parallelism
     bf16: bool = field(default=False, **_doc("bf16 mixed precision, fp32 master weights."))

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from train.checkpoint import base_settings_restored
+from train.template import set_chat_template
 from train.config import RESUME_NEWEST, RESUME_OFF, ConfigError, TrainConfig
 from train.distributed import DistEnv
 from train.loop import Prepared
@@ -90,9 +92,12 @@ def train_with_hf_trainer(cfg: TrainConfig, env: DistEnv, prep: Prepared) -> dic
         resume = None
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_state()
-    trainer.save_model(cfg.output_dir)  # ZeRO-3 gathers the weights (stage3_gather_16bit_weights_on_model_save)
-    if env.is_main:
-        prep.tokenizer.save_pretrained(cfg.output_dir)
+    # w18family (#18): the saved config and tokenizer keep the base's use_cache and model_max_length.
+    with base_settings_restored(prep.model, prep.tokenizer):
+        trainer.save_model(cfg.output_dir)  # ZeRO-3 gathers the weights (stage3_gather_16bit_weights_on_model_save)
+        if env.is_main:
+            set_chat_template(prep.tokenizer)  # the checkpoint carries its prompt format (issue #12)
+            prep.tokenizer.save_pretrained(cfg.output_dir)
     metrics = result.metrics
     tokens = sum(ex.num_supervised for ex in prep.train_set.examples)  # type: ignore[attr-defined]
     epochs = metrics.get("epoch", cfg.num_train_epochs)

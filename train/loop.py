@@ -364,7 +364,8 @@ class Trainer:
             "train_loss": train_loss,
             "train_runtime": round(self.train_seconds, 3),
         })
-        save_final_model(self.model, self.prep.tokenizer, self.output_dir, env, self.sharding.strategy == "fsdp2")
+        save_final_model(self.model, self.prep.tokenizer, self.output_dir, env, self.sharding.strategy == "fsdp2",
+                         save_dtype=cfg.save_dtype)
         stats = self.prep.stats
         summary = {
             "world_size": env.world_size,

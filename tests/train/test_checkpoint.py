@@ -35,3 +35,53 @@ def test_resolve_resume_path(tmp_path: Path) -> None:
     assert resolve_resume_path(str(tmp_path / "checkpoint-2"), tmp_path) == tmp_path / "checkpoint-2"
     with pytest.raises(ConfigError, match="no checkpoint-\\* in"):
         resolve_resume_path("latest", tmp_path / "checkpoint-2")
+
+
+def test_saved_files_carry_the_base_settings_and_training_keeps_its_own(tiny_llama: Path, tmp_path: Path) -> None:
+    import torch
+    from safetensors import safe_open
+
+    from train.checkpoint import resolve_save_dtype, write_model_files
+    from train.model_setup import load_model, load_tokenizer
+
+    tok = load_tokenizer(str(tiny_llama), 64)
+    model = load_model(str(tiny_llama))
+    base_max = json.loads((tiny_llama / "tokenizer_config.json").read_text())["model_max_length"]
+    assert tok.model_max_length == 64 and tok.padding_side == "right"
+    model.config.use_cache = False  # as training sets it
+    assert resolve_save_dtype(model) == torch.float32  # the tiny Llama is an fp32 checkpoint
+    assert resolve_save_dtype(model, "bfloat16") == torch.bfloat16
+    with pytest.raises(ConfigError, match="--save_dtype fp8"):
+        resolve_save_dtype(model, "fp8")
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    write_model_files(model, tok, state, tmp_path / "out", torch.float16)
+    cfg = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert cfg["dtype"] == "float16" and cfg.get("use_cache", True) is True
+    tok_cfg = json.loads((tmp_path / "out" / "tokenizer_config.json").read_text())
+    assert tok_cfg["model_max_length"] == base_max
+    with safe_open(str(tmp_path / "out" / "model.safetensors"), "pt") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118 - safe_open is not a dict == {"F16"}
+    # Training's own settings are back once the files are written.
+    assert model.config.use_cache is False and tok.model_max_length == 64 and tok.padding_side == "right"
+    assert next(model.parameters()).dtype == torch.float32
+
+
+def test_hf_trainer_path_saves_the_base_settings_too(tiny_llama: Path, same_data: Path, tmp_path: Path) -> None:
+    """The --deepspeed path (HF Trainer; here without DeepSpeed): use_cache and the tokenizer's
+    model_max_length as the base had them."""
+    from train.cli import parse_config
+    from train.distributed import init_distributed
+    from train.hf_backend import train_with_hf_trainer
+    from train.run import prepare
+
+    out = tmp_path / "out"
+    cfg = parse_config(["--model_name_or_path", str(tiny_llama), "--data_path", str(same_data), "--output_dir",
+                        str(out), "--max_steps", "1", "--per_device_train_batch_size", "4", "--save_strategy", "no",
+                        "--model_max_length", "128", "--report_to", "none"])
+    env = init_distributed()
+    prep = prepare(cfg, env)
+    train_with_hf_trainer(cfg, env, prep)
+    assert json.loads((out / "config.json").read_text()).get("use_cache", True) is True
+    base_max = json.loads((tiny_llama / "tokenizer_config.json").read_text())["model_max_length"]
+    assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == base_max
+    assert prep.tokenizer.model_max_length == 128  # training's own value is back

@@ -162,11 +162,18 @@ def test_packed_examples_do_not_see_each_other(tiny_llama_path, attn: str) -> No
             start += len(alone)
 
 
-def test_prepare_model_for_packing_rejects_unknown_attention(tiny_llama_path) -> None:
+def test_check_replaces_an_attention_that_lets_examples_see_each_other(tiny_llama_path) -> None:
+    # "paged|eager" builds no per-example mask from position_ids: the check measures the leak
+    # on the model itself and trains with packed_varlen instead; the decision records both.
     model = _load(tiny_llama_path, "sdpa")
     model.config._attn_implementation_internal = "paged|eager"
-    with pytest.raises(ValueError, match=r"'paged\|eager' is not known to keep packed examples apart"):
-        prepare_model_for_packing(model)
+    decision = prepare_model_for_packing(model)
+    assert model.config._attn_implementation == VARLEN_ATTENTION == decision.attn_implementation
+    first, used = decision.measurements
+    assert first.implementation == "paged|eager" and first.leak > 1e-2 and not first.passed
+    assert used.implementation == VARLEN_ATTENTION and used.leak == 0.0 and used.passed
+    examples = _examples(model.config.vocab_size, [(4, 5), (3, 6), (2, 2)], seed=1)
+    assert _leak(model, examples) == 0.0
 
 
 def _supervised_loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
