@@ -329,7 +329,8 @@ def test_recover_from_base_and_adapter_equals_the_merged_model(lora_run: dict[st
     assert recover_main(["make_diff", "--path_raw", str(lora_base), "--path_tuned", str(out),
                          "--path_diff", str(diff)]) == 0
     assert sorted(p.name for p in diff.iterdir()) == sorted([
-        ADAPTER_MANIFEST, "adapter_config.json", ADAPTER_WEIGHTS, "tokenizer.json", "tokenizer_config.json"])
+        ADAPTER_MANIFEST, "adapter_config.json", ADAPTER_WEIGHTS, "chat_template.jinja", "tokenizer.json",
+        "tokenizer_config.json"])
     manifest = json.loads((diff / ADAPTER_MANIFEST).read_text())
     assert len(manifest["base"]) == 21 and manifest["vocab_size"] == 513
     assert recover_main(["recover", "--path_raw", str(lora_base), "--path_diff", str(diff),
@@ -339,6 +340,9 @@ def test_recover_from_base_and_adapter_equals_the_merged_model(lora_run: dict[st
     assert got.keys() == merged.keys()
     assert all(torch.equal(got[k], merged[k]) for k in merged)
     assert json.loads((rebuilt / "config.json").read_text()) == json.loads((out / "merged" / "config.json").read_text())
+    # Every model we write is chat-ready: the adapter's tokenizer and both merges (issue #12).
+    assert (rebuilt / "chat_template.jinja").read_text() == (out / "chat_template.jinja").read_text()
+    assert (out / "merged" / "chat_template.jinja").is_file()
 
 
 @pytest.mark.gpu
