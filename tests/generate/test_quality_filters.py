@@ -82,17 +82,23 @@ def test_filters_on_drop_defects_off_keeps_the_reference_behaviour(seed_file, pr
     assert kept == expected
     assert {reason: count for reason, count in on["rejected"].items() if count} == {
         "no_output_marker": 2, "merged_instruction": 2, "refusal": 2}
-    assert on["requests"] == off["requests"] == 2
+    # Two requests processed each; a call still in flight at the target is paid, so it is
+    # collected and counted too (issue #10), but never used.
+    assert on["requests"] - on["requests_collected_after_stop"] == off["requests"] - off["requests_collected_after_stop"] == 2
     # The report finds examples of what was rejected in the run's raw answers.
     stats = report.compute_stats(report.load_run(tmp_path / "on"))
     assert stats.defects == {} and stats.examples == {}
-    assert {name: [item["output"] for item in items] for name, items in stats.rejected_examples.items()} == {
-        "no_output_marker": ["<nooutput>", "<nooutput>"],
-        "merged_instruction": [item["output"] for item in raw[3::6]],
-        "refusal": ["As an AI language model, I cannot do that."] * 2,
-    }
+    # Every journaled answer is read, one collected after the target included (a call in flight
+    # when the target was reached is paid and journaled): one example of each class per answer.
+    examples = {name: [item["output"] for item in items] for name, items in stats.rejected_examples.items()}
+    assert set(examples) == {"no_output_marker", "merged_instruction", "refusal"}
+    assert examples["merged_instruction"][:2] == [item["output"] for item in raw[3::6]]
+    assert all(text.endswith("12. Instruction: Name a planet.") for text in examples["merged_instruction"])
+    assert examples["no_output_marker"][:2] == ["<nooutput>"] * 2 and set(examples["no_output_marker"]) == {"<nooutput>"}
+    assert examples["refusal"][:2] == ["As an AI language model, I cannot do that."] * 2
+    assert set(examples["refusal"]) == {"As an AI language model, I cannot do that."}
     page = report.render_html(report.load_run(tmp_path / "on"), stats, {name: b"" for name in report.PLOTS})
-    assert page.count("<pre>[rejected] ") == 6
+    assert page.count("<pre>[rejected] ") == sum(len(v) for v in examples.values())
     assert "<tr><th>refusal</th><td>0</td><td>2</td>" in page
 
 
