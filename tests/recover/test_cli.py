@@ -251,4 +251,5 @@ def test_a_killed_runs_partial_output_is_removed_by_the_next_run(
         f"removed {stale} ({size_mb:.1f} MB): the partial output of an interrupted run (process {proc.pid}, no longer running)"]
     assert not stale.exists() and alive.is_dir() and other.is_dir()
     assert sorted(p.name for p in out.iterdir()) == [
-        "config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+        "chat_template.jinja", "config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+        "tokenizer_config.json"]

@@ -171,9 +171,11 @@ def test_check_replaces_an_attention_that_lets_examples_see_each_other(tiny_llam
     assert model.config._attn_implementation == VARLEN_ATTENTION == decision.attn_implementation
     first, used = decision.measurements
     assert first.implementation == "paged|eager" and first.leak > 1e-2 and not first.passed
-    assert used.implementation == VARLEN_ATTENTION and used.leak == 0.0 and used.passed
+    # Isolated rows differ from separate ones only by float summation order (0 on one thread;
+    # ~1e-7 where other tests left torch's kernels choosing other blockings).
+    assert used.implementation == VARLEN_ATTENTION and used.leak < 1e-5 and used.passed
     examples = _examples(model.config.vocab_size, [(4, 5), (3, 6), (2, 2)], seed=1)
-    assert _leak(model, examples) == 0.0
+    assert _leak(model, examples) < 1e-5
 
 
 def _supervised_loss_sum(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:

@@ -133,7 +133,7 @@ def test_two_nodes_with_c10d_rendezvous_match_the_one_node_run(
     # Rank 0 (on whichever node the rendezvous made first) logs the start and writes the model, once.
     assert both.count("world_size=2 backend=gloo device=cpu sharding=fsdp2 (full_shard auto_wrap; "
                       "2 x LlamaDecoderLayer; sharded=True") == 1
-    assert both.count(f"saved the final model and tokenizer to {out}") == 1
+    assert both.count(f"saved the final model (float32) and tokenizer to {out}") == 1
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["world_size"] == 2 and summary["fsdp"] is True
     assert summary["sharding"]["full_numel"] / 2 <= summary["sharding"]["local_numel"] < summary["sharding"]["full_numel"] * 0.51
@@ -196,7 +196,7 @@ def test_make_train_on_two_nodes_matches_the_one_node_run(
         finally:
             node.kill()
     assert [n.returncode for n in nodes] == [0, 0], "\n".join(log[-3000:] for log in logs)
-    assert f"[rank 0] INFO train.checkpoint: saved the final model and tokenizer to {out}" in logs[0]
+    assert f"[rank 0] INFO train.checkpoint: saved the final model (float32) and tokenizer to {out}" in logs[0]
     assert "[rank 0]" not in logs[1]
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["world_size"] == 2 and summary["fsdp"] is True
