@@ -14,7 +14,8 @@ EXTRAS     ?= train,eval,test
 OUTPUT_DIR       ?= data
 NUM_INSTRUCTIONS ?= 100
 SEED_TASKS       ?= seed_tasks.jsonl
-PROMPT           ?= prompt.txt
+# Empty: the prompt follows the seed tasks' language (prompt.txt, prompt_zh.txt for Chinese).
+PROMPT           ?=
 BACKEND          ?= auto
 API              ?=
 # ---- train ----
@@ -47,7 +48,7 @@ help: ## List targets and variables
 	@echo
 	@echo "Variables (make <target> VAR=value):"
 	@echo "  generate: OUTPUT_DIR=$(OUTPUT_DIR) NUM_INSTRUCTIONS=$(NUM_INSTRUCTIONS) MODEL=<model> SEED_TASKS=$(SEED_TASKS)"
-	@echo "            PROMPT=$(PROMPT) BACKEND=$(BACKEND) (auto|openai|batch|local) API=<completions|chat>"
+	@echo "            PROMPT=<prompt file; default: by the seeds' language> BACKEND=$(BACKEND) (auto|openai|batch|local) API=<completions|chat>"
 	@echo "  report:   OUTPUT_DIR=$(OUTPUT_DIR) (a generate run's folder)"
 	@echo "  train:    MODEL=<hf path or id> DATA=$(DATA) OUTPUT_DIR=<dir> NPROC=$(NPROC) PORT=$(PORT) FSDP='$(FSDP)'"
 	@echo "            several machines: NNODES=$(NNODES) NODE_RANK=$(NODE_RANK) MASTER_ADDR=$(MASTER_ADDR) (same PORT on every node)"
@@ -71,7 +72,7 @@ setup: $(STAMP) ## Create .venv and install the pipeline with its train and test
 
 generate: $(STAMP) ## Generate instruction data -> OUTPUT_DIR/alpaca_data.json
 	$(PY) -m generate --output_dir "$(OUTPUT_DIR)" --seed_tasks_path "$(SEED_TASKS)" \
-	  --prompt_path "$(PROMPT)" --num_instructions_to_generate $(NUM_INSTRUCTIONS) \
+	  $(if $(PROMPT),--prompt_path "$(PROMPT)") --num_instructions_to_generate $(NUM_INSTRUCTIONS) \
 	  --backend $(BACKEND) $(if $(MODEL),--model_name "$(MODEL)") $(if $(API),--api $(API)) $(ARGS)
 
 report: $(STAMP) ## HTML report with plots of OUTPUT_DIR's data -> OUTPUT_DIR/generate_report.html

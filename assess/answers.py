@@ -23,6 +23,7 @@ from assess.local_model import (
     Sampling,
     VllmModel,
     check_model_dir,
+    is_adapter,
     choose_engine,
     render_prompt,
     resolve_device,
@@ -105,7 +106,8 @@ def answer_all(config: EvalConfig, items: Sequence[EvalItem], journal: Journal) 
 def _local_answers(config: EvalConfig, pending: Sequence[EvalItem]) -> Iterator[GenerationResult]:
     model_dir = check_model_dir(config.model, "--model")
     device = resolve_device(config.device)
-    engine = choose_engine(config.engine, device)
+    # An adapter runs through transformers + peft (vLLM would need its own LoRA setup).
+    engine = "transformers" if is_adapter(model_dir) else choose_engine(config.engine, device)
     logger.info("answering with %s on %s (%s)", model_dir, device, engine)
     if not config.progress:
         from transformers.utils import logging as hf_logging

@@ -32,9 +32,16 @@ def check_model_dir(path: str, flag: str) -> Path:
     model_dir = Path(path).expanduser()
     if not model_dir.is_dir():
         raise ModelLoadError(f"{flag} {path}: no such directory (expected a checkpoint written by `make train`)")
+    if is_adapter(model_dir):
+        return model_dir  # a LoRA run's output: base (from adapter_config.json) + adapter
     if not (model_dir / "config.json").is_file():
         raise ModelLoadError(f"{flag} {path}: no config.json there; not a Hugging Face checkpoint directory")
     return model_dir
+
+
+def is_adapter(model_dir: Path) -> bool:
+    """A LoRA adapter directory (`make train-lora`'s output) rather than a full model."""
+    return (model_dir / "adapter_config.json").is_file() and not (model_dir / "config.json").is_file()
 
 
 def resolve_device(device: str) -> str:
@@ -106,8 +113,15 @@ class LocalModel:
         dtype = torch.bfloat16 if use_bf16 else torch.float32
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-            self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype).to(self.device)
-        except (OSError, ValueError) as err:
+            if is_adapter(model_dir):
+                from train.lora import load_adapter_model
+
+                # The base named in adapter_config.json, its embeddings grown to the adapter's
+                # tokenizer, with the adapter on top (train/lora.py).
+                self.model = load_adapter_model(model_dir, dtype=dtype).to(self.device)
+            else:
+                self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype).to(self.device)
+        except (OSError, ValueError, KeyError) as err:
             raise ModelLoadError(f"cannot load the model in {model_dir}: {' '.join(str(err).split())[:300]}") from None
         self.model.eval()
         if not getattr(self.tokenizer, "chat_template", None):

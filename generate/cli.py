@@ -131,5 +131,11 @@ def main(argv: list[str] | None = None) -> int:
         limit = getattr(config, capped)
         print(f"generate: stopped at --{capped}={limit:g} before the target; rerun with a higher "
               f"--{capped} to continue", file=sys.stderr)
+        if capped == "max_cost_usd" and summary["requests_this_run"] == 0:
+            # Each request out is reserved at the most it can cost: every prompt answered with
+            # --max_tokens tokens. A cap below that sends nothing at all.
+            print(f"generate: not one request fits: a request of {config.request_batch_size} prompts is reserved at "
+                  f"up to {config.max_tokens} answer tokens each; raise --max_cost_usd, or lower --max_tokens "
+                  "or --request_batch_size", file=sys.stderr)
         return EXIT_CAPPED
     return 0

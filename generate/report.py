@@ -547,8 +547,11 @@ def render_html(run: RunData, stats: Stats, plots: dict[str, bytes]) -> str:
         ("items with an input", f"{stats.with_input} ({100 * stats.with_input / total:.1f}%)" if total else "0"),
     ]
     rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in facts)
+    # Inputs: the median of the non-empty ones, as the lengths plot shows them.
     lengths = "".join(
-        f"<tr><th>{key}</th><td>{_median(values)}</td><td>{max(values, default=0)}</td></tr>"
+        f"<tr><th>{key}{' (non-empty)' if key == 'input' else ''}</th>"
+        f"<td>{_median([v for v in values if v > 0] if key == 'input' else values)}</td>"
+        f"<td>{max(values, default=0)}</td></tr>"
         for key, values in stats.lengths.items()
     )
     parts = [

@@ -16,6 +16,7 @@ run ends, and `stopped_by` says why. A lock on the output folder keeps a second 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import threading
 import time
@@ -48,7 +49,7 @@ from generate.quality import screen
 from generate.resume_settings import data_settings, describe_change, prompt_as_sent
 from generate.run_lock import RunLock
 from generate.seeds import SeedTask, build_request
-from generate.store import OutputStore
+from generate.store import DATA_NAME, OutputStore
 from generate.summary import SUMMARY_NAME, RunStats, write_summary
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,13 @@ def worst_case_cost_usd(
     return cost or 0.0
 
 
+# Before any answer is processed, each prompt is assumed to bring this many kept items. A
+# prompt asks for ~16 new tasks; early in a run most survive the filters and dedup. Too low a
+# guess only dispatches more at the start (the measured yield takes over with the first
+# processed answer); too high a guess delays the second wave by one answer.
+PRIOR_KEPT_PER_PROMPT = 6.0
+
+
 class DispatchGate:
     """Holds back request dispatch: never far ahead of the in-order frontier, not past the
     target, not past the stall guard, and never past a cap.
@@ -119,6 +127,7 @@ class DispatchGate:
         max_cost_usd: float | None = None,
         answered_before: int = 0,
         spent_usd: float = 0.0,
+        prior_per_request: float = 0.0,
     ) -> None:
         # The loop's own thread: a backend pulling requests there (local, batch) must never
         # block on the gate, since only that thread moves the frontier. Caps still apply there.
@@ -130,6 +139,9 @@ class DispatchGate:
         self.max_cost_usd = max_cost_usd
         self.answered_before = answered_before
         self.spent_usd = spent_usd
+        # Kept items one request is assumed to bring before any answer is processed: without it
+        # a 30-item run let out the whole lookahead (16 requests) and used 2 of them.
+        self.prior_per_request = prior_per_request
         self.frontier = 0  # next index to be processed
         self.kept = 0
         self.processed = 0
@@ -170,9 +182,14 @@ class DispatchGate:
             return False
         if self.stall_requests and ahead >= self.stall_requests - self.streak:
             return False
-        if self.processed == 0 or ahead <= 0:
+        if ahead <= 0:
             return True
-        per_request = self.kept / self.processed
+        if self.processed == 0:
+            if self.prior_per_request <= 0:
+                return True
+            per_request = self.prior_per_request
+        else:
+            per_request = self.kept / self.processed
         # 0.7: a margin for yield that falls as the kept set grows (more near-duplicates).
         return self.kept + 0.7 * per_request * ahead < self.target
 
@@ -310,6 +327,26 @@ def _account(stats: RunStats, result: GenerationResult, model: str) -> None:
     stats.accounted.add(result.request.index)
 
 
+def _refuse_a_smaller_target(output_dir: Path, target: int) -> None:
+    """A rerun with a lower target would rewrite alpaca_data.json with fewer items: refuse it.
+
+    Why: `make generate NUM_INSTRUCTIONS=52000` followed later by a plain `make generate`
+    (target 100) silently cut a paid-for 52,000-item file to 100 items.
+    """
+    path = output_dir / DATA_NAME
+    try:
+        with path.open("rb") as handle:
+            items = json.load(handle)
+    except (OSError, ValueError):
+        return  # no data yet (or not ours to judge): the run writes it as usual
+    if isinstance(items, list) and len(items) > target:
+        raise ConfigError(
+            f"{path} already holds {len(items)} items and --num_instructions_to_generate is {target}: "
+            f"this run would cut it to {target}; pass --num_instructions_to_generate {len(items)} or more "
+            "(the rerun then costs nothing), or use another --output_dir"
+        )
+
+
 def generate(config: GenerateConfig, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Run (or resume) generation until `num_instructions_to_generate` items are kept; returns the summary.
 
@@ -343,7 +380,11 @@ def generate(config: GenerateConfig, environ: Mapping[str, str] | None = None) -
         )
     output_dir = Path(config.output_dir)
     new_dirs = [d for d in (output_dir, *output_dir.parents) if not d.exists()]  # deepest first
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file in the way, no permission, a read-only place
+        raise ConfigError(f"--output_dir {config.output_dir}: cannot create it ({err.strerror or err})") from None
+    _refuse_a_smaller_target(output_dir, config.num_instructions_to_generate)
     try:
         lock = RunLock.acquire(output_dir)
     except BaseException:
@@ -428,6 +469,7 @@ def _generate_locked(
                 lookahead=max(4 * config.max_concurrency, 16), target=target,
                 stall_requests=config.stall_requests, max_requests=config.max_requests,
                 max_cost_usd=config.max_cost_usd, answered_before=len(journal.results), spent_usd=spent_usd(),
+                prior_per_request=PRIOR_KEPT_PER_PROMPT * config.request_batch_size,
             )
             gate.advance(next_index, len(store), stats.requests_processed, streak=processor.streak)
 
@@ -475,6 +517,10 @@ def _generate_locked(
                         # waited for, journaled and counted (a longer run uses them).
                         stats.stopped_by = "target" if processor.done else "stall"
                         gate.close()
+                        # Answers that arrived ahead of the frontier and will not be used:
+                        # paid, journaled, counted with the ones still to come.
+                        stats.requests_collected_after_stop += len(answered)
+                        answered.clear()
                     store.write(wait=processor.done)
                     bar.update(added)
                     bar.set_postfix(requests=stats.requests_total, refresh=False)

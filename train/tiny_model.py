@@ -86,6 +86,8 @@ def build_tiny_llama(
 
 
 if __name__ == "__main__":
-    import sys
+    import argparse
 
-    print(build_tiny_llama(sys.argv[1] if len(sys.argv) > 1 else "tiny-llama"))
+    parser = argparse.ArgumentParser(description="Write a tiny random Llama and its tokenizer (for tests and trying things).")
+    parser.add_argument("path", nargs="?", default="tiny-llama", help="output folder (default: tiny-llama)")
+    print(build_tiny_llama(parser.parse_args().path))

@@ -490,7 +490,7 @@ class LocalBackend:
         """The loop's hook: instructions kept so far and the target (for the time estimate)."""
         self.kept, self.target = kept, target
 
-    def warm_up_speed(self, rows: int) -> tuple[float, float]:
+    def warm_up_speed(self, rows: int, sample_ids: Sequence[int]) -> tuple[float, float]:
         """(prefill tokens/s, decode tokens/s) from a few seconds of generation on `rows` short
         prompts; the estimate before the first answer, which on a CPU can take many minutes."""
         import torch
@@ -498,8 +498,9 @@ class LocalBackend:
         engine = self.engine
         assert isinstance(engine, _TransformersEngine)
         width, steps = _WARM_UP_PROMPT_TOKENS, _WARM_UP_NEW_TOKENS
-        ids = torch.full((rows, width), int(engine.tokenizer.pad_token_id or 0), device=engine.device)
-        ids = ids + torch.arange(width, device=engine.device) % 97  # any in-vocabulary ids
+        # Real prompt tokens (repeated if short): ids the model's vocabulary surely holds.
+        sample = (list(sample_ids) * (width // max(len(sample_ids), 1) + 1))[:width]
+        ids = torch.tensor([sample] * rows, device=engine.device)
         mask = torch.ones_like(ids)
         with torch.no_grad():
             engine.model(ids[:, :4], attention_mask=mask[:, :4])  # first-call allocations
@@ -545,9 +546,11 @@ class LocalBackend:
                 # Why before the first answer: on a CPU one answer can take many minutes, and a
                 # bar that says nothing for that long looks like a hang.
                 self.announced = True
-                prefill_tps, decode_tps = self.warm_up_speed(len(request.prompts))
+                encoded = [self.encode(p) for p in request.prompts]
+                self.max_new_tokens(request, encoded)  # an overlong prompt: its one-line error, first
+                prefill_tps, decode_tps = self.warm_up_speed(len(request.prompts), encoded[0])
                 self.prefill_tps = prefill_tps
-                prompt_tokens = sum(len(self.encode(p)) for p in request.prompts)
+                prompt_tokens = sum(len(ids) for ids in encoded)
                 guess = min(self.sampling.max_tokens, _TOKENS_PER_ANSWER_GUESS)
                 kept_guess = max(_KEPT_PER_ANSWER_GUESS * (20 - self.config.num_prompt_instructions) / 17, 1)
                 minutes, remaining = self.estimate(prompt_tokens, len(request.prompts), prefill_tps, decode_tps,

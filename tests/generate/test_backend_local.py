@@ -150,6 +150,10 @@ def test_the_context_lowers_the_cap_and_an_overlong_prompt_is_refused(backend: L
     long_prompt = "The quick brown fox jumps over the lazy dog. " * 40
     with pytest.raises(GenerationError, match=r"request 7: a prompt of \d+ tokens fills the 96-token"):
         backend.answer(GenerationRequest(index=7, prompts=(long_prompt,)))
+    # The same one line from a run, before the warm-up that measures the speed.
+    backend.announced = False
+    with pytest.raises(GenerationError, match=r"request 7: a prompt of \d+ tokens fills the 96-token"):
+        next(backend.run(iter([GenerationRequest(index=7, prompts=(long_prompt,))])))
     backend.sampling = dataclasses.replace(backend.sampling, max_tokens=12)
 
 

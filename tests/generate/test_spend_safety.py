@@ -301,3 +301,38 @@ def test_resume_ignores_a_bom_blank_lines_and_key_order_but_names_a_real_change(
                                                r"set of 20 diverse .*', it is now 'You are asked to come up with a "
                                                r"set of 20 varied"):
             generate(_config(out, seed_file, prompt_file, num_instructions_to_generate=30))
+
+
+def test_before_any_answer_the_gate_lets_out_what_the_target_needs() -> None:
+    """A 30-item run once let out the whole lookahead (16 requests) before its first answer and
+    used 2: before any answer, the gate assumes PRIOR_KEPT_PER_PROMPT kept items per prompt."""
+    from generate.run import PRIOR_KEPT_PER_PROMPT, DispatchGate
+
+    gate = DispatchGate(lookahead=16, target=30, prior_per_request=PRIOR_KEPT_PER_PROMPT * 5)
+    assert [gate._may_dispatch(i) for i in range(4)] == [True, True, False, False]
+    big = DispatchGate(lookahead=16, target=52000, prior_per_request=PRIOR_KEPT_PER_PROMPT * 5)
+    assert [big._may_dispatch(i) for i in (0, 15, 16)] == [True, True, False]
+    gate.advance(1, 20, 1)  # one answer processed, 20 kept: the measured yield takes over
+    assert [gate._may_dispatch(i) for i in (1, 2)] == [True, False]
+
+
+def test_a_smaller_target_would_cut_the_data_and_is_refused(seed_file, prompt_file, tmp_path, clean_env) -> None:
+    out = tmp_path / "out"
+    with OpenAIServer(ServerOptions(material="synthetic")) as server:
+        _use(server, clean_env)
+        generate(_config(out, seed_file, prompt_file, num_instructions_to_generate=12))
+        before = (out / "alpaca_data.json").read_bytes()
+        with pytest.raises(ConfigError, match=rf"{out / 'alpaca_data.json'} already holds 12 items and "
+                                              r"--num_instructions_to_generate is 5: this run would cut it to 5"):
+            generate(_config(out, seed_file, prompt_file, num_instructions_to_generate=5))
+        assert (out / "alpaca_data.json").read_bytes() == before
+        assert generate(_config(out, seed_file, prompt_file, num_instructions_to_generate=12))["kept"] == 12
+
+
+def test_an_output_dir_that_cannot_be_made_is_one_line(seed_file, prompt_file, tmp_path, clean_env) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with OpenAIServer(ServerOptions(material="synthetic")) as server:
+        _use(server, clean_env)
+        with pytest.raises(ConfigError, match=rf"--output_dir {blocker}/out: cannot create it \("):
+            generate(_config(blocker / "out", seed_file, prompt_file, num_instructions_to_generate=5))

@@ -366,3 +366,18 @@ def test_qlora_on_gpu(lora_base: Path, tmp_path: Path) -> None:
     assert sum(t.numel() for t in load_file(str(out / ADAPTER_WEIGHTS)).values()) == TRAINABLE
     merged = AutoModelForCausalLM.from_pretrained(out / "merged")
     assert merged.get_input_embeddings().weight.shape == (513, 64)
+
+
+def test_chat_and_eval_load_an_adapter_directory(lora_run: dict[str, Any]) -> None:
+    """`make chat MODEL=<make train-lora output>`: base (from adapter_config.json) + adapter,
+    answering exactly as the merged model does."""
+    from assess.local_model import LocalModel, Sampling, check_model_dir, is_adapter, render_prompt
+
+    out = lora_run["out"]
+    assert is_adapter(check_model_dir(str(out), "--model")) and not is_adapter(out / "merged")
+    greedy = Sampling(max_new_tokens=8, temperature=0.0)
+    adapter, merged = LocalModel(out, device="cpu"), LocalModel(out / "merged", device="cpu")
+    prompt = render_prompt(adapter.tokenizer, "Give three tips for staying healthy.")
+    first, = adapter.generate_batch([prompt], greedy, seed=0)
+    again, = merged.generate_batch([prompt], greedy, seed=0)
+    assert first == again and first.completion_tokens > 0
