@@ -189,6 +189,8 @@ def test_calls_in_flight_when_the_target_is_reached_are_journaled_and_counted(se
     # target (10) is reached at once, with calls still out. They are paid: they must be counted.
     options = ServerOptions(material="synthetic", script={0: "slow"}, slow_s=0.6, latency_s=0.2)
     out = tmp_path / "out"
+    # No yield guess before the first answer: the whole lookahead goes out, as when a guess is low.
+    clean_env.setattr("generate.run.PRIOR_KEPT_PER_PROMPT", 0.0)
     with OpenAIServer(options) as server:
         _use(server, clean_env)
         summary = generate(_config(out, seed_file, prompt_file, num_instructions_to_generate=10))
@@ -261,7 +263,9 @@ def test_a_second_run_on_a_folder_refuses_and_a_killed_run_leaves_it_free(repo_r
         before = len(set(_journal_indices(out)))
         # kill -9 leaves the lock file; the lock itself went with the process.
         assert (out / LOCK_NAME).exists()
-        resumed = generate(_config(out, seed_file, prompt_file, num_instructions_to_generate=40))
+        # A target below what is kept would cut the data (refused): ask for at least that.
+        kept = max(len(json.loads((out / "alpaca_data.json").read_text())), 40)
+        resumed = generate(_config(out, seed_file, prompt_file, num_instructions_to_generate=kept))
     assert resumed["finished"] is True and resumed["requests_resumed_from_journal"] == before
     assert not (out / LOCK_NAME).exists()
 
