@@ -241,8 +241,6 @@ class _TokenMeter:
         self.rows = rows
         self.steps = 0
         self._seen_prompt = False
-        self.started = time.perf_counter()
-        self.first_token_at: float | None = None
         self.bar = (
             tqdm(total=max_new * rows, desc="answer", unit="tok", leave=False, position=1, dynamic_ncols=True)
             if show else None
@@ -252,8 +250,6 @@ class _TokenMeter:
         if not self._seen_prompt:  # the first call carries the prompt, not new tokens
             self._seen_prompt = True
             return
-        if self.first_token_at is None:
-            self.first_token_at = time.perf_counter()
         self.steps += 1
         if self.bar is not None:
             self.bar.update(self.rows)
@@ -431,7 +427,6 @@ class LocalBackend:
             raise GenerationError(f"--model_name {self.model_name}: cannot load it ({first})") from None
         self.kept, self.target = 0, config.num_instructions_to_generate
         self.announced = self.advised = False
-        self.answers = 0
         self.prefill_tps = self.tokens_per_s = 0.0
         self.chat = config.api == "chat" and bool(getattr(self.engine.tokenizer, "chat_template", None))
         if config.api == "chat" and not self.chat:
@@ -536,11 +531,11 @@ class LocalBackend:
 
     def run(self, requests: Iterator[GenerationRequest]) -> Iterator[GenerationResult]:
         """Answer requests one at a time, in the order they come; stop a model that yields nothing."""
-        barren = 0
+        barren = answers = 0
         answered_tokens = answered_seconds = 0.0
-        kept_before = None
+        kept_before = self.kept  # the loop's progress hook has run before the first request
+        timed = isinstance(self.engine, _TransformersEngine) and self.engine.device == "cpu"
         for request in requests:
-            timed = isinstance(self.engine, _TransformersEngine) and self.engine.device == "cpu"
             if timed and not self.announced:
                 # Why before the first answer: on a CPU one answer can take many minutes, and a
                 # bar that says nothing for that long looks like a hang.
@@ -548,14 +543,13 @@ class LocalBackend:
                 encoded = [self.encode(p) for p in request.prompts]
                 self.max_new_tokens(request, encoded)  # an overlong prompt: its one-line error, first
                 prefill_tps, decode_tps = self.warm_up_speed(len(request.prompts), encoded[0])
-                self.prefill_tps = prefill_tps
+                self.prefill_tps = prefill_tps  # the later estimates' prefill speed
                 prompt_tokens = sum(len(ids) for ids in encoded)
                 guess = min(self.sampling.max_tokens, _TOKENS_PER_ANSWER_GUESS)
                 kept_guess = max(_KEPT_PER_ANSWER_GUESS * (20 - self.config.num_prompt_instructions) / 17, 1)
                 minutes, remaining = self.estimate(prompt_tokens, len(request.prompts), prefill_tps, decode_tps,
                                                    guess, kept_guess)
                 self._announce(minutes, remaining, decode_tps, "a warm-up estimate; refined after the first answer")
-            kept_before = self.kept if kept_before is None else kept_before
             start = time.perf_counter()
             result = self.answer(request)
             elapsed = time.perf_counter() - start
@@ -566,14 +560,14 @@ class LocalBackend:
             barren = 0 if usable else barren + 1
             yield result  # journaled by the loop before anything below runs
             if timed:
-                self.answers += 1
-                kept_per_answer = max((self.kept - kept_before) / (self.answers * len(request.prompts)), 0.0)
+                answers += 1
+                kept_per_answer = max((self.kept - kept_before) / (answers * len(request.prompts)), 0.0)
                 if kept_per_answer > 0:
                     minutes, remaining = self.estimate(
                         result.prompt_tokens, len(request.prompts), self.prefill_tps,
                         self.tokens_per_s, result.completion_tokens / len(request.prompts), kept_per_answer,
                     )
-                    log = logger.info if self.answers == 1 else logger.debug
+                    log = logger.info if answers == 1 else logger.debug
                     if remaining:
                         log(
                             "local model: %.1f tokens/s measured, %.1f instructions kept per answer: about %s "

@@ -138,7 +138,7 @@ def _journal_indices(out: Path) -> list[int]:
         try:
             record = json.loads(line)
         except ValueError:
-            continue
+            continue  # a line being written
         if record.get("type") == "result":
             indices.append(record["index"])
     return indices

@@ -16,8 +16,9 @@ import pytest
 
 from generate.config import ConfigError, config_from_flags
 from generate.journal import JournalError
-from generate.run import JOURNAL_NAME, StallError, generate
+from generate.run import StallError, generate
 from generate.run_lock import LOCK_NAME, RunLock, RunLockError
+from tests.generate.test_generate_e2e import _journal_indices
 from tests.openai_server import OpenAIServer, ServerOptions
 
 
@@ -34,21 +35,6 @@ def _use(server: OpenAIServer, env: pytest.MonkeyPatch) -> None:
 
 def _summary(out: Path) -> dict:
     return json.loads((out / "generate_summary.json").read_text())
-
-
-def _journal_indices(out: Path) -> list[int]:
-    path = out / JOURNAL_NAME
-    if not path.exists():
-        return []
-    indices = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # a line being written
-        if record.get("type") == "result":
-            indices.append(record["index"])
-    return indices
 
 
 def _cli_env(server: OpenAIServer) -> dict[str, str]:

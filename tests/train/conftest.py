@@ -13,6 +13,7 @@ from typing import Callable
 import pytest
 
 from train.tiny_model import build_tiny_llama, build_tokenizer
+from train.usage import RECIPE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,28 +82,9 @@ def free_port() -> int:
 
 def seed_command(model: Path, data: Path, out: Path, **overrides: str) -> list[str]:
     """The seed's `python -m train` flags (values overridable), as a list of argv strings."""
-    flags = {
-        "model_name_or_path": str(model),
-        "data_path": str(data),
-        "bf16": "True",
-        "output_dir": str(out),
-        "num_train_epochs": "3",
-        "per_device_train_batch_size": "4",
-        "per_device_eval_batch_size": "4",
-        "gradient_accumulation_steps": "8",
-        "evaluation_strategy": "no",
-        "save_strategy": "steps",
-        "save_steps": "2000",
-        "save_total_limit": "1",
-        "learning_rate": "2e-5",
-        "weight_decay": "0.",
-        "warmup_ratio": "0.03",
-        "lr_scheduler_type": "cosine",
-        "logging_steps": "1",
-        "fsdp": "full_shard auto_wrap",
-        "fsdp_transformer_layer_cls_to_wrap": "LlamaDecoderLayer",
-        "tf32": "True",
-    }
+    # The recipe's values as `python -m train --help` shows them (train/usage.py's RECIPE, which a
+    # test ties to what `make train` passes), with this run's paths.
+    flags = {**RECIPE, "model_name_or_path": str(model), "data_path": str(data), "output_dir": str(out)}
     flags.update(overrides)
     argv: list[str] = []
     for key, value in flags.items():
