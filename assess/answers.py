@@ -1,6 +1,6 @@
 """The contestant's answers to the evaluation set, journaled as they come so a killed run resumes.
 
-Answers go into the generate stage's journal (`generate.journal.Journal`), one result per
+Answers go into the shared journal (`core.openai_client.journal.Journal`), one result per
 task keyed by the task's index: a local model appends each batch when it is done, an API
 contestant each call. A rerun loads the journal and asks only for the tasks still missing.
 """
@@ -28,10 +28,10 @@ from assess.local_model import (
     render_prompt,
     resolve_device,
 )
-from generate.backends.base import Completion, GenerationRequest, GenerationResult
-from generate.backends.factory import env_value
-from generate.journal import Journal, JournalBackendState
-from train.template import alpaca_messages, format_prompt
+from core.openai_client.credentials import env_value
+from core.openai_client.journal import Journal, JournalBackendState
+from core.openai_client.request import Completion, GenerationRequest, GenerationResult
+from core.prompt_format import alpaca_messages, format_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +135,6 @@ def _api_answers(config: EvalConfig, pending: Sequence[EvalItem], journal: Journ
         max_tokens=config.max_new_tokens, max_concurrency=config.max_concurrency, max_retries=config.max_retries,
         request_timeout=config.request_timeout, state=JournalBackendState(journal),
         base_url=config.contestant_base_url or None, api_key=env_value("CONTESTANT_API_KEY"),
-        price_input=config.price_input, price_output=config.price_output,
     )
     by_index = {item.index: item for item in pending}
 

@@ -13,16 +13,12 @@ import logging
 import sys
 from typing import TextIO
 
-from assess.config import ChatConfig, ConfigError, flag_help, parse_flags, validate_chat
-from assess.local_model import (
-    LocalModel,
-    ModelLoadError,
-    Sampling,
-    check_model_dir,
-    render_prompt,
-)
+from assess.config import CHAT_COMMAND, ChatConfig
+from assess.local_model import LocalModel, Sampling, check_model_dir, render_prompt
+from core import flags
+from core.exit_codes import EXIT_OK, UserError, error_line, interrupt_status
 
-USAGE = "usage: python -m assess.chat --model CHECKPOINT_DIR [--prompt TEXT [--input TEXT]] [--flag value ...]"
+PROG = "assess.chat"
 HELP_LINE = "Type an instruction; /input TEXT sets an input for the next one; /quit or Ctrl-D ends."
 
 
@@ -68,35 +64,30 @@ def interactive(model: LocalModel, config: ChatConfig, stdin: TextIO, out: TextI
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
-    argv = sys.argv[1:] if argv is None else argv
-    if any(arg in ("-h", "--help", "help") for arg in argv):
-        print(flag_help(ChatConfig, USAGE))
-        return 0
+    parsed = flags.parse_or_exit_status(CHAT_COMMAND, sys.argv[1:] if argv is None else argv)
+    if isinstance(parsed, int):
+        return parsed
+    config: ChatConfig = parsed.config
     try:
-        config = parse_flags(ChatConfig, argv, "assess.chat")
-        validate_chat(config)
         model_dir = check_model_dir(config.model, "--model")
-    except (ConfigError, ModelLoadError) as err:
-        print(f"chat: error: {err}", file=sys.stderr)
-        return 2
-    logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    if config.log_level != "debug" and config.log_level != "info":
-        from transformers.utils import logging as hf_logging
+        logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+        if config.log_level != "debug" and config.log_level != "info":
+            # Deferred on purpose: transformers is heavy, and a bad flag or path above answers at once.
+            from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # no "Loading weights" bar between the prompt and the answer
-    try:
+            hf_logging.disable_progress_bar()  # no "Loading weights" bar between the prompt and the answer
         model = LocalModel(model_dir, config.device)
         if config.prompt:
             answer_once(model, config, config.prompt, config.input, sys.stdout)
         else:
             interactive(model, config, sys.stdin, sys.stdout)
-    except ModelLoadError as err:
-        print(f"chat: error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
+    except UserError as err:
+        print(error_line(PROG, err), file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt as err:
         print(file=sys.stderr)
-        return 130
-    return 0
+        return interrupt_status(err)
+    return EXIT_OK
 
 
 if __name__ == "__main__":

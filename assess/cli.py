@@ -5,16 +5,12 @@ from __future__ import annotations
 import logging
 import sys
 
-from assess.config import ConfigError, EvalConfig, flag_help, parse_flags
-from assess.eval_set import EvalInputError
-from assess.local_model import ModelLoadError
-from generate.backends.base import GenerationError
-from generate.journal import JournalError
+from assess.config import EVAL_COMMAND, EvalConfig
+from assess.run import evaluate
+from core import flags
+from core.exit_codes import EXIT_OK, UserError, error_line, interrupt_status
 
-# Errors a user fixes by changing a flag, a file or the environment: one line, no traceback.
-USER_ERRORS = (ConfigError, EvalInputError, ModelLoadError, GenerationError, JournalError)
-
-USAGE = "usage: python -m assess --model CHECKPOINT_DIR | --model_api MODEL [--judge_model MODEL] [--flag value ...]"
+PROG = "assess"
 
 
 def _headline(summary: dict) -> str:
@@ -34,27 +30,20 @@ def _headline(summary: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
-    argv = sys.argv[1:] if argv is None else argv
-    if any(arg in ("-h", "--help", "help") for arg in argv):
-        print(flag_help(EvalConfig, USAGE))
-        return 0
-    try:
-        config = parse_flags(EvalConfig, argv, "assess")
-    except ConfigError as err:
-        print(f"assess: error: {err}", file=sys.stderr)
-        return 2
+    parsed = flags.parse_or_exit_status(EVAL_COMMAND, sys.argv[1:] if argv is None else argv)
+    if isinstance(parsed, int):
+        return parsed
+    config: EvalConfig = parsed.config
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpx2", "httpcore", "openai"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    from assess.run import evaluate  # after logging is set up
-
     try:
         summary = evaluate(config)
-    except USER_ERRORS as err:
-        print(f"assess: error: {err}", file=sys.stderr)
-        return 2 if isinstance(err, ConfigError) else 1
-    except KeyboardInterrupt:
-        print(f"assess: interrupted; rerun the same command to resume from {config.output_dir}", file=sys.stderr)
-        return 130
+    except UserError as err:
+        print(error_line(PROG, err), file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt as err:
+        print(f"{PROG}: interrupted; rerun the same command to resume from {config.output_dir}", file=sys.stderr)
+        return interrupt_status(err)
     print(_headline(summary))
-    return 0
+    return EXIT_OK

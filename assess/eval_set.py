@@ -15,7 +15,6 @@ self-instruct repository, at a pinned commit, checked against a pinned sha256 an
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import urllib.error
@@ -23,7 +22,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from generate.store import atomic_write_text
+from core.exit_codes import InputError
+from core.files import atomic_write_text
+from core.records import read_jsonl_objects
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ DOWNLOAD_TIMEOUT_S = 60.0
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 
 
-class EvalInputError(ValueError):
+class EvalInputError(InputError):
     """A bad evaluation set, reference file or download; the message names the file and line."""
 
 
@@ -122,27 +123,10 @@ def cached_download(download: Download, cache_dir: Path) -> Path:
 
 def _read_jsonl(path: Path, what: str) -> list[tuple[int, dict]]:
     """(line number, object) for each non-blank line; one-line errors naming file and line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise EvalInputError(f"{what} {path}: no such file") from None
-    except IsADirectoryError:
-        raise EvalInputError(f"{what} {path}: is a directory, expected a JSONL file") from None
-    except UnicodeDecodeError:
-        raise EvalInputError(f"{what} {path}: not UTF-8 text") from None
-    except OSError as err:
-        raise EvalInputError(f"{what} {path}: cannot read ({err.strerror or err})") from None
-    records = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise EvalInputError(f"{what} {path}, line {number}: not valid JSON ({err.msg})") from None
-        if not isinstance(record, dict):
-            raise EvalInputError(f"{what} {path}, line {number}: expected a JSON object, got {type(record).__name__}")
-        records.append((number, record))
+    if path.is_dir():
+        raise EvalInputError(f"{what} {path}: is a directory, expected a JSONL file")
+    flag = "--eval_set" if what == "eval set" else "--reference"
+    records = list(read_jsonl_objects(path, hint=f"check {flag}"))
     if not records:
         raise EvalInputError(f"{what} {path}: empty (expected one JSON object a line)")
     return records
@@ -153,7 +137,7 @@ def _string_field(record: dict, key: str, path: Path, number: int, what: str) ->
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise EvalInputError(f"{what} {path}, line {number}: {key!r} must be a string, got {type(value).__name__}")
+        raise EvalInputError(f"{what} {path}:{number}: {key!r} must be a string, got {type(value).__name__}")
     return value
 
 
@@ -164,7 +148,7 @@ def load_eval_set(path: Path) -> list[EvalItem]:
     for number, record in _read_jsonl(path, what):
         instruction = _string_field(record, "instruction", path, number, what)
         if not instruction.strip():
-            raise EvalInputError(f"{what} {path}, line {number}: no 'instruction' (every task needs one)")
+            raise EvalInputError(f"{what} {path}:{number}: no 'instruction' (every task needs one)")
         category = _string_field(record, "motivation_app", path, number, what) or _string_field(
             record, "category", path, number, what)
         base_id = str(record.get("id", f"line{number}"))
@@ -174,7 +158,7 @@ def load_eval_set(path: Path) -> list[EvalItem]:
         elif isinstance(instances, list) and instances and all(isinstance(i, dict) for i in instances):
             inputs = [_string_field(i, "input", path, number, what) for i in instances]
         else:
-            raise EvalInputError(f"{what} {path}, line {number}: 'instances' must be a non-empty list of objects")
+            raise EvalInputError(f"{what} {path}:{number}: 'instances' must be a non-empty list of objects")
         for k, inp in enumerate(inputs):
             item_id = base_id if len(inputs) == 1 else f"{base_id}#{k}"
             items.append(EvalItem(len(items), item_id, instruction.strip(), inp.strip(), category.strip()))
@@ -188,10 +172,10 @@ def load_reference(path: Path) -> dict[tuple[str, str], str]:
     for number, record in _read_jsonl(path, what):
         instruction = _string_field(record, "instruction", path, number, what)
         if not instruction.strip():
-            raise EvalInputError(f"{what} {path}, line {number}: no 'instruction' to key the answer by")
+            raise EvalInputError(f"{what} {path}:{number}: no 'instruction' to key the answer by")
         key_name = "output" if "output" in record else "response"
         if key_name not in record:
-            raise EvalInputError(f"{what} {path}, line {number}: no 'output' (or 'response') answer")
+            raise EvalInputError(f"{what} {path}:{number}: no 'output' (or 'response') answer")
         answer = _string_field(record, key_name, path, number, what)
         answers[item_key(instruction, _string_field(record, "input", path, number, what))] = answer.strip()
     return answers

@@ -16,14 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from train.template import alpaca_messages, format_prompt
+from core.exit_codes import InputError
+from core.prompt_format import alpaca_messages, format_prompt
 
 logger = logging.getLogger(__name__)
 
 EngineName = Literal["vllm", "transformers"]
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(InputError):
     """A model directory that cannot be used; the message names it."""
 
 
@@ -114,10 +115,11 @@ class LocalModel:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
             if is_adapter(model_dir):
-                from train.lora import load_adapter_model
+                # Deferred like torch above: peft loads only for an adapter. The base named in
+                # adapter_config.json, its embeddings grown to the adapter's tokenizer, the
+                # adapter on top.
+                from core.checkpoints.adapter_load import load_adapter_model
 
-                # The base named in adapter_config.json, its embeddings grown to the adapter's
-                # tokenizer, with the adapter on top (train/lora.py).
                 self.model = load_adapter_model(model_dir, dtype=dtype).to(self.device)
             else:
                 self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype).to(self.device)

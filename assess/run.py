@@ -21,7 +21,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from tqdm import tqdm
 
@@ -42,6 +41,8 @@ from assess.eval_set import (
     sha256_of,
 )
 from assess.judge import (
+    JUDGE_PROMPT,
+    JUDGE_SYSTEM,
     combine,
     contestant_first,
     judge_messages,
@@ -51,11 +52,12 @@ from assess.judge import (
 from assess.local_model import check_model_dir
 from assess.plot import plot_categories
 from assess.stats import bootstrap_interval, standard_error, tally
-from generate.backends.base import GenerationRequest
-from generate.backends.factory import check_credentials
-from generate.cost import estimate_cost_usd, price_for
-from generate.journal import Journal, JournalBackendState
-from generate.store import atomic_write_text
+from core.files import atomic_write_text, missing_dirs, remove_empty_dirs
+from core.openai_client.cost import estimate_cost_usd, price_for
+from core.openai_client.credentials import check_credentials
+from core.openai_client.journal import Journal, JournalBackendState
+from core.openai_client.request import GenerationRequest
+from core.redact import url_without_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -119,11 +121,11 @@ def load_inputs(config: EvalConfig) -> Inputs:
                 f"reference {reference_path}: covers none of the {len(items)} tasks of {eval_path} "
                 f"(answers are matched by instruction and input); pass the reference answers for this set"
             )
-        check_credentials("openai")  # the judge needs an endpoint
+        check_credentials()  # the judge needs an endpoint
     if config.model:
         check_model_dir(config.model, "--model")
     elif not config.contestant_base_url:
-        check_credentials("openai")  # the API contestant's endpoint
+        check_credentials()  # the API contestant's endpoint
     name = config.name or (Path(config.model).expanduser().resolve().name if config.model else config.model_api)
     if config.reference_name:
         reference_name = config.reference_name
@@ -134,30 +136,11 @@ def load_inputs(config: EvalConfig) -> Inputs:
     return Inputs(items, eval_path, sha256_of(eval_path.read_bytes()), reference_path, reference, name, reference_name)
 
 
-def _without_credentials(url: str) -> str:
-    """A URL without any user:password part: secrets never reach an output file."""
-    parts = urlsplit(url)
-    if not parts.username and not parts.password:
-        return url
-    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def _remove_empty_dirs(new_dirs: list[Path]) -> None:
-    for directory in new_dirs:
-        try:
-            directory.rmdir()
-        except OSError:
-            return
-
-
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
 def _judge_settings(config: EvalConfig, inputs: Inputs, answer_settings_: dict[str, Any]) -> dict[str, Any]:
-    from assess.judge import JUDGE_PROMPT, JUDGE_SYSTEM
-
     return {
         "judge_model": config.judge_model,
         "judge_prompt_sha256": sha256_of((JUDGE_SYSTEM + "\x1f" + JUDGE_PROMPT).encode()),
@@ -200,7 +183,7 @@ def _judge_all(config: EvalConfig, inputs: Inputs, answers: dict[int, str], jour
         model=config.judge_model, api="chat", temperature=config.judge_temperature, top_p=1.0,
         max_tokens=config.judge_max_tokens, max_concurrency=config.max_concurrency,
         max_retries=config.max_retries, request_timeout=config.request_timeout,
-        state=JournalBackendState(journal), price_input=config.price_input, price_output=config.price_output,
+        state=JournalBackendState(journal),
     )
     requests = (
         GenerationRequest(index, (messages_prompt(judge_messages(item, *_ordered_pair(item, first, answers, inputs))),))
@@ -312,13 +295,13 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     started = time.monotonic()
     inputs = load_inputs(config)
     output_dir = Path(config.output_dir).expanduser()
-    new_dirs = [d for d in (output_dir, *output_dir.parents) if not d.exists()]  # deepest first
+    new_dirs = missing_dirs(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     settings = answer_settings(config, inputs.eval_sha256)
     try:
         answers_journal = Journal.open(output_dir / ANSWERS_JOURNAL, settings)
     except BaseException:
-        _remove_empty_dirs(new_dirs)
+        remove_empty_dirs(new_dirs)
         raise
     try:
         answers, answer_stats = answer_all(config, inputs.items, answers_journal)
@@ -327,7 +310,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         if answers_journal.created and answers_journal.is_empty:
             # Nothing was answered (the model would not load, Ctrl-C while loading): leave nothing behind.
             answers_journal.discard()
-            _remove_empty_dirs(new_dirs)
+            remove_empty_dirs(new_dirs)
         raise
     finally:
         answers_journal.close()
@@ -369,7 +352,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                         f"{inputs.name} vs {inputs.reference_name} (judge {config.judge_model})",
                         output_dir / PLOT_NAME)
     summary["elapsed_s"] = round(time.monotonic() - started, 3)
-    summary["config"] = {**asdict(config), "contestant_base_url": _without_credentials(config.contestant_base_url)}
+    summary["config"] = {**asdict(config), "contestant_base_url": url_without_credentials(config.contestant_base_url)}
     atomic_write_text(output_dir / SUMMARY_NAME, json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     return summary
 

@@ -43,10 +43,10 @@ import numpy as np  # noqa: E402
 from rapidfuzz import process  # noqa: E402
 from rapidfuzz.distance import LCSseq  # noqa: E402
 
-from generate.dedup import Deduplicator, dedup_stream  # noqa: E402
-from generate.dedup_cli import read_instructions  # noqa: E402
-from generate.dedup_tokenize import rouge_tokenize_many  # noqa: E402
-from generate.rouge_f import rouge_fmeasure_array  # noqa: E402
+from generate.dedup.index import Deduplicator, dedup_stream  # noqa: E402
+from generate.dedup.cli import read_instructions  # noqa: E402
+from generate.dedup.tokens import rouge_tokenize_many  # noqa: E402
+from generate.dedup.rouge_f import rouge_fmeasure_array  # noqa: E402
 
 REQUEST = 50  # candidates per generate-stage request in part 3
 
@@ -112,8 +112,8 @@ def ours_prefix(seeds_path: Path, stream_path: Path, expected: list[int], items:
     walls, cpus = [], []
     for _ in range(repeats):
         start, cpu = time.perf_counter(), time.process_time()
-        seeds = read_instructions(seeds_path, "seed tasks")
-        stream = read_instructions(stream_path, "instructions")[:items]
+        seeds = read_instructions(seeds_path)
+        stream = read_instructions(stream_path)[:items]
         keep = dedup_stream(seeds, stream)
         walls.append(time.perf_counter() - start)
         cpus.append(time.process_time() - cpu)
@@ -129,8 +129,8 @@ def rouge_score_prefix(seeds_path: Path, stream_path: Path, expected: list[int],
 
     start = time.perf_counter()
     cpu = time.process_time()
-    seeds = read_instructions(seeds_path, "seed tasks")
-    stream = read_instructions(stream_path, "instructions")[:items]
+    seeds = read_instructions(seeds_path)
+    stream = read_instructions(stream_path)[:items]
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
     pool = [scorer._tokenizer.tokenize(text) for text in seeds]
     keep = []
@@ -153,8 +153,8 @@ def per_request(seeds_path: Path, stream_path: Path, expected: list[int]) -> dic
     In the add_many run, every 20th request goes through `add` one candidate at a time
     instead (same decisions), to time that call pattern too.
     """
-    seeds = read_instructions(seeds_path, "seed tasks")
-    stream = read_instructions(stream_path, "instructions")
+    seeds = read_instructions(seeds_path)
+    stream = read_instructions(stream_path)
     out: dict[str, object] = {"request_size": REQUEST}
     for mode in ("keep_many", "add_many"):
         dedup = Deduplicator(seeds)
@@ -230,8 +230,8 @@ def per_request_by_kept(seeds_path: Path, stream_path: Path, expected: list[int]
     """CPU and wall ms per 50-item request at three kept-set sizes (about 4K, 15K, 34K):
     `add_many` (exact nearest), `keep_many`, 50 `add` calls, and the brute-force nearest
     reference on the very requests `add_many` served, whose answers must be equal."""
-    seeds = read_instructions(seeds_path, "seed tasks")
-    stream = read_instructions(stream_path, "instructions")
+    seeds = read_instructions(seeds_path)
+    stream = read_instructions(stream_path)
     dedup = Deduplicator(seeds)
     reference = BruteForceNearest(seeds)
     position = 0

@@ -1,6 +1,6 @@
 """Benchmark: generation throughput against a rate-limited loopback API, the reference's way vs ours.
 
-The loopback server (tests/openai_server.py, its own process) answers each call after 2 s and
+The loopback server (tests/fakes/openai_server.py, its own process) answers each call after 2 s and
 allows 600 requests per minute (429 + Retry-After beyond, `x-ratelimit-limit-requests` on
 every answer as OpenAI sends). Both arms use the completions API, 5 prompts per request,
 the same seed tasks and the same deterministic answers, for at most --seconds each:
@@ -39,7 +39,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from generate.parsing import FilterSettings, parse_answer, rejection_reason  # noqa: E402
-from generate.seeds import build_request, load_prompt, load_seed_tasks  # noqa: E402
+from generate.seeds.tasks import build_request, load_prompt, load_seed_tasks  # noqa: E402
 
 RESULT = REPO_ROOT / "bench" / "results" / "generate_throughput.json"
 FALLBACK_PROMPT = (
@@ -67,7 +67,7 @@ class Server:
     def __init__(self, work: Path, rpm: int, latency_s: float, blocks: int) -> None:
         port_file = work / f"port.{time.monotonic_ns()}"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.openai_server", "--port", "0", "--port_file", str(port_file),
+            [sys.executable, "-m", "tests.fakes.openai_server", "--port", "0", "--port_file", str(port_file),
              "--latency_s", str(latency_s), "--rpm", str(rpm), "--material", "synthetic",
              "--blocks_per_answer", str(blocks), "--bad_block_rate", "0.1"],
             cwd=REPO_ROOT, stdout=subprocess.DEVNULL,

@@ -108,7 +108,7 @@ def worker(args: argparse.Namespace) -> None:
     """One setting: load through the backend's loader, generate, report JSON on stdout."""
     import torch
 
-    from generate.backends.local import load_causal_lm, physical_cores
+    from generate.backends.local.cpu import load_causal_lm, physical_cores
 
     torch.set_num_threads(args.threads or physical_cores())
     start = time.perf_counter()
@@ -210,7 +210,7 @@ def main() -> None:
     import torch
     import transformers
 
-    from generate.backends.local import cpu_has_native_bf16, physical_cores, resolve_cpu_precision
+    from generate.backends.local.cpu import cpu_has_native_bf16, physical_cores, resolve_cpu_precision
 
     shape = dict(TINY if args.dry_run else QWEN25_15B)
     if args.dry_run:

@@ -57,7 +57,7 @@ def reference_recover(raw: str, diff: str, out: str) -> None:
 
 def _max_abs_difference(a: Path, b: Path) -> float:
     """Largest |a - b| over every tensor of two checkpoints, read memory-mapped tensor by tensor."""
-    from recover.checkpoint import CheckpointReader
+    from core.checkpoints.reader import CheckpointReader
 
     ra, rb = CheckpointReader(a, "a"), CheckpointReader(b, "b")
     worst = 0.0

@@ -48,19 +48,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO_ROOT))
 
-from train.packing import (  # noqa: E402
-    IGNORE_INDEX,
-    VARLEN_ATTENTION,
-    collate_packed,
-    fill_rate,
-    pack_bins,
-    prepare_model_for_packing,
-    register_varlen_attention,
-)
+from train.packing import IGNORE_INDEX, collate_packed, fill_rate, pack_bins  # noqa: E402
+from train.packing_check import prepare_model_for_packing  # noqa: E402
+from train.varlen_attention import VARLEN_ATTENTION, register_varlen_attention  # noqa: E402
 
 logger = logging.getLogger("bench.train_throughput")
 
-PEAK_FLOPS = 989e12  # H100/H200 dense bf16, as in issue #5
+PEAK_FLOPS = 989e12  # H100/H200 dense bf16 (NVIDIA's datasheet, without sparsity)
 TINYLLAMA = dict(
     hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
     num_key_value_heads=4, vocab_size=32000,

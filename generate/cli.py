@@ -1,141 +1,100 @@
-"""`python -m generate`: parse flags into a GenerateConfig, run the loop, report failures in one line."""
+"""`python -m generate`: parse flags into a GenerateConfig, run the loop, report failures in one line.
+
+Exit statuses are `core.exit_codes`' table: 0 target reached, 1 a failure (a stall
+included), 2 a bad flag, 3 stopped at a cap, 130 Ctrl-C, 143 SIGTERM. Every one but 2 writes
+generate_summary.json.
+"""
 
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
 from typing import Any
 
-import fire
-
-from generate.backends.base import GenerationError
-from generate.config import ConfigError, config_from_flags, flag_help
-from generate.journal import JournalError
-from generate.run_lock import RunLockError
-from generate.seeds import SeedTaskError
+from core import flags
+from core.exit_codes import (
+    EXIT_CAPPED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    UserError,
+    error_line,
+    interrupt_status,
+    sigterm_raises,
+)
+from generate.config import COMMAND, GenerateConfig
+from generate.quality.report.build import write_run_report
+from generate.run import StallError, generate
 
 log = logging.getLogger(__name__)
 
-# Errors a user fixes by changing a flag, a file or the environment: one line, no traceback.
-USER_ERRORS = (ConfigError, GenerationError, JournalError, RunLockError, SeedTaskError)
-
-# Exit statuses: 0 target reached, 1 error (a stall included), 2 bad flag, 3 stopped at a cap,
-# 130 Ctrl-C, 143 SIGTERM. Every one but 2 writes generate_summary.json.
-EXIT_CAPPED = 3
-EXIT_TERMINATED = 128 + signal.SIGTERM
+PROG = "generate"
 
 
-def _parse_flags(argv: list[str]) -> dict[str, Any]:
-    """fire's parsing of `--name=value` (values as Python literals where they parse)."""
-    parsed: dict[str, Any] = {}
-
-    def collect(**flags: Any) -> None:
-        parsed.update(flags)
-
-    fire.Fire(collect, command=argv, name="generate")
-    return parsed
-
-
-def _positional(argv: list[str]) -> str | None:
-    """The first argument that is neither a flag nor a flag's value, if any."""
-    expecting_value = False
-    for arg in argv:
-        if arg.startswith("--"):
-            expecting_value = "=" not in arg
-        elif expecting_value:
-            expecting_value = False
-        else:
-            return arg
-    return None
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the process exit status."""
-    argv = sys.argv[1:] if argv is None else argv
-    if any(arg in ("-h", "--help", "help") for arg in argv):
-        print(flag_help())
-        return 0
-    stray = _positional(argv)
-    if stray is not None:
-        print(f"generate: error: unexpected argument {stray!r}: every setting is a flag, "
-              f"--name=value (see `python -m generate --help`)", file=sys.stderr)
-        return 2
-    try:
-        flags = _parse_flags(argv)
-        config = config_from_flags(flags)
-    except fire.core.FireExit as exit_:
-        return int(exit_.code or 2)
-    except ConfigError as err:
-        print(f"generate: error: {err}", file=sys.stderr)
-        return 2
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
     # The SDK and HTTP client log each call and retry with its full URL (a password in
     # OPENAI_BASE_URL included), even at INFO; our own debug lines and summary cover them.
     logging.getLogger("openai").setLevel(logging.WARNING)
     logging.getLogger("httpx2").setLevel(logging.WARNING)
-    if "num_cpus" in flags:
-        log.info("--num_cpus is accepted for compatibility and ignored: dedup runs in this process")
-    from generate.run import (  # deferred: `--help` and flag errors stay instant
-        StallError,
-        Terminated,
-        generate,
-    )
 
-    def on_sigterm(signum: int, frame: Any) -> None:
-        # Once: a second SIGTERM while the summary is being written ends the process at once.
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        raise Terminated()
 
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main_thread else None
-    try:
-        summary = generate(config)
-    except StallError as err:
-        print(f"generate: {err}", file=sys.stderr)
-        return 1
-    except USER_ERRORS as err:
-        print(f"generate: error: {err}", file=sys.stderr)
-        return 1
-    except Terminated:
-        print("generate: terminated (SIGTERM); summary written, rerun the same command to resume", file=sys.stderr)
-        return EXIT_TERMINATED
-    except KeyboardInterrupt:
-        print("generate: interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
-    finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+def _headline(summary: dict[str, Any]) -> str:
+    """The line printed at the end: kept items, requests, tokens and cost."""
     cost = summary["estimated_cost_usd"]
     cost_text = "unknown (no price for this model; pass --price_input/--price_output)" if cost is None else f"${cost:.4f}"
     if summary["backend"] == "batch":
         cost_text += " (Batch API: half price)"
     requests = summary["requests"]
-    print(
-        f"kept {summary['kept']}/{summary['target']} instructions -> {summary['output']} "
-        f"({requests} request{'' if requests == 1 else 's'}, "
-        f"{summary['prompt_tokens']}+{summary['completion_tokens']} tokens, estimated cost {cost_text})",
-        file=sys.stderr,
-    )
-    if config.report:  # generate_report.html (issue #13); a failure is logged, never raised
-        from generate.report import write_run_report
+    return (f"kept {summary['kept']}/{summary['target']} instructions -> {summary['output']} "
+            f"({requests} request{'' if requests == 1 else 's'}, "
+            f"{summary['prompt_tokens']}+{summary['completion_tokens']} tokens, estimated cost {cost_text})")
 
-        write_run_report(config.output_dir)
+
+def _cap_lines(config: GenerateConfig, summary: dict[str, Any]) -> list[str]:
+    """What to say when a cap stopped the run before the target (nothing otherwise)."""
     capped = summary["stopped_by"]
-    if capped in ("max_requests", "max_cost_usd"):
-        limit = getattr(config, capped)
-        print(f"generate: stopped at --{capped}={limit:g} before the target; rerun with a higher "
-              f"--{capped} to continue", file=sys.stderr)
-        if capped == "max_cost_usd" and summary["requests_this_run"] == 0:
-            # Each request out is reserved at the most it can cost: every prompt answered with
-            # --max_tokens tokens. A cap below that sends nothing at all.
-            print(f"generate: not one request fits: a request of {config.request_batch_size} prompts is reserved at "
-                  f"up to {config.max_tokens} answer tokens each; raise --max_cost_usd, or lower --max_tokens "
-                  "or --request_batch_size", file=sys.stderr)
-        return EXIT_CAPPED
-    return 0
+    if capped not in ("max_requests", "max_cost_usd"):
+        return []
+    limit = getattr(config, capped)
+    lines = [f"{PROG}: stopped at --{capped}={limit:g} before the target; rerun with a higher "
+             f"--{capped} to continue"]
+    if capped == "max_cost_usd" and summary["requests_this_run"] == 0:
+        # Each request out is reserved at the most it can cost: every prompt answered with
+        # --max_tokens tokens. A cap below that sends nothing at all.
+        lines.append(f"{PROG}: not one request fits: a request of {config.request_batch_size} prompts is reserved "
+                     f"at up to {config.max_tokens} answer tokens each; raise --max_cost_usd, or lower --max_tokens "
+                     "or --request_batch_size")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    parsed = flags.parse_or_exit_status(COMMAND, sys.argv[1:] if argv is None else argv)
+    if isinstance(parsed, int):
+        return parsed
+    config: GenerateConfig = parsed.config
+    _setup_logging(config.log_level)
+    if "num_cpus" in parsed.given:
+        log.info("--num_cpus is accepted for compatibility and ignored: dedup runs in this process")
+    try:
+        with sigterm_raises():
+            summary = generate(config)
+    except StallError as err:  # not a mistake: the run stopped paying for nothing
+        print(f"{PROG}: {err}", file=sys.stderr)
+        return err.exit_code
+    except UserError as err:
+        print(error_line(PROG, err), file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt as err:
+        status = interrupt_status(err)
+        print(f"{PROG}: interrupted; rerun the same command to resume" if status == EXIT_INTERRUPTED else
+              f"{PROG}: terminated (SIGTERM); summary written, rerun the same command to resume", file=sys.stderr)
+        return status
+    print(_headline(summary), file=sys.stderr)
+    if config.report:  # generate_report.html; a failure is logged, never raised
+        write_run_report(config.output_dir)
+    cap_lines = _cap_lines(config, summary)
+    for line in cap_lines:
+        print(line, file=sys.stderr)
+    return EXIT_CAPPED if cap_lines else EXIT_OK

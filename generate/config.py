@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
+
+from core import flags
+from core.exit_codes import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -13,7 +16,7 @@ ApiName = Literal["completions", "chat"]
 BackendChoice = Literal["auto", "openai", "batch", "local"]
 DedupTokenizer = Literal["rouge", "unicode"]
 LogLevel = Literal["debug", "info", "warning", "error"]
-LanguageChoice = Literal["auto", "en", "zh", "ja", "ko", "th", "other"]  # issue #10 (w10lang)
+LanguageChoice = Literal["auto", "en", "zh", "ja", "ko", "th", "other"]
 LocalPrecision = Literal["auto", "fp32", "bf16", "int8"]
 
 # The reference's blacklist: instructions a text-only model cannot follow.
@@ -23,233 +26,136 @@ REFERENCE_BLACKLIST: tuple[str, ...] = (
 )
 
 
-class ConfigError(ValueError):
-    """An invalid flag value; the message names the flag and how to fix it."""
-
-
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
-
-
 @dataclass(frozen=True)
 class GenerateConfig:
     """Every setting of `python -m generate`; field names are the flag names."""
 
     # --- the reference's flags -------------------------------------------------------------
-    output_dir: str = field(default="data", metadata=_help(
+    output_dir: str = field(default="data", metadata=flags.doc(
         "Folder for alpaca_data.json, the journal, the summary and the neighbour side file."))
-    seed_tasks_path: str = field(default=str(REPO_ROOT / "seed_tasks.jsonl"), metadata=_help(
+    seed_tasks_path: str = field(default=str(REPO_ROOT / "seed_tasks.jsonl"), metadata=flags.doc(
         "Seed tasks, JSONL in the reference schema (id, name, instruction, instances, is_classification)."))
-    num_instructions_to_generate: int = field(default=100, metadata=_help(
+    num_instructions_to_generate: int = field(default=100, metadata=flags.doc(
         "Target number of kept instructions; the run stops once it is reached."))
-    model_name: str = field(default="gpt-4o-mini", metadata=_help(
+    model_name: str = field(default="gpt-4o-mini", metadata=flags.doc(
         "Model id sent to the API (text-davinci-003 is retired; any current model works)."))
-    num_prompt_instructions: int = field(default=3, metadata=_help(
+    num_prompt_instructions: int = field(default=3, metadata=flags.doc(
         "Seed tasks shown as examples in each prompt."))
-    request_batch_size: int = field(default=5, metadata=_help(
+    request_batch_size: int = field(default=5, metadata=flags.doc(
         "Prompts per request (one completions call, or that many chat calls)."))
-    temperature: float = field(default=1.0, metadata=_help("Sampling temperature."))
-    top_p: float = field(default=1.0, metadata=_help("Nucleus sampling mass."))
-    num_cpus: int = field(default=16, metadata=_help(
+    temperature: float = field(default=1.0, metadata=flags.doc("Sampling temperature."))
+    top_p: float = field(default=1.0, metadata=flags.doc("Nucleus sampling mass."))
+    num_cpus: int = field(default=16, metadata=flags.doc(
         "Accepted for compatibility with the reference and ignored: dedup runs in-process."))
     # --- this project's flags ------------------------------------------------------------
-    prompt_path: str = field(default=str(REPO_ROOT / "prompt.txt"), metadata=_help(
+    prompt_path: str = field(default=str(REPO_ROOT / "prompt.txt"), metadata=flags.doc(
         "The generation prompt; the numbered seed examples are appended after a newline."))
-    api: ApiName = field(default="chat", metadata=_help(
+    api: ApiName = field(default="chat", metadata=flags.doc(
         "completions: prompts batched per request, the model continues 'N. Instruction:'; "
         "chat: one prompt per message, the answer restates it."))
-    backend: BackendChoice = field(default="auto", metadata=_help(
+    backend: BackendChoice = field(default="auto", metadata=flags.doc(
         "openai: an OpenAI-compatible HTTP API; batch: the OpenAI Batch API (half price, slow); "
         "local: a local transformers model; auto: openai when OPENAI_API_KEY or OPENAI_BASE_URL "
         "is set, else local."))
-    seed: int = field(default=42, metadata=_help(
+    seed: int = field(default=42, metadata=flags.doc(
         "Sampling seed: request i's prompts depend only on (seed, i), so runs are reproducible."))
-    max_tokens: int = field(default=3072, metadata=_help(
+    max_tokens: int = field(default=3072, metadata=flags.doc(
         "Completion token limit per prompt; cut by 20% and retried when the API reports the "
         "context is too long."))
-    max_concurrency: int = field(default=32, metadata=_help(
+    max_concurrency: int = field(default=32, metadata=flags.doc(
         "Upper bound on API calls in flight; the client lowers it on 429s and raises it back."))
-    max_retries: int = field(default=6, metadata=_help(
+    max_retries: int = field(default=6, metadata=flags.doc(
         "Retries of one call on 429, 5xx, timeouts and connection errors (exponential backoff, "
         "Retry-After honoured) before the run stops."))
-    request_timeout: float = field(default=600.0, metadata=_help(
+    request_timeout: float = field(default=600.0, metadata=flags.doc(
         "Seconds before one API call times out (then it is retried)."))
-    similarity_threshold: float = field(default=0.7, metadata=_help(
+    similarity_threshold: float = field(default=0.7, metadata=flags.doc(
         "Drop an instruction whose ROUGE-L F against a seed or kept instruction is above this."))
-    dedup_tokenizer: DedupTokenizer = field(default="rouge", metadata=_help(
+    dedup_tokenizer: DedupTokenizer = field(default="rouge", metadata=flags.doc(
         "rouge: rouge_score's tokenizer (ASCII only, the reference's); unicode: also non-ASCII words "
         "(CJK per character). Follows --language unless set."))
-    blacklist: tuple[str, ...] = field(default=REFERENCE_BLACKLIST, metadata=_help(
+    blacklist: tuple[str, ...] = field(default=REFERENCE_BLACKLIST, metadata=flags.doc(
         "Whole words/phrases (case-insensitive) that reject an instruction; comma-separated."))
-    banned_prefixes: tuple[str, ...] = field(default=("Write a program",), metadata=_help(
+    banned_prefixes: tuple[str, ...] = field(default=("Write a program",), metadata=flags.doc(
         "Instructions starting with one of these are rejected; comma-separated."))
-    min_instruction_words: int = field(default=4, metadata=_help(
+    min_instruction_words: int = field(default=4, metadata=flags.doc(
         "Instructions with fewer words are rejected (the reference drops <= 3)."))
-    max_instruction_words: int = field(default=150, metadata=_help(
+    max_instruction_words: int = field(default=150, metadata=flags.doc(
         "Instructions with more words are rejected."))
-    reject_punctuation_start: bool = field(default=True, metadata=_help(
+    reject_punctuation_start: bool = field(default=True, metadata=flags.doc(
         "Reject instructions whose first character is ASCII punctuation."))
-    reject_non_ascii_start: bool = field(default=True, metadata=_help(
+    reject_non_ascii_start: bool = field(default=True, metadata=flags.doc(
         "Reject instructions whose first character is not ASCII (the reference's rule; off for "
         "non-English seeds unless set, see --language)."))
-    price_input: float | None = field(default=None, metadata=_help(
+    price_input: float | None = field(default=None, metadata=flags.doc(
         "USD per 1M input tokens, overriding the built-in price table."))
-    price_output: float | None = field(default=None, metadata=_help(
+    price_output: float | None = field(default=None, metadata=flags.doc(
         "USD per 1M output tokens, overriding the built-in price table."))
-    # --- spending limits (issue #10): every loop that costs money has a stop ---------------
-    stall_requests: int = field(default=50, metadata=_help(
+    # --- spending limits: every loop that costs money has a stop ----------------------------
+    stall_requests: int = field(default=50, metadata=flags.doc(
         "Stop (exit status 1, summary written) after this many answered requests in a row, in "
         "request order, kept nothing; the message names the main rejection reasons. 0: no guard."))
-    max_requests: int | None = field(default=None, metadata=_help(
+    max_requests: int | None = field(default=None, metadata=flags.doc(
         "Stop cleanly (exit status 3) once this many requests are answered over the whole run, "
         "resumes included; rerun with a higher value to continue. Default: no cap."))
-    max_cost_usd: float | None = field(default=None, metadata=_help(
+    max_cost_usd: float | None = field(default=None, metadata=flags.doc(
         "Stop cleanly (exit status 3) before the estimated cost of the whole run, resumes included, "
         "could pass this many USD (calls in flight are counted at their most: max_tokens per "
         "prompt); rerun with a higher value to continue. Default: no cap."))
     # --- end of spending limits ------------------------------------------------------------
-    # --- options read by the batch and local backends (issue #7) ------------------------
-    batch_poll_interval: float = field(default=30.0, metadata=_help(
+    # --- options read by the batch and local backends ----------------------------------
+    batch_poll_interval: float = field(default=30.0, metadata=flags.doc(
         "batch backend: seconds between status polls of a submitted batch."))
-    batch_size: int = field(default=200, metadata=_help(
+    batch_size: int = field(default=200, metadata=flags.doc(
         "batch backend: the most requests in one submitted batch."))
-    local_model: str = field(default="", metadata=_help(
+    local_model: str = field(default="", metadata=flags.doc(
         "local backend: a model directory or Hugging Face id (default: --model_name if given, "
         "that is, not the API default gpt-4o-mini; else Qwen/Qwen2.5-1.5B-Instruct)."))
-    device: str = field(default="auto", metadata=_help(
+    device: str = field(default="auto", metadata=flags.doc(
         "local backend: torch device (auto, cpu, cuda, cuda:1, ...)."))
-    # --- language of the seed tasks (issue #10, w10lang; generate/language.py) -----------
-    language: LanguageChoice = field(default="auto", metadata=_help(
+    # --- language of the seed tasks (generate/seeds/language.py) --------------------------
+    language: LanguageChoice = field(default="auto", metadata=flags.doc(
         "auto: detected from the seed instructions' script; en keeps the reference's settings; "
         "zh, ja, th: lengths in characters, blacklist matched as substrings; ko, other: words. "
         "Every non-English choice uses the unicode dedup tokenizer and no ASCII-start rule. "
         "Flags left at their defaults (--dedup_tokenizer, --blacklist, --min/max_instruction_words, "
         "--reject_non_ascii_start, --prompt_path) follow the language; flags you set win."))
     # --- end of the language block -------------------------------------------------------
-    # --- batch backend: the service's limits (issue #17, w17batch) -----------------------
+    # --- batch backend: the service's limits ------------------------------------------------
     # The Batch API caps the prompt tokens an organisation may have queued per model (the
     # "batch queue limit" on the account's limits page); a batch past it fails with
     # token_limit_exceeded. Published examples (2025): gpt-4o-mini 2M tokens at usage tier 1,
     # 20M at tier 2, 40M at tier 3, 100M at tier 4; gpt-4o 90K at tier 1. The default stays
     # 10% under tier 1's 2M for gpt-4o-mini, room for the gap between tiktoken's estimate
     # and the service's own count; raise it to your tier's limit for fewer, larger rounds.
-    batch_max_enqueued_tokens: int = field(default=1_800_000, metadata=_help(
+    batch_max_enqueued_tokens: int = field(default=1_800_000, metadata=flags.doc(
         "batch backend: the most prompt tokens (tiktoken estimate) in batches running at once; "
         "batches are sized and held back to fit, and lowered further when the API answers "
         "token_limit_exceeded. Set to your account tier's batch queue limit for the model."))
-    batch_resubmit_missing: bool = field(default=False, metadata=_help(
+    batch_resubmit_missing: bool = field(default=False, metadata=flags.doc(
         "batch backend: when a journaled batch or its results no longer exist (HTTP 404: "
         "another project's key, files deleted after 30 days), drop it from the journal and "
         "submit its unanswered requests again, paying for them again (the cost is logged first)."))
-    # --- end of the batch backend's block (issue #17) -------------------------------------
-    # --- local backend on a CPU (issue #16) -----------------------------------------------
-    local_precision: LocalPrecision = field(default="auto", metadata=_help(
+    # --- end of the batch backend's block ---------------------------------------------------
+    # --- local backend on a CPU -------------------------------------------------------------
+    local_precision: LocalPrecision = field(default="auto", metadata=flags.doc(
         "local backend on a CPU: auto (bf16 where the CPU has native bf16, else fp32), fp32, "
         "bf16, or int8 (dynamic int8 linear layers). A GPU always runs bf16."))
-    local_threads: int = field(default=0, metadata=_help(
+    local_threads: int = field(default=0, metadata=flags.doc(
         "local backend on a CPU: torch threads; 0 = one per physical core."))
-    # --- data quality (issue #13; generate/quality.py) -----------------------------------
-    quality_filters: Literal["on", "off"] = field(default="on", metadata=_help(
+    # --- data quality (generate/quality/) -------------------------------------------------
+    quality_filters: Literal["on", "off"] = field(default="on", metadata=flags.doc(
         "on: after parsing, normalise 'no input' spellings to \"\" and drop items with a known "
         "defect (empty or N/A output, merged blocks, URL/picture inputs, control characters, "
         "echoed instruction, refusal, cut-off code), each counted under its own reason; "
         "off: the reference's filters only."))
-    report: bool = field(default=True, metadata=_help(
+    report: bool = field(default=True, metadata=flags.doc(
         "python -m generate: write generate_report.html (plots of the data; python -m generate.report) at the end."))
     # --- end of data quality block ---------------------------------------------------------
     # --- output --------------------------------------------------------------------------
-    log_level: LogLevel = field(default="info", metadata=_help(
+    log_level: LogLevel = field(default="info", metadata=flags.doc(
         "debug shows one line per request."))
-    progress: bool = field(default=True, metadata=_help("Show a tqdm progress bar."))
-
-
-_LITERAL_FIELDS = {
-    "api": ApiName, "backend": BackendChoice, "dedup_tokenizer": DedupTokenizer, "log_level": LogLevel,
-    "language": LanguageChoice,  # issue #10 (w10lang)
-    "local_precision": LocalPrecision,
-}
-_LITERAL_FIELDS["quality_filters"] = Literal["on", "off"]  # issue #13, data quality
-_INT_FIELDS = {f.name for f in fields(GenerateConfig) if f.type in ("int", "int | None")}
-_OPTIONAL_FIELDS = {f.name for f in fields(GenerateConfig) if f.type.endswith("| None")}
-_FLOAT_FIELDS = {f.name for f in fields(GenerateConfig) if f.type in ("float", "float | None")}
-_BOOL_FIELDS = {f.name for f in fields(GenerateConfig) if f.type == "bool"}
-_TUPLE_FIELDS = {f.name for f in fields(GenerateConfig) if f.type.startswith("tuple")}
-
-
-def _as_int(name: str, value: Any) -> int | None:
-    if value is None and name in _OPTIONAL_FIELDS:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ConfigError(f"--{name} must be an integer (got {value!r})")
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(f"--{name} must be an integer (got {value!r})") from None
-
-
-def _as_float(name: str, value: Any) -> float | None:
-    if value is None and name in _OPTIONAL_FIELDS:
-        return None
-    if isinstance(value, bool):
-        raise ConfigError(f"--{name} must be a number (got {value!r})")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"--{name} must be a number (got {value!r})") from None
-    if not math.isfinite(number):
-        raise ConfigError(f"--{name} must be a finite number (got {value!r})")
-    return number
-
-
-def _as_bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "1", "yes"):
-        return True
-    if isinstance(value, str) and value.lower() in ("false", "0", "no"):
-        return False
-    raise ConfigError(f"--{name} must be True or False (got {value!r})")
-
-
-def _as_tuple(name: str, value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        items = [part.strip() for part in value.split(",")]
-    elif isinstance(value, (list, tuple)):
-        items = [str(part).strip() for part in value]
-    else:
-        raise ConfigError(f"--{name} must be a comma-separated list (got {value!r})")
-    return tuple(item for item in items if item)
-
-
-def _coerce(name: str, value: Any) -> Any:
-    if name in _LITERAL_FIELDS:
-        choices = get_args(_LITERAL_FIELDS[name])
-        if value not in choices:
-            raise ConfigError(f"--{name} must be one of {', '.join(choices)} (got {value!r})")
-        return value
-    if name in _INT_FIELDS:
-        return _as_int(name, value)
-    if name in _FLOAT_FIELDS:
-        return _as_float(name, value)
-    if name in _BOOL_FIELDS:
-        return _as_bool(name, value)
-    if name in _TUPLE_FIELDS:
-        return _as_tuple(name, value)
-    return str(value)
-
-
-def config_from_flags(flags: dict[str, Any]) -> GenerateConfig:
-    """Build and validate the config from parsed flags; unknown or bad flags raise ConfigError."""
-    known = {f.name for f in fields(GenerateConfig)}
-    unknown = sorted(set(flags) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown flag --{unknown[0]}; run `python -m generate --help` for the list of flags"
-        )
-    values = {name: _coerce(name, value) for name, value in flags.items()}
-    config = GenerateConfig(**values)
-    validate(config)
-    return config
+    progress: bool = field(default=True, metadata=flags.doc("Show a tqdm progress bar."))
 
 
 def validate(config: GenerateConfig) -> None:
@@ -257,7 +163,7 @@ def validate(config: GenerateConfig) -> None:
     positive_ints = (
         "num_instructions_to_generate", "num_prompt_instructions", "request_batch_size",
         "max_tokens", "max_concurrency", "batch_size", "num_cpus",
-        "batch_max_enqueued_tokens",  # issue #17 (w17batch)
+        "batch_max_enqueued_tokens",
     )
     for name in positive_ints:
         if getattr(config, name) < 1:
@@ -299,15 +205,35 @@ def validate(config: GenerateConfig) -> None:
         raise ConfigError("--output_dir must not be empty")
 
 
+def _show_default(name: str, value: Any) -> str | None:
+    """Defaults inside the repository read `<repo>/prompt.txt`, not this machine's path."""
+    if isinstance(value, str) and value.startswith(str(REPO_ROOT)):
+        return "<repo>/" + Path(value).name
+    return None
+
+
+COMMAND = flags.Command(
+    prog="generate",
+    config=GenerateConfig,
+    usage="python -m generate [--flag value ...]",
+    description="Self-instruct generation: seed tasks -> instruction/input/output examples in "
+                "<output_dir>/alpaca_data.json, resumable.",
+    show_default=_show_default,
+    validate=validate,
+)
+
+
 def flag_help() -> str:
     """The `--help` text: every flag with its default and meaning."""
-    lines = ["usage: python -m generate [--flag=value ...]", "", "flags:"]
-    for f in fields(GenerateConfig):
-        default = f.default
-        if isinstance(default, tuple):
-            default = ",".join(default)
-        if isinstance(default, str) and default.startswith(str(REPO_ROOT)):
-            default = "<repo>/" + Path(default).name
-        lines.append(f"  --{f.name} (default: {default})")
-        lines.append(f"      {f.metadata.get('help', '')}")
-    return "\n".join(lines)
+    return flags.help_text(COMMAND)
+
+
+def config_from_flags(values: Mapping[str, Any]) -> GenerateConfig:
+    """The validated config for flags given as a mapping (`{"api": "chat", "seed": 3}`), read by
+    the same parser as the command line: strings as typed there, other values as their text."""
+    argv: list[str] = []
+    for name, value in values.items():
+        if isinstance(value, (list, tuple)):
+            value = ",".join(map(str, value))
+        argv.append(f"--{name}={value}")
+    return flags.parse(COMMAND, argv).config

@@ -7,11 +7,14 @@ import re
 import string
 import unicodedata
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from core.openai_client.request import Completion
 from generate.config import REFERENCE_BLACKLIST, GenerateConfig
-from generate.dedup_tokenize import TokenizerName, rouge_tokenize, unicode_tokenize
+from generate.dedup.tokens import TokenizerName, rouge_tokenize, unicode_tokenize
+from generate.seeds.language import profile_of
 
 # Every reason an answer's block or an instruction can be rejected, in the order they are checked.
 REJECTION_REASONS: tuple[str, ...] = (
@@ -87,8 +90,6 @@ class FilterSettings:
     @classmethod
     def from_config(cls, config: GenerateConfig) -> FilterSettings:
         """The filter settings a run's flags ask for (its language's, once resolved)."""
-        from generate.language import profile_of  # language.py imports the config module too
-
         profile = profile_of(config)
         return cls(
             min_words=config.min_instruction_words,
@@ -247,3 +248,14 @@ def filter_hits(instruction: str, settings: FilterSettings) -> list[tuple[str, s
     if not _dedup_tokens(instruction, settings.dedup_tokenizer):
         hits.append(("no_dedup_tokens", settings.dedup_tokenizer))
     return hits
+
+
+def usable_instructions(completions: Sequence[Completion], config: GenerateConfig, filters: FilterSettings) -> int:
+    """Parsed instructions that pass the filters (dedup aside): the loop's yield, seen early."""
+    count = 0
+    for completion in completions:
+        candidates, _ = parse_answer(
+            completion.text, completion.finish_reason, config.num_prompt_instructions, config.api
+        )
+        count += sum(rejection_reason(c.instruction, filters) is None for c in candidates)
+    return count

@@ -15,7 +15,7 @@ from typing import Any
 
 from generate.backends.factory import model_used
 from generate.config import GenerateConfig
-from generate.seeds import SeedTask
+from generate.seeds.tasks import SeedTask
 
 
 def prompt_as_sent(text: str) -> str:
@@ -47,7 +47,7 @@ def data_settings(
     if tasks is None or prompt_text is None:
         from pathlib import Path
 
-        from generate.seeds import load_prompt, load_seed_tasks
+        from generate.seeds.tasks import load_prompt, load_seed_tasks
 
         tasks = load_seed_tasks(Path(config.seed_tasks_path)) if tasks is None else tasks
         prompt_text = prompt_as_sent(load_prompt(Path(config.prompt_path))) if prompt_text is None else prompt_text

@@ -12,10 +12,12 @@ import fcntl
 import os
 from pathlib import Path
 
+from core.exit_codes import UserError
+
 LOCK_NAME = "generate.lock"
 
 
-class RunLockError(RuntimeError):
+class RunLockError(UserError):
     """Another live process holds the folder; the message names it."""
 
 

@@ -1,35 +1,25 @@
-"""The run's output files, each replaced atomically so a reader (or a crash) never sees half a file."""
+"""The run's output files: their names, and the data written atomically as the run goes."""
 
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import threading
 from pathlib import Path
 from typing import Any
 
+from core.exit_codes import InputError
+from core.files import atomic_write_text, leftover_temp_files
+
+# What a run's folder holds: the data, each kept item's nearest neighbour, the journal of paid
+# answers, the summary and the report; the rating's files when `python -m generate.rate` ran there.
 DATA_NAME = "alpaca_data.json"
 NEIGHBOURS_NAME = "generate_neighbours.jsonl"
-
-
-def atomic_write_text(path: Path, text: str | bytes) -> None:
-    """Write via a temp file in the same folder and os.replace, so `path` is always whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = text.encode("utf-8") if isinstance(text, str) else text
-    tmp_name = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    # os.open with 0o666 (not mkstemp's 0o600): the file gets the umask's usual permissions.
-    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:  # one bytes write: text mode is ~10x slower here
-            handle.write(data)
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
-        raise
+JOURNAL_NAME = "generate_journal.jsonl"
+SUMMARY_NAME = "generate_summary.json"
+REPORT_NAME = "generate_report.html"
+SCORES_NAME = "rate_scores.jsonl"
+RATE_SUMMARY_NAME = "rate_summary.json"
+RATE_JOURNAL_NAME = "rate_journal.jsonl"
 
 
 class OutputStore:
@@ -42,6 +32,10 @@ class OutputStore:
     snapshots coalesce and only the newest is assembled and written. The neighbours file is JSONL, rewritten
     once when the run starts, then appended to. The journal, not these files, is what makes
     a run durable (they are rebuilt from it on resume), so they are not fsync'd.
+
+    A write that fails (a full disk) leaves the last complete snapshot in place; `on_disk`
+    counts the items it holds, which is what the run reports as kept, and the write's error
+    is raised (once, as a one-line InputError) in the loop's thread at its next `write`.
     """
 
     def __init__(self, output_dir: Path) -> None:
@@ -58,8 +52,9 @@ class OutputStore:
         self._error: BaseException | None = None
         self._cond = threading.Condition()
         self._writer: threading.Thread | None = None
+        self.on_disk = 0  # items in the alpaca_data.json written last
         for name in (DATA_NAME, NEIGHBOURS_NAME):  # temp files of a run killed mid-write
-            for leftover in output_dir.glob(f".{name}.*.tmp"):
+            for leftover in leftover_temp_files(output_dir, name):
                 leftover.unlink(missing_ok=True)
 
     def __len__(self) -> int:
@@ -102,14 +97,21 @@ class OutputStore:
                 count, lines, rewrite = self._pending
                 self._pending = None
                 self._busy = True
+            path = self.data_path
             try:
                 body = b",\n".join(self._items[:count])
-                atomic_write_text(self.data_path, b"[\n" + body + (b"\n" if body else b"") + b"]\n")
+                atomic_write_text(path, b"[\n" + body + (b"\n" if body else b"") + b"]\n")
+                self.on_disk = count
+                path = self.neighbours_path
                 if rewrite:
-                    atomic_write_text(self.neighbours_path, lines)
+                    atomic_write_text(path, lines)
                 elif lines:
-                    with self.neighbours_path.open("ab") as handle:
+                    with path.open("ab") as handle:
                         handle.write(lines)
+            except OSError as err:  # a full disk, no permission: one line, raised in the loop's thread
+                self._error = InputError(
+                    f"cannot write {path}: {err.strerror or err}; {self.data_path.name} holds the last complete "
+                    f"snapshot ({self.on_disk} items): free some space and rerun the same command to resume")
             except BaseException as err:  # noqa: BLE001 - re-raised in the loop's thread
                 self._error = err
             finally:

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from generate.parsing import REJECTION_REASONS
-from generate.quality import DEFECT_REASONS
-from generate.store import atomic_write_text
+from generate.quality.detectors import DEFECT_REASONS
+from core.files import atomic_write_text
 
-SUMMARY_NAME = "generate_summary.json"
 EDGE = 20  # requests averaged for the "first" and "last" processing times
 
 

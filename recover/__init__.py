@@ -11,30 +11,27 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from core.checkpoints.errors import CheckpointError, IntegrityError, MismatchError
+from core.exit_codes import ConfigError, InputError
+from core.exit_codes import UserError as RecoverError  # the stage's name for every one-line user error
 from recover.config import MakeDiffConfig, RecoverConfig
-from recover.errors import (
-    CheckpointError,
-    ConfigError,
-    IntegrityError,
-    MismatchError,
-    RecoverError,
-)
 
 if TYPE_CHECKING:
-    from recover.apply_diff import RecoverResult
+    from core.checkpoints.adapter import AdapterManifest
     from recover.manifest import Manifest
+    from recover.result import RecoverResult
 
 __all__ = [
-    "CheckpointError", "ConfigError", "IntegrityError", "MakeDiffConfig", "MismatchError",
+    "CheckpointError", "ConfigError", "InputError", "IntegrityError", "MakeDiffConfig", "MismatchError",
     "RecoverConfig", "RecoverError", "make_diff", "recover",
 ]
 
 
-# The two entry points import their modules (torch, transformers) on first call, so that
-# `python -m recover` can refuse a bad flag or path in a fraction of a second.
+# The two entry points import their modules on first call, on purpose: those need torch (and
+# transformers), and `python -m recover` refuses a bad flag or path in a fraction of a second.
 
 
-def make_diff(config: MakeDiffConfig) -> Manifest:
+def make_diff(config: MakeDiffConfig) -> Manifest | AdapterManifest:
     """Write the diff of `config.path_tuned` against `config.path_raw` (see recover.build_diff)."""
     from recover.build_diff import make_diff as _make_diff
 

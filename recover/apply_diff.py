@@ -4,44 +4,27 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from recover.checkpoint import CheckpointReader
+from core.checkpoints.adapter import is_adapter_dir
+from core.checkpoints.errors import IntegrityError, MismatchError, list_names
+from core.checkpoints.hashing import new_hash, torch_dtype
+from core.checkpoints.layout import ModelLayout, Pairing, model_layout, pair_tensors
+from core.checkpoints.output_dir import atomic_output_dir, copy_sidecars, write_config
+from core.checkpoints.reader import CheckpointReader
+from core.checkpoints.rows import BaseRows, as_bytes, as_rows, row_ranges
+from core.checkpoints.shard_writer import PlannedTensor, ShardedSafetensorsWriter
+from core.prompt_format import ensure_chat_template
+from recover.adapter_diff import recover_from_adapter
 from recover.config import RecoverConfig
-from recover.errors import IntegrityError, MismatchError, list_names
-from recover.inference import InferenceResult, run_test_inference
-from recover.layout import ModelLayout, Pairing, model_layout, pair_tensors
-from recover.manifest import MANIFEST_NAME, Manifest, new_hash, torch_dtype
-from recover.output_dir import atomic_output_dir, copy_sidecars, write_config
-from recover.rows import BaseRows, as_bytes, as_rows, row_ranges
-from recover.shard_writer import PlannedTensor, ShardedSafetensorsWriter
-from train.template import ensure_chat_template
+from recover.inference import run_test_inference
+from recover.manifest import MANIFEST_NAME, Manifest
+from recover.result import RecoverResult
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class RecoverResult:
-    """What a recovery produced."""
-
-    output_dir: Path | None
-    """Where the model was written (None when --path_tuned was not given)."""
-    dtype: str
-    """dtype the weights were written in (or would have been, without --path_tuned)."""
-    tensors: int
-    """Number of tensors recovered (buffers transformers recomputes are not counted)."""
-    verified_with_manifest: bool
-    """True when every diff tensor and every result matched the manifest's sha256."""
-    naive_sum: float | None
-    """Sum of every recovered fp32 tensor (accumulated in fp64) under --check_integrity_naively."""
-    naive_check_passed: bool | None
-    """Whether that sum was within --naive_sum_atol of --naive_sum_expected (None: not checked)."""
-    inference: InferenceResult | None
-    """The --test_inference answer (None: not asked for)."""
 
 
 def verify_diff(diff: CheckpointReader, manifest: Manifest) -> None:
@@ -94,9 +77,7 @@ def output_dtype(config: RecoverConfig, manifest: Manifest | None, diff: Checkpo
 
 def recover(config: RecoverConfig) -> RecoverResult:
     """Recover the tuned model from a diff and its base, writing it to --path_tuned if given."""
-    from recover.adapter import is_adapter_dir, recover_from_adapter
-
-    if is_adapter_dir(config.diff_dir):  # a LoRA adapter is a diff too (recover/adapter.py)
+    if is_adapter_dir(config.diff_dir):  # a LoRA adapter is a diff too (recover/adapter_diff.py)
         return recover_from_adapter(config)
     diff = CheckpointReader(config.diff_dir, "diff (--path_diff)", "re-download the diff")
     base = CheckpointReader(config.raw_dir, "base (--path_raw)", "convert or copy the base weights again")
@@ -196,7 +177,7 @@ def _recover_into(
             writer.close()
             write_config(diff.config, tmp, dtype)
             copy_sidecars(config.diff_dir, tmp)
-            ensure_chat_template(tmp)  # a diff from a checkpoint without one still yields a chat-ready model (#12)
+            ensure_chat_template(tmp)  # a diff from a checkpoint without one still yields a chat-ready model
 
     naive_ok = None
     if config.check_integrity_naively:

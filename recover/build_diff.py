@@ -3,35 +3,29 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from recover.checkpoint import CheckpointReader
+from core.checkpoints.adapter import AdapterManifest, is_adapter_dir
+from core.checkpoints.hashing import dtype_name, new_hash
+from core.checkpoints.layout import model_layout, pair_tensors
+from core.checkpoints.output_dir import atomic_output_dir, copy_sidecars, write_config
+from core.checkpoints.reader import CheckpointReader, stored_dtype
+from core.checkpoints.rows import BaseRows, as_bytes, as_rows, row_ranges
+from core.checkpoints.shard_writer import PlannedTensor, ShardedSafetensorsWriter
+from recover.adapter_diff import make_adapter_diff
 from recover.config import MakeDiffConfig
-from recover.layout import model_layout, pair_tensors
-from recover.manifest import Manifest, TensorRecord, dtype_name, new_hash
-from recover.output_dir import atomic_output_dir, copy_sidecars, write_config
-from recover.rows import BaseRows, as_bytes, as_rows, row_ranges
-from recover.shard_writer import PlannedTensor, ShardedSafetensorsWriter
+from recover.manifest import Manifest, TensorRecord
 
 logger = logging.getLogger(__name__)
 
 
-def stored_dtype(reader: CheckpointReader) -> torch.dtype:
-    """The dtype most floating tensors of a checkpoint are stored in (the model's dtype)."""
-    counts = Counter(reader.info(n).dtype for n in reader.names() if reader.info(n).dtype.is_floating_point)
-    return counts.most_common(1)[0][0] if counts else torch.float32
-
-
-def make_diff(config: MakeDiffConfig) -> Manifest:
+def make_diff(config: MakeDiffConfig) -> Manifest | AdapterManifest:
     """Write the diff directory (sharded safetensors, manifest, tuned config and tokenizer); return the manifest."""
-    from recover.adapter import is_adapter_dir, make_adapter_diff
-
-    if is_adapter_dir(config.tuned_dir):  # a LoRA run: the adapter is the diff (recover/adapter.py)
-        return make_adapter_diff(config)  # type: ignore[return-value]
+    if is_adapter_dir(config.tuned_dir):  # a LoRA run: the adapter is the diff (recover/adapter_diff.py)
+        return make_adapter_diff(config)
     base = CheckpointReader(config.raw_dir, "base (--path_raw)", "convert or copy the base weights again")
     tuned = CheckpointReader(config.tuned_dir, "tuned (--path_tuned)", "save the fine-tuned model again")
     layout = model_layout(config.tuned_dir)

@@ -8,11 +8,12 @@ read, with a message naming the flag and the fix.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
 
-from recover.errors import ConfigError
+from core import flags
+from core.exit_codes import ConfigError, InputError
 
 Device = Literal["cpu", "cuda"]
 OutputDtype = Literal["auto", "float32", "float16", "bfloat16"]
@@ -22,10 +23,6 @@ OutputDtype = Literal["auto", "float32", "float16", "bfloat16"]
 ALPACA_7B_NAIVE_SUM = 50637.1836
 
 _SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
-
-
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
 
 
 def parse_size(value: str | int, flag: str) -> int:
@@ -68,9 +65,9 @@ def _existing_dir(value: object, flag: str) -> Path:
         raise ConfigError(f"--{flag} is required: pass the checkpoint directory")
     path = Path(str(value)).expanduser()
     if not path.exists():
-        raise ConfigError(f"--{flag}: {path} does not exist")
+        raise InputError(f"--{flag}: {path} does not exist")
     if not path.is_dir():
-        raise ConfigError(f"--{flag}: {path} is a file; pass the checkpoint's directory")
+        raise InputError(f"--{flag}: {path} is a file; pass the checkpoint's directory")
     return path
 
 
@@ -79,9 +76,9 @@ def _output_dir(value: object, flag: str, overwrite: bool) -> Path:
         raise ConfigError(f"--{flag} is required: pass the directory to write")
     path = Path(str(value)).expanduser()
     if path.exists() and not path.is_dir():
-        raise ConfigError(f"--{flag}: {path} exists and is a file; choose a directory path")
+        raise InputError(f"--{flag}: {path} exists and is a file; choose a directory path")
     if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise ConfigError(f"--{flag}: {path} exists and is not empty; choose another path or pass --overwrite True")
+        raise InputError(f"--{flag}: {path} exists and is not empty; choose another path or pass --overwrite True")
     return path
 
 
@@ -99,19 +96,19 @@ def _check_device(value: object) -> str:
 class MakeDiffConfig:
     """Flags of `python -m recover make_diff`: write `tuned - raw` (fp32) plus a manifest."""
 
-    path_raw: str = field(default="", metadata=_help(
+    path_raw: str = field(metadata=flags.doc(
         "Directory of the base checkpoint (Hugging Face format), e.g. LLaMA-7B converted."))
-    path_tuned: str = field(default="", metadata=_help(
+    path_tuned: str = field(metadata=flags.doc(
         "Directory of the fine-tuned checkpoint (Hugging Face format) to publish as a diff."))
-    path_diff: str = field(default="", metadata=_help(
+    path_diff: str = field(metadata=flags.doc(
         "Directory to write the diff into (created atomically; must not exist unless --overwrite)."))
-    device: Device = field(default="cpu", metadata=_help(
+    device: Device = field(default="cpu", metadata=flags.doc(
         "Where the subtraction runs: cpu or cuda (fp32 subtraction gives the same bits on both)."))
-    max_shard_size: str = field(default="2GB", metadata=_help(
+    max_shard_size: str = field(default="2GB", metadata=flags.doc(
         "Largest safetensors shard written, e.g. 2GB or 500MB."))
-    chunk_mb: int = field(default=64, metadata=_help(
+    chunk_mb: int = field(default=64, metadata=flags.doc(
         "Rows of a tensor are processed this many MB (fp32) at a time: bounds the memory used."))
-    overwrite: bool = field(default=False, metadata=_help(
+    overwrite: bool = field(default=False, metadata=flags.doc(
         "Replace --path_diff if it already exists (the old one is removed only after success)."))
     # Derived in __post_init__ (not flags): the validated paths and sizes.
     raw_dir: Path = field(init=False, repr=False)
@@ -135,33 +132,33 @@ class MakeDiffConfig:
 class RecoverConfig:
     """Flags of `python -m recover recover`: rebuild the tuned weights as `diff + raw`."""
 
-    path_raw: str = field(default="", metadata=_help(
+    path_raw: str = field(metadata=flags.doc(
         "Directory of the base checkpoint the diff was made against (Hugging Face format)."))
-    path_diff: str = field(default="", metadata=_help(
+    path_diff: str = field(metadata=flags.doc(
         "Directory of the weight diff (ours with its manifest, or the released Alpaca-7B one)."))
-    path_tuned: str | None = field(default=None, metadata=_help(
+    path_tuned: str | None = field(default=None, metadata=flags.doc(
         "Where to write the recovered model; omitted: recover and check without saving."))
-    device: Device = field(default="cpu", metadata=_help(
+    device: Device = field(default="cpu", metadata=flags.doc(
         "Where the addition and the test inference run: cpu or cuda."))
-    dtype: OutputDtype = field(default="auto", metadata=_help(
+    dtype: OutputDtype = field(default="auto", metadata=flags.doc(
         "dtype of the written weights; auto = the tuned model's (from the manifest, else the diff's config)."))
-    test_inference: bool = field(default=False, metadata=_help(
+    test_inference: bool = field(default=False, metadata=flags.doc(
         "After recovery, generate an answer to --inference_instruction with the Alpaca template."))
-    inference_instruction: str = field(default="Tell me something about alpacas.", metadata=_help(
+    inference_instruction: str = field(default="Tell me something about alpacas.", metadata=flags.doc(
         "The instruction used by --test_inference."))
-    max_new_tokens: int = field(default=100, metadata=_help(
+    max_new_tokens: int = field(default=100, metadata=flags.doc(
         "Tokens generated at most by --test_inference (greedy; stops earlier at EOS)."))
-    check_integrity_naively: bool = field(default=False, metadata=_help(
+    check_integrity_naively: bool = field(default=False, metadata=flags.doc(
         "Also compare the sum of all recovered tensors with --naive_sum_expected (a warning if off)."))
-    naive_sum_expected: float = field(default=ALPACA_7B_NAIVE_SUM, metadata=_help(
+    naive_sum_expected: float = field(default=ALPACA_7B_NAIVE_SUM, metadata=flags.doc(
         "Expected value of the naive check's sum; the default is the released Alpaca-7B diff's."))
-    naive_sum_atol: float = field(default=0.01, metadata=_help(
+    naive_sum_atol: float = field(default=0.01, metadata=flags.doc(
         "Absolute tolerance of the naive sum check."))
-    max_shard_size: str = field(default="2GB", metadata=_help(
+    max_shard_size: str = field(default="2GB", metadata=flags.doc(
         "Largest safetensors shard written, e.g. 2GB or 500MB."))
-    chunk_mb: int = field(default=64, metadata=_help(
+    chunk_mb: int = field(default=64, metadata=flags.doc(
         "Rows of a tensor are processed this many MB (fp32) at a time: bounds the memory used."))
-    overwrite: bool = field(default=False, metadata=_help(
+    overwrite: bool = field(default=False, metadata=flags.doc(
         "Replace --path_tuned if it already exists (the old one is removed only after success)."))
     # Derived in __post_init__ (not flags): the validated paths and sizes.
     raw_dir: Path = field(init=False, repr=False)
@@ -192,8 +189,3 @@ class RecoverConfig:
             raise ConfigError("--inference_instruction: expected a non-empty string")
         self.max_shard_bytes = parse_size(self.max_shard_size, "max_shard_size")
         self.chunk_mb = _check_positive_int(self.chunk_mb, "chunk_mb")
-
-
-def flag_fields(config_cls: type) -> list:
-    """The dataclass fields that are flags (the `init` ones), in declaration order."""
-    return [f for f in fields(config_cls) if f.init]

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from train.template import format_prompt
+from core.prompt_format import format_prompt
 
 logger = logging.getLogger(__name__)
 

@@ -15,37 +15,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from generate.store import atomic_write_text  # one atomic-write helper for every stage
-from recover.errors import CheckpointError
+from core.checkpoints.errors import CheckpointError
+from core.files import atomic_write_text
 
 MANIFEST_NAME = "recover_manifest.json"
 FORMAT = "alpaca-recover-manifest"
 VERSION = 1
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    """`torch.bfloat16` -> `"bfloat16"` (the spelling of config.json and of `--dtype`)."""
-    return str(dtype).removeprefix("torch.")
-
-
-def torch_dtype(name: str) -> torch.dtype:
-    """`"bfloat16"` -> `torch.bfloat16`."""
-    dtype = getattr(torch, name, None)
-    if not isinstance(dtype, torch.dtype):
-        raise TypeError(f"unknown dtype {name!r}")
-    return dtype
-
-
-def new_hash() -> hashlib._Hash:
-    """A fresh sha256, fed slice by slice with `rows.as_bytes`."""
-    return hashlib.sha256()
 
 
 @dataclass

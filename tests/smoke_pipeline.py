@@ -79,7 +79,7 @@ class Smoke:
         port_file = self.workdir / "server.port"
         log = (self.logs / "server.log").open("wb")
         self.server = subprocess.Popen(
-            [sys.executable, "-m", "tests.openai_server_batch", "--port", "0", "--port_file", str(port_file),
+            [sys.executable, "-m", "tests.fakes.batch_routes", "--port", "0", "--port_file", str(port_file),
              "--material", "auto", "--bad_block_rate", "0.2"],
             cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )

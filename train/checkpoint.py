@@ -23,23 +23,27 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_state_dict,
+    set_state_dict,
+)
 
-from generate.store import atomic_write_text  # one atomic-write helper for every stage
-from train.config import RESUME_NEWEST, RESUME_OFF, ConfigError
+from core.exit_codes import ConfigError, InputError
+from core.files import atomic_write_json
+from core.prompt_format import set_chat_template
+from train.config import RESUME_NEWEST, RESUME_OFF
 from train.distributed import DistEnv, barrier
+from train.lora import is_peft_model, save_adapter
 from train.model_setup import base_setting
-from train.template import set_chat_template
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 LOOP_STATE = "loop_state.json"
 SCHEDULER_STATE = "scheduler.pt"
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON through a temp file in the same directory and os.replace it into place."""
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def list_checkpoints(output_dir: Path) -> list[Path]:
@@ -57,26 +61,23 @@ def resolve_resume_path(value: str | None, output_dir: Path) -> Path | None:
     if value.lower() in RESUME_NEWEST:
         found = list_checkpoints(output_dir)
         if not found:
-            raise ConfigError(f"--resume_from_checkpoint {value}: no checkpoint-* in {output_dir}")
+            raise InputError(f"--resume_from_checkpoint {value}: no checkpoint-* in {output_dir}")
         return found[-1]
     path = Path(value)  # an existing directory: config.validate checked
     if not (path / LOOP_STATE).is_file():
-        raise ConfigError(f"--resume_from_checkpoint {path}: not a checkpoint of this trainer (no {LOOP_STATE})")
+        raise InputError(f"--resume_from_checkpoint {path}: not a checkpoint of this trainer (no {LOOP_STATE})")
     return path
 
 
 def _state_options(model: torch.nn.Module) -> Any:
     """LoRA: checkpoints hold the trainable parameters only (train/lora.py; the frozen base is
     read again from --model_name_or_path on resume). Otherwise the defaults."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions
 
-    from train.lora import is_peft_model
 
     return StateDictOptions(ignore_frozen_params=True, strict=False) if is_peft_model(model) else None
 
 
 def _model_and_optim_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    from torch.distributed.checkpoint.state_dict import get_state_dict
 
     model_sd, optim_sd = get_state_dict(model, optimizer, options=_state_options(model))
     return {"model": model_sd, "optim": optim_sd}
@@ -94,7 +95,6 @@ def save_checkpoint(
     save_total_limit: int | None,
 ) -> Path:
     """Write checkpoint-<step> (sharded model + optimizer, scheduler, loop state); rotate old ones."""
-    import torch.distributed.checkpoint as dcp
 
     final = output_dir / f"checkpoint-{step}"
     tmp = output_dir / f".checkpoint-{step}.partial"
@@ -105,8 +105,8 @@ def save_checkpoint(
     dcp.save(_model_and_optim_state(model, optimizer), checkpoint_id=str(tmp))
     if env.is_main:
         torch.save(scheduler.state_dict(), tmp / SCHEDULER_STATE)
-        write_json_atomic(tmp / LOOP_STATE, loop_state)
-        write_json_atomic(tmp / "trainer_state.json", trainer_state)
+        atomic_write_json(tmp / LOOP_STATE, loop_state)
+        atomic_write_json(tmp / "trainer_state.json", trainer_state)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         if save_total_limit is not None:
@@ -126,8 +126,6 @@ def load_checkpoint(
     env: DistEnv,
 ) -> tuple[dict, dict]:
     """Load model, optimizer and scheduler state in place; return (loop_state, trainer_state)."""
-    import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint.state_dict import set_state_dict
 
     state = _model_and_optim_state(model, optimizer)
     dcp.load(state, checkpoint_id=str(path))
@@ -142,11 +140,6 @@ def load_checkpoint(
 
 def full_state_dict_on_rank0(model: torch.nn.Module, sharded: bool) -> dict[str, torch.Tensor]:
     """Gather the whole model to CPU on rank 0 (other ranks get {}); never on a GPU."""
-    from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions,
-        get_model_state_dict,
-    )
-
     if sharded:
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
         return get_model_state_dict(model, options=opts)
@@ -230,7 +223,6 @@ def save_final_model(
     save_dtype: str = "auto",
 ) -> None:
     """Write the trained model (safetensors, in `save_dtype`) and tokenizer to `output_dir` from rank 0."""
-    from train.lora import is_peft_model, save_adapter
 
     if is_peft_model(model):  # LoRA: the adapter is the output (train/lora.py)
         set_chat_template(tokenizer)  # the adapter's tokenizer carries the prompt format too (issue #12)

@@ -2,44 +2,24 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
-import re
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
-from train.config import ConfigError, TrainConfig, resolve_legacy_flags, validate
+from core import flags
+from core.exit_codes import EXIT_OK, UserError
+from train.config import TrainConfig
+from train.usage import COMMAND
 
 logger = logging.getLogger(__name__)
 
 
 def parse_config(argv: Sequence[str] | None = None) -> TrainConfig:
-    """Parse flags (HfArgumentParser over TrainConfig), map legacy names, validate."""
-    from transformers import HfArgumentParser, TrainingArguments
-
-    class _Parser(HfArgumentParser):
-        def error(self, message: str):  # type: ignore[override]
-            # argparse prints the whole usage block before the error; one line is enough, and
-            # one spelling of the flag ("--lr_scheduler_type", not "--lr_scheduler_type/--lr-scheduler-type").
-            message = re.sub(r"(--\w+)/--[\w-]+", r"\1", message)
-            raise ConfigError(f"{message} (see python -m train --help)")
-
-    parser = _Parser(TrainConfig, prog="python -m train")
-    (cfg, rest) = parser.parse_args_into_dataclasses(args=list(argv) if argv is not None else None,
-                                                      return_remaining_strings=True)
-    flags = [a for a in rest if a.startswith("--")]
-    if rest:
-        hf_fields = {f.name for f in dataclasses.fields(TrainingArguments)}
-        supported = [f for f in flags if f[2:].split("=")[0] in hf_fields]
-        if supported:
-            raise ConfigError(f"{supported[0]}: a TrainingArguments flag this trainer does not implement; drop it")
-        raise ConfigError(f"unrecognised argument(s): {' '.join(rest)} (see python -m train --help)")
-    resolve_legacy_flags(cfg)
-    validate(cfg)
-    return cfg
+    """Parse the seed's flags (the one parser, `core.flags`), map legacy names, validate."""
+    return flags.parse(COMMAND, sys.argv[1:] if argv is None else list(argv)).config
 
 
 def _rank() -> int:
@@ -84,26 +64,20 @@ def report_error(message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m train`; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if "-h" in args or "--help" in args:
-        from train.usage import usage_text
-
-        print(usage_text(), end="")
-        return 0
+    if flags.wants_help(args):
+        print(flags.help_text(COMMAND), end="")
+        return EXIT_OK
     _setup_logging()
     try:
         cfg = parse_config(args)
+        # Deferred on purpose: torch and transformers take seconds to import, and `--help` or a
+        # bad flag answers at once (under torchrun, before any process group forms).
         from train.hf_backend import require_deepspeed
+        from train.run import train
 
         require_deepspeed(cfg)
-    except ConfigError as exc:
-        report_error(str(exc))
-        return 2
-    from train.data import DataError
-    from train.run import train
-
-    try:
         train(cfg)
-    except (DataError, ConfigError) as exc:
+    except UserError as exc:
         report_error(str(exc))
-        return 1
-    return 0
+        return exc.exit_code
+    return EXIT_OK

@@ -8,11 +8,15 @@ current equivalents by `resolve_legacy_flags`, one log line per mapping.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from core import flags
+from core.exit_codes import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
 
@@ -25,13 +29,6 @@ RESUME_NEWEST = ("true", "latest")  # the newest checkpoint-* in --output_dir
 RESUME_OFF = ("", "false", "none")
 
 
-class ConfigError(ValueError):
-    """A flag value that cannot work; the message names the flag and the fix."""
-
-
-def _doc(text: str, **kwargs: object) -> dict:
-    """Field keywords with `text` as the flag's --help line."""
-    return {"metadata": {"help": text}, **kwargs}
 
 
 @dataclass
@@ -39,135 +36,135 @@ class TrainConfig:
     """Every flag of `python -m train`; names follow `transformers.TrainingArguments`."""
 
     # --- model and data
-    model_name_or_path: str = field(**_doc("Local path (or hub id) of the causal LM to fine-tune."))
-    data_path: str = field(**_doc("Alpaca-format JSON: a list of {instruction, input, output}."))
-    output_dir: str = field(**_doc("Where the model, tokenizer, checkpoints and summaries go."))
-    eval_data_path: str | None = field(default=None, **_doc("Optional eval set (same format)."))
+    model_name_or_path: str = field(metadata=flags.doc("Local path (or hub id) of the causal LM to fine-tune."))
+    data_path: str = field(metadata=flags.doc("Alpaca-format JSON: a list of {instruction, input, output}."))
+    output_dir: str = field(metadata=flags.doc("Where the model, tokenizer, checkpoints and summaries go."))
+    eval_data_path: str | None = field(default=None, metadata=flags.doc("Optional eval set (same format)."))
     eval_fraction: float = field(
-        default=0.0, **_doc("Hold out this fraction of --data_path as the eval set (0 = none).")
+        default=0.0, metadata=flags.doc("Hold out this fraction of --data_path as the eval set (0 = none).")
     )
-    cache_dir: str | None = field(default=None, **_doc("Cache dir for hub downloads."))
+    cache_dir: str | None = field(default=None, metadata=flags.doc("Cache dir for hub downloads."))
     model_max_length: int = field(
-        default=512, **_doc("Token limit per example; longer ones are truncated.")
+        default=512, metadata=flags.doc("Token limit per example; longer ones are truncated.")
     )
     packing: bool = field(
         default=False,
-        **_doc("Pack examples into padding-free rows of <= --max_seq_length tokens."),
+        metadata=flags.doc("Pack examples into padding-free rows of <= --max_seq_length tokens."),
     )
     max_seq_length: int = field(
-        default=4096, **_doc("Token budget of one packed row (only with --packing True).")
+        default=4096, metadata=flags.doc("Token budget of one packed row (only with --packing True).")
     )
     attn_implementation: str | None = field(
         default=None,
-        **_doc("eager, sdpa, flex_attention, flash_attention_2 or packed_varlen; unset: transformers' (sdpa)."),
+        metadata=flags.doc("eager, sdpa, flex_attention, flash_attention_2 or packed_varlen; unset: transformers' (sdpa)."),
     )
-    overwrite_output_dir: bool = field(default=False, **_doc("Accepted for compatibility."))
+    overwrite_output_dir: bool = field(default=False, metadata=flags.doc("Accepted for compatibility."))
 
     # --- schedule
-    num_train_epochs: float = field(default=3.0, **_doc("Epochs over the training set."))
-    max_steps: int = field(default=-1, **_doc("If > 0, total optimizer steps (overrides epochs)."))
-    per_device_train_batch_size: int = field(default=8, **_doc("Examples per micro-batch."))
-    per_device_eval_batch_size: int = field(default=8, **_doc("Examples per eval batch."))
+    num_train_epochs: float = field(default=3.0, metadata=flags.doc("Epochs over the training set."))
+    max_steps: int = field(default=-1, metadata=flags.doc("If > 0, total optimizer steps (overrides epochs)."))
+    per_device_train_batch_size: int = field(default=8, metadata=flags.doc("Examples per micro-batch."))
+    per_device_eval_batch_size: int = field(default=8, metadata=flags.doc("Examples per eval batch."))
     gradient_accumulation_steps: int = field(
-        default=1, **_doc("Micro-batches per optimizer step.")
+        default=1, metadata=flags.doc("Micro-batches per optimizer step.")
     )
-    learning_rate: float = field(default=5e-5, **_doc("Peak learning rate of AdamW."))
+    learning_rate: float = field(default=5e-5, metadata=flags.doc("Peak learning rate of AdamW."))
     weight_decay: float = field(
-        default=0.0, **_doc("AdamW weight decay (not applied to biases and norm weights).")
+        default=0.0, metadata=flags.doc("AdamW weight decay (not applied to biases and norm weights).")
     )
-    adam_beta1: float = field(default=0.9, **_doc("AdamW beta1."))
-    adam_beta2: float = field(default=0.999, **_doc("AdamW beta2."))
-    adam_epsilon: float = field(default=1e-8, **_doc("AdamW epsilon."))
-    max_grad_norm: float = field(default=1.0, **_doc("Gradient clipping norm (0 = off)."))
-    lr_scheduler_type: SchedulerName = field(default="linear", **_doc("Learning-rate schedule."))
+    adam_beta1: float = field(default=0.9, metadata=flags.doc("AdamW beta1."))
+    adam_beta2: float = field(default=0.999, metadata=flags.doc("AdamW beta2."))
+    adam_epsilon: float = field(default=1e-8, metadata=flags.doc("AdamW epsilon."))
+    max_grad_norm: float = field(default=1.0, metadata=flags.doc("Gradient clipping norm (0 = off)."))
+    lr_scheduler_type: SchedulerName = field(default="linear", metadata=flags.doc("Learning-rate schedule."))
     warmup_steps: float = field(
-        default=0.0, **_doc("Warmup: steps if >= 1, else a fraction of all steps (5.x meaning).")
+        default=0.0, metadata=flags.doc("Warmup: steps if >= 1, else a fraction of all steps (5.x meaning).")
     )
     optim: Literal["adamw_torch", "adamw_torch_fused"] = field(
-        default="adamw_torch", **_doc("Optimizer: torch AdamW, or its fused kernel.")
+        default="adamw_torch", metadata=flags.doc("Optimizer: torch AdamW, or its fused kernel.")
     )
-    seed: int = field(default=42, **_doc("Seed for model init of new rows, data order, dropout."))
+    seed: int = field(default=42, metadata=flags.doc("Seed for model init of new rows, data order, dropout."))
 
     # --- eval, logging, saving
     eval_strategy: Literal["no", "steps", "epoch"] = field(
-        default="no", **_doc("When to compute the eval loss (needs an eval set).")
+        default="no", metadata=flags.doc("When to compute the eval loss (needs an eval set).")
     )
-    eval_steps: int | None = field(default=None, **_doc("Eval every N steps (unset: every --logging_steps)."))
-    logging_steps: int = field(default=500, **_doc("Log loss and learning rate every N steps."))
+    eval_steps: int | None = field(default=None, metadata=flags.doc("Eval every N steps (unset: every --logging_steps)."))
+    logging_steps: int = field(default=500, metadata=flags.doc("Log loss and learning rate every N steps."))
     save_strategy: Literal["no", "steps", "epoch"] = field(
-        default="steps", **_doc("When to write a resumable checkpoint.")
+        default="steps", metadata=flags.doc("When to write a resumable checkpoint.")
     )
-    save_steps: int = field(default=500, **_doc("Checkpoint every N optimizer steps."))
+    save_steps: int = field(default=500, metadata=flags.doc("Checkpoint every N optimizer steps."))
     save_total_limit: int | None = field(
-        default=None, **_doc("Keep at most N checkpoints (oldest deleted first).")
+        default=None, metadata=flags.doc("Keep at most N checkpoints (oldest deleted first).")
     )
     resume_from_checkpoint: str | None = field(
         default=None,
-        **_doc("A checkpoint dir, or 'latest'/'True' for the newest in --output_dir."),
+        metadata=flags.doc("A checkpoint dir, or 'latest'/'True' for the newest in --output_dir."),
     )
-    report_to: str = field(default="none", **_doc("Accepted; metrics go to the log and JSON files."))
+    report_to: str = field(default="none", metadata=flags.doc("Accepted; metrics go to the log and JSON files."))
     # --- w18family (#18): dtype of the saved model
     save_dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
         default="auto",
-        **_doc("dtype of the final model.safetensors: auto = the base checkpoint's dtype (a bf16 base is "
+        metadata=flags.doc("dtype of the final model.safetensors: auto = the base checkpoint's dtype (a bf16 base is "
                "saved in bf16, not in the fp32 of the training master weights)."),
     )
     # --- end w18family
 
     # --- precision and parallelism
-    bf16: bool = field(default=False, **_doc("bf16 mixed precision, fp32 master weights."))
-    fp16: bool = field(default=False, **_doc("Not supported by this loop; use --bf16 True."))
-    tf32: bool | None = field(default=None, **_doc("Allow TF32 matmuls (Ampere+ GPUs)."))
+    bf16: bool = field(default=False, metadata=flags.doc("bf16 mixed precision, fp32 master weights."))
+    fp16: bool = field(default=False, metadata=flags.doc("Not supported by this loop; use --bf16 True."))
+    tf32: bool | None = field(default=None, metadata=flags.doc("Allow TF32 matmuls (Ampere+ GPUs)."))
     fsdp: str = field(
         default="",
-        **_doc("'full_shard auto_wrap' shards every decoder layer; add 'offload' to keep them in CPU RAM."),
+        metadata=flags.doc("'full_shard auto_wrap' shards every decoder layer; add 'offload' to keep them in CPU RAM."),
     )
     fsdp_config: str | None = field(
-        default=None, **_doc("JSON file with 'transformer_layer_cls_to_wrap' (and 'offload').")
+        default=None, metadata=flags.doc("JSON file with 'transformer_layer_cls_to_wrap' (and 'offload').")
     )
     cpu_ram_efficient_loading: bool = field(
         default=False,
-        **_doc("With --fsdp: only rank 0 reads the checkpoint; the others get their shards by broadcast."),
+        metadata=flags.doc("With --fsdp: only rank 0 reads the checkpoint; the others get their shards by broadcast."),
     )
     deepspeed: str | None = field(
-        default=None, **_doc("DeepSpeed JSON config: train through the HF Trainer's integration.")
+        default=None, metadata=flags.doc("DeepSpeed JSON config: train through the HF Trainer's integration.")
     )
-    gradient_checkpointing: bool = field(default=False, **_doc("Recompute activations in backward."))
-    torch_compile: bool = field(default=False, **_doc("torch.compile each decoder layer."))
-    dataloader_num_workers: int = field(default=0, **_doc("DataLoader worker processes."))
-    local_rank: int = field(default=-1, **_doc("Set by old launchers; torchrun uses env vars."))
+    gradient_checkpointing: bool = field(default=False, metadata=flags.doc("Recompute activations in backward."))
+    torch_compile: bool = field(default=False, metadata=flags.doc("torch.compile each decoder layer."))
+    dataloader_num_workers: int = field(default=0, metadata=flags.doc("DataLoader worker processes."))
+    local_rank: int = field(default=-1, metadata=flags.doc("Set by old launchers; torchrun uses env vars."))
 
     # --- legacy flags (transformers 4.x names), mapped by resolve_legacy_flags
-    evaluation_strategy: str | None = field(default=None, **_doc("Legacy name of --eval_strategy."))
-    warmup_ratio: float | None = field(default=None, **_doc("Legacy: warmup as a fraction of steps."))
+    evaluation_strategy: str | None = field(default=None, metadata=flags.doc("Legacy name of --eval_strategy."))
+    warmup_ratio: float | None = field(default=None, metadata=flags.doc("Legacy: warmup as a fraction of steps."))
     fsdp_transformer_layer_cls_to_wrap: str | None = field(
-        default=None, **_doc("Legacy: decoder layer class to shard (unset: from the model).")
+        default=None, metadata=flags.doc("Legacy: decoder layer class to shard (unset: from the model).")
     )
 
     # --- LoRA / QLoRA (train/lora.py, issue #14) -------------------------------------------
     lora_r: int = field(
         default=0,
-        **_doc("LoRA rank: train a low-rank adapter instead of every weight (8-16 fits a 7B model on "
+        metadata=flags.doc("LoRA rank: train a low-rank adapter instead of every weight (8-16 fits a 7B model on "
                "one 24 GB GPU). 0, the default, is full fine-tuning."),
     )
     lora_alpha: float | None = field(
-        default=None, **_doc("LoRA scale numerator: the update is scaled by alpha / r (default: 2 x r).")
+        default=None, metadata=flags.doc("LoRA scale numerator: the update is scaled by alpha / r (default: 2 x r).")
     )
-    lora_dropout: float = field(default=0.05, **_doc("Dropout on the adapter's input (LoRA only)."))
+    lora_dropout: float = field(default=0.05, metadata=flags.doc("Dropout on the adapter's input (LoRA only)."))
     lora_target_modules: str = field(
         default="all-linear",
-        **_doc("Layers that get an adapter: all-linear (every linear projection inside the decoder "
+        metadata=flags.doc("Layers that get an adapter: all-linear (every linear projection inside the decoder "
                "layers: attention and MLP, resolved per model family), attention (the attention "
                "projections only), or module names, comma-separated (q_proj,v_proj)."),
     )
     load_in_4bit: bool = field(
         default=False,
-        **_doc("QLoRA: hold the frozen base in 4-bit NF4 (bitsandbytes; CUDA only, pip install "
+        metadata=flags.doc("QLoRA: hold the frozen base in 4-bit NF4 (bitsandbytes; CUDA only, pip install "
                "'.[qlora]'); needs --lora_r > 0."),
     )
     merge_lora: bool = field(
         default=False,
-        **_doc("With --lora_r: also write base + adapter as a full model to <output_dir>/merged "
+        metadata=flags.doc("With --lora_r: also write base + adapter as a full model to <output_dir>/merged "
                "(merged from the base's files, tensor by tensor)."),
     )
     # --- end LoRA / QLoRA ---------------------------------------------------------------------
@@ -224,7 +221,7 @@ def _read_fsdp_config(cfg: TrainConfig) -> list[str]:
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"--fsdp_config {path}: cannot read JSON ({exc})") from exc
+        raise InputError(f"--fsdp_config {path}: cannot read JSON ({exc})") from exc
     wrap = data.get("transformer_layer_cls_to_wrap", data.get("fsdp_transformer_layer_cls_to_wrap", []))
     if isinstance(wrap, str):
         wrap = [wrap]
@@ -282,7 +279,7 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"--save_total_limit {cfg.save_total_limit}: must be >= 1")
     resume = cfg.resume_from_checkpoint
     if resume and resume.lower() not in RESUME_OFF + RESUME_NEWEST and not Path(resume).is_dir():
-        raise ConfigError(f"--resume_from_checkpoint {resume}: no such directory")
+        raise InputError(f"--resume_from_checkpoint {resume}: no such directory")
     if cfg.packing and cfg.deepspeed:
         raise ConfigError("--packing is not supported with --deepspeed: drop one")
     validate_lora(cfg)  # LoRA / QLoRA flags (issue #14)
@@ -320,8 +317,8 @@ def validate_lora(cfg: TrainConfig) -> None:
         if cfg.fsdp:
             raise ConfigError("--load_in_4bit with --fsdp is not supported: drop --fsdp (QLoRA fits one GPU; "
                               "several GPUs train with DDP)")
-        import importlib.util
-
+        # Deferred on purpose: the config module stays free of torch (`--help` and flag errors
+        # are instant); only a QLoRA run asks for CUDA.
         import torch
 
         if not torch.cuda.is_available():

@@ -1,4 +1,4 @@
-"""Alpaca data: load and validate the JSON, tokenize with the prompt masked, pad micro-batches.
+"""Alpaca data: load and validate it (JSON or JSONL), tokenize with the prompt masked, pad micro-batches.
 
 Labels are the input ids with every prompt token set to -100, so only the response (and the
 EOS after it) is supervised. The prompt and the response are tokenized separately and the ids
@@ -10,74 +10,36 @@ silently trained on.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from train.template import format_prompt
+from core.prompt_format import format_prompt
+from core.records import EXAMPLE_FIELDS, RecordError, read_examples
 
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
-FIELDS = ("instruction", "input", "output")
+FIELDS = EXAMPLE_FIELDS
 
 
-class DataError(ValueError):
-    """Malformed training data; the message names the file and the example index."""
-
-
-def _decode_utf8(raw: bytes, path: Path) -> str:
-    """The file's text; bytes that are not UTF-8 stop with the byte offset and line (a BOM is fine)."""
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        bad = raw[exc.start:exc.end].hex(" ")
-        raise DataError(
-            f"{path}: not UTF-8 at byte offset {exc.start} (line {line}, bytes {bad}); "
-            "re-save the file as UTF-8"
-        ) from None
+class DataError(RecordError):
+    """Training data that cannot train anything; the message names the file."""
 
 
 def load_examples(path: str | Path) -> list[dict[str, str]]:
-    """Read an Alpaca JSON list and check every record has string instruction/input/output."""
+    """Alpaca examples (a JSON list, or JSONL) with string instruction/input/output, through the one
+    reader every stage uses (`core.records.read_examples`); one-line errors name the file and item."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    try:
-        data = json.loads(_decode_utf8(raw, path))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
-    del raw
-    if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON list of examples, got {type(data).__name__}")
-    for i, rec in enumerate(data):
-        if not isinstance(rec, dict):
-            raise DataError(f"{path}[{i}]: expected an object, got {type(rec).__name__}")
-        for key in FIELDS:
-            if key == "input" and key not in rec:
-                continue  # a missing input means no input, as in the released data's readers
-            if key not in rec:
-                raise DataError(f"{path}[{i}]: missing field {key!r}")
-            if not isinstance(rec[key], str):
-                raise DataError(f"{path}[{i}]: field {key!r} must be a string, got {type(rec[key]).__name__}")
-            try:
-                rec[key].isascii() or rec[key].encode("utf-8")
-            except UnicodeEncodeError as exc:  # a lone surrogate escape such as "\ud800"
-                raise DataError(
-                    f"{path}[{i}]: field {key!r} holds an unpaired surrogate escape "
-                    f"(\\u{ord(rec[key][exc.start]):04x} at character {exc.start}); no tokenizer can encode it"
-                ) from None
-    if not data:
+    records = read_examples(path)
+    if not records:
         raise DataError(f"{path}: no examples")
-    return [{k: rec.get(k, "") for k in FIELDS} for rec in data]
+    return [{key: record[key] for key in FIELDS} for record in records]
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 
+from core.exit_codes import ConfigError, InputError
+from core.prompt_format import set_chat_template
 from train.checkpoint import base_settings_restored
-from train.template import set_chat_template
-from train.config import RESUME_NEWEST, RESUME_OFF, ConfigError, TrainConfig
+from train.config import RESUME_NEWEST, RESUME_OFF, TrainConfig
 from train.distributed import DistEnv
 from train.loop import Prepared
 
@@ -30,7 +31,7 @@ def require_deepspeed(cfg: TrainConfig) -> None:
     if importlib.util.find_spec("deepspeed") is None:
         raise ConfigError("--deepspeed needs the deepspeed package: pip install .[deepspeed]")
     if not Path(cfg.deepspeed).is_file():
-        raise ConfigError(f"--deepspeed {cfg.deepspeed}: no such config file")
+        raise InputError(f"--deepspeed {cfg.deepspeed}: no such config file")
 
 
 def training_arguments(cfg: TrainConfig):

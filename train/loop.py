@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
-from train.checkpoint import load_checkpoint, save_checkpoint, save_final_model, write_json_atomic
+from core.files import atomic_write_json
+from train.checkpoint import load_checkpoint, save_checkpoint, save_final_model
 from train.config import TrainConfig
 from train.data import IGNORE_INDEX, PadCollator, TokenizeStats
 from train.distributed import DistEnv, all_reduce_sum
@@ -390,7 +391,7 @@ class Trainer:
             "torch_version": torch.__version__,
         }
         if env.is_main:
-            write_json_atomic(self.output_dir / "trainer_state.json", self.trainer_state())
+            atomic_write_json(self.output_dir / "trainer_state.json", self.trainer_state())
             logger.info("train_loss %.4f over %d steps; %d supervised tokens (%.0f/s); fsdp=%s",
                         train_loss, self.step, self.supervised_tokens,
                         summary["supervised_tokens_per_s"] or 0.0, summary["fsdp"])

@@ -14,13 +14,12 @@ reloads the adapter grows the base's embeddings to the tokenizer's length first
 The run's output directory holds the adapter (`adapter_model.safetensors`, `adapter_config.json`),
 the tokenizer with its chat template, and `train_summary.json` with the trainable parameter
 count. `--merge_lora True` also writes `<output_dir>/merged`: base + adapter as a full model,
-merged from the base's files tensor by tensor (`recover.adapter`, the same code `python -m
-recover recover` runs on an adapter), so QLoRA runs merge into the unquantized base.
+merged from the base's files tensor by tensor (`core.checkpoints.adapter_merge`, the same code
+`python -m recover recover` runs on an adapter), so QLoRA runs merge into the unquantized base.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -28,14 +27,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import snapshot_download
+from safetensors import safe_open
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-from train.config import ConfigError, TrainConfig
+from core.checkpoints.adapter import ADAPTER_WEIGHTS
+from core.checkpoints.adapter_merge import merge_adapter
+from core.exit_codes import ConfigError
+from train.config import TrainConfig
 from train.distributed import DistEnv, barrier
+from train.varlen_attention import VARLEN_ATTENTION, register_varlen_attention
 
 logger = logging.getLogger(__name__)
 
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
 MERGED_DIR = "merged"
 ALL_LINEAR = "all-linear"
 ATTENTION = "attention"
@@ -107,16 +112,10 @@ def resolve_target_modules(model: torch.nn.Module, spec: str) -> list[str]:
 def load_base_model(cfg: TrainConfig, env: DistEnv) -> torch.nn.Module:
     """The frozen base for LoRA: bf16 under --bf16 without --fsdp (half the memory of fp32; the
     adapter stays fp32), 4-bit NF4 with --load_in_4bit, else fp32 like full fine-tuning."""
-    from transformers import AutoModelForCausalLM
-
-    from train.packing import VARLEN_ATTENTION, register_varlen_attention
-
     if cfg.attn_implementation == VARLEN_ATTENTION:
         register_varlen_attention()
     kwargs: dict[str, Any] = {"cache_dir": cfg.cache_dir, "attn_implementation": cfg.attn_implementation}
     if cfg.load_in_4bit:
-        from transformers import BitsAndBytesConfig
-
         compute = torch.bfloat16 if cfg.bf16 else torch.float32
         kwargs.update(
             quantization_config=BitsAndBytesConfig(
@@ -166,6 +165,7 @@ def token_targets(model: torch.nn.Module, ids: list[int]) -> dict[str, list[int]
 
 def apply_lora(cfg: TrainConfig, model: torch.nn.Module, tokenizer: Any, added: dict[str, str]) -> torch.nn.Module:
     """Freeze `model` and wrap it with a LoRA adapter (plus trainable rows for new tokens)."""
+    # Deferred on purpose: peft is needed only by LoRA runs, and a full fine-tune never imports it.
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if cfg.load_in_4bit:
@@ -216,11 +216,6 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
 def _trainable_state(model: torch.nn.Module, sharded: bool) -> dict[str, torch.Tensor]:
     """The trainable parameters as full CPU tensors on rank 0 (others: {} under FSDP)."""
     if sharded:
-        from torch.distributed.checkpoint.state_dict import (
-            StateDictOptions,
-            get_model_state_dict,
-        )
-
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
         return get_model_state_dict(model, options=opts)
     inner = getattr(model, "module", model)
@@ -261,8 +256,6 @@ def save_adapter(model: torch.nn.Module, tokenizer: Any, output_dir: Path, env: 
 
 def adapter_numel(directory: Path) -> int:
     """Number of values stored in a directory's adapter_model.safetensors."""
-    from safetensors import safe_open
-
     total = 0
     with safe_open(str(Path(directory) / ADAPTER_WEIGHTS), framework="pt") as f:
         for key in f.keys():  # noqa: SIM118 - safe_open has keys(), not iteration
@@ -279,8 +272,6 @@ def local_base_dir(cfg: TrainConfig) -> Path:
     path = Path(cfg.model_name_or_path).expanduser()
     if path.is_dir():
         return path
-    from huggingface_hub import snapshot_download
-
     return Path(snapshot_download(cfg.model_name_or_path, cache_dir=cfg.cache_dir,
                                   allow_patterns=["*.json", "*.safetensors", "*.bin", "*.model", "*.txt"]))
 
@@ -308,32 +299,7 @@ def finish(cfg: TrainConfig, env: DistEnv, model: torch.nn.Module) -> dict:
     if env.is_main:
         fields["adapter_bytes"] = (output_dir / ADAPTER_WEIGHTS).stat().st_size
         if cfg.merge_lora:
-            from recover.adapter import merge_adapter
-
             merged = output_dir / MERGED_DIR
             merge_adapter(local_base_dir(cfg), output_dir, merged, overwrite=True, trained_here=True)
             fields["merged_dir"] = str(merged)
     return fields
-
-
-# ---------------------------------------------------------------- reloading
-def load_adapter_model(adapter_dir: str | Path, base: str | Path | None = None,
-                       dtype: torch.dtype = torch.float32) -> torch.nn.Module:
-    """Load base + adapter as a peft model for inference, embeddings grown to the tokenizer.
-
-    `base` defaults to the adapter config's `base_model_name_or_path`."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    adapter_dir = Path(adapter_dir)
-    if base is None:
-        base = json.loads((adapter_dir / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
-    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=dtype)
-    tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir))
-    rows = model.get_input_embeddings().weight.shape[0]
-    if len(tokenizer) > rows:
-        # The new rows' values come from the adapter (trainable tokens); mean_resizing off only
-        # avoids random sampling here.
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    return PeftModel.from_pretrained(model, str(adapter_dir)).eval()

@@ -32,8 +32,8 @@ from typing import Any
 
 import torch
 
-from train.config import ConfigError
-from train.packing import VARLEN_ATTENTION, register_varlen_attention
+from core.exit_codes import InputError
+from train.varlen_attention import VARLEN_ATTENTION, register_varlen_attention
 
 logger = logging.getLogger(__name__)
 
@@ -115,16 +115,16 @@ def check_model_path(name_or_path: str) -> None:
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise ConfigError(
+            raise InputError(
                 f"--model_name_or_path {name_or_path}: not a Hugging Face checkpoint (no config.json); "
                 "convert the weights with transformers' conversion script first"
             )
         return
     if path.exists():
-        raise ConfigError(f"--model_name_or_path {name_or_path}: is a file; give the checkpoint directory")
+        raise InputError(f"--model_name_or_path {name_or_path}: is a file; give the checkpoint directory")
     looks_local = name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1
     if looks_local:
-        raise ConfigError(f"--model_name_or_path {name_or_path}: no such directory")
+        raise InputError(f"--model_name_or_path {name_or_path}: no such directory")
 
 
 def load_tokenizer(name_or_path: str, model_max_length: int, cache_dir: str | None = None) -> Any:

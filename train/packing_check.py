@@ -12,7 +12,7 @@ trusting a list:
    packed logits must equal the separate ones; the separate ones must also equal those of
    `eager`, transformers' reference implementation, so a kernel that drops part of the
    attention's math (a sliding window, soft-capping, sinks) is caught as well.
-2. If that fails, the same check runs with `packed_varlen` (train/packing.py), which takes the
+2. If that fails, the same check runs with `packed_varlen` (train/varlen_attention.py), which takes the
    example boundaries from `position_ids` inside the attention call; if that passes, training
    uses it, and the log says so.
 3. If nothing passes, the run stops with one line naming the model type and the alternatives.
@@ -35,8 +35,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 
-from train.packing import VARLEN_ATTENTION, collate_packed, register_varlen_attention
+from train.packing import collate_packed
+from train.varlen_attention import VARLEN_ATTENTION, register_varlen_attention
 
 logger = logging.getLogger(__name__)
 
@@ -213,8 +215,6 @@ def _refusal(model: torch.nn.Module, results: list[Measurement]) -> str:
 
 def _share_decision(decision: PackingDecision | None) -> PackingDecision:
     """Under torchrun, every rank gets rank 0's decision (other ranks may hold meta tensors)."""
-    import torch.distributed as dist
-
     if not (dist.is_available() and dist.is_initialized()):
         assert decision is not None
         return decision
@@ -224,13 +224,17 @@ def _share_decision(decision: PackingDecision | None) -> PackingDecision:
 
 
 def _is_main() -> bool:
-    import torch.distributed as dist
-
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
-def check_and_prepare(model: torch.nn.Module) -> PackingDecision:
-    """KV cache off; check isolation, fall back to `packed_varlen`, or raise ValueError (one line)."""
+def prepare_model_for_packing(model: torch.nn.Module) -> PackingDecision:
+    """Make `model` keep packed examples apart, checked on the model itself.
+
+    Switches the KV cache off, runs two examples packed and separately, falls back to
+    `packed_varlen` when the configured attention lets them see each other, and raises
+    ValueError (one line naming the model type and the alternatives) when nothing isolates.
+    Returns the `PackingDecision`.
+    """
     # Why the cache: with use_cache on, LlamaModel builds a DynamicCache even in training, and
     # transformers then skips the position_ids -> per-example mask step (train/packing.py).
     model.config.use_cache = False

@@ -12,8 +12,10 @@ from pathlib import Path
 import torch
 
 from train import lora
-from train.checkpoint import resolve_resume_path, write_json_atomic
-from train.config import ConfigError, TrainConfig
+from core.files import atomic_write_json
+from train.checkpoint import resolve_resume_path
+from core.exit_codes import ConfigError, InputError
+from train.config import TrainConfig
 from train.data import (
     DataError,
     PackedDataset,
@@ -26,7 +28,8 @@ from train.data import (
 from train.distributed import DistEnv, init_distributed, shutdown
 from train.loop import Prepared, Trainer
 from train.model_setup import add_special_tokens_and_resize, check_model_path, load_model, load_tokenizer
-from train.packing import collate_packed, pack_bins, prepare_model_for_packing
+from train.packing import collate_packed, pack_bins
+from train.packing_check import prepare_model_for_packing
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +70,7 @@ def prepare(cfg: TrainConfig, env: DistEnv) -> Prepared:
         raise ConfigError(f"--attn_implementation {cfg.attn_implementation}: cannot use it ({exc})") from exc
     except (OSError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"--model_name_or_path {cfg.model_name_or_path}: cannot load ({first_line})") from exc
+        raise InputError(f"--model_name_or_path {cfg.model_name_or_path}: cannot load ({first_line})") from exc
     added = add_special_tokens_and_resize(tokenizer, model)
     if cfg.lora_r > 0:  # LoRA / QLoRA: freeze, add the adapter and the new tokens' rows
         model = lora.apply_lora(cfg, model, tokenizer, added)
@@ -123,7 +126,7 @@ def train(cfg: TrainConfig) -> dict:
         if cfg.lora_r > 0:  # LoRA: trainable count, adapter size, --merge_lora (train/lora.py)
             summary.update(lora.finish(cfg, env, prep.model))
         if env.is_main:
-            write_json_atomic(output_dir / "train_summary.json", summary)
+            atomic_write_json(output_dir / "train_summary.json", summary)
         return summary
     finally:
         shutdown(env)

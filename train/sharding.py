@@ -19,7 +19,8 @@ from typing import Literal
 import torch
 import torch.distributed as dist
 
-from train.config import ConfigError, TrainConfig
+from core.exit_codes import ConfigError
+from train.config import TrainConfig
 from train.distributed import DistEnv
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,11 @@ train and recover stages is exercised.
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from core import flags
 
 # A small corpus is enough: the tokenizer only has to cover the Alpaca template and test data.
 _CORPUS = [
@@ -26,6 +30,8 @@ _CORPUS = [
 
 def build_tokenizer(path: Path, vocab_size: int = 512):
     """Train a byte-level BPE tokenizer and save it at `path` as a `PreTrainedTokenizerFast`."""
+    # Deferred on purpose, here and below: transformers and torch take seconds to import, and
+    # `python -m train.tiny_model --help` answers at once.
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -85,9 +91,30 @@ def build_tiny_llama(
     return path
 
 
-if __name__ == "__main__":
-    import argparse
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """The settings of `python -m train.tiny_model`."""
 
-    parser = argparse.ArgumentParser(description="Write a tiny random Llama and its tokenizer (for tests and trying things).")
-    parser.add_argument("path", nargs="?", default="tiny-llama", help="output folder (default: tiny-llama)")
-    print(build_tiny_llama(parser.parse_args().path))
+    path: Path = field(default=Path("tiny-llama"), metadata=flags.doc("Output folder."))
+
+
+COMMAND = flags.Command(
+    prog="train.tiny_model",
+    config=TinyModelConfig,
+    usage="python -m train.tiny_model [PATH]",
+    description="Write a tiny random Llama and its tokenizer (for tests and trying things).",
+    positionals=(flags.Positional("path", "PATH", "output folder (default: tiny-llama)", required=False),),
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; prints the folder written."""
+    parsed = flags.parse_or_exit_status(COMMAND, sys.argv[1:] if argv is None else argv)
+    if isinstance(parsed, int):
+        return parsed
+    print(build_tiny_llama(parsed.config.path))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,18 +1,17 @@
-"""The text of `python -m train --help`: the recipe's flags first, the rest grouped, one spelling each.
+"""The command line of the train stage: the seed's recipe, the flag groups, and the checks.
 
-argparse's own help (through HfArgumentParser) lists every flag twice (`--learning_rate` and
-`--learning-rate`) with the dataclass defaults, which are transformers' and not the recipe's.
-This page is written from `TrainConfig` instead: each flag once, with its one-line meaning,
-the value the recipe passes (`RECIPE`, the values `make train` uses) and, where it differs,
-the value a flag takes when left out.
+`python -m train --help` shows each flag once (the one parser, `core.flags`), with its one-line
+meaning: the recipe's flags first with the value the recipe passes (`RECIPE`, the values
+`make train` uses) and, where it differs, the value a flag takes when left out; then the
+others by topic.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import typing
 
-from train.config import TrainConfig
+from core import flags
+from train.config import TrainConfig, resolve_legacy_flags, validate
 
 # The original recipe's command line, in its order: flag -> the value it passes ("" = a
 # required path). `make train` passes the same values, leaving out only those whose absence
@@ -55,86 +54,48 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "Accepted for compatibility": ("fp16", "local_rank"),
 }
 
-_PATH_METAVARS = {"data_path": "FILE", "eval_data_path": "FILE", "fsdp_config": "FILE", "deepspeed": "FILE"}
+PATH_METAVARS = {"data_path": "FILE", "eval_data_path": "FILE", "fsdp_config": "FILE", "deepspeed": "FILE",
+                 "model_name_or_path": "DIR", "output_dir": "DIR", "cache_dir": "DIR", "resume_from_checkpoint": "DIR"}
 
 
-def _metavar(name: str, hint: object) -> str:
-    """A plain word for the value a flag takes: DIR, FILE, N, X, True|False, or the choices."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) is typing.Literal:
-        return "|".join(str(a) for a in args)
-    if args:  # `X | None`
-        hint = args[0]
-    if hint is bool:
-        return "True|False"
-    if name in _PATH_METAVARS:
-        return _PATH_METAVARS[name]
-    if name.endswith(("_dir", "_or_path")) or name == "resume_from_checkpoint":
-        return "DIR"
-    return {int: "N", float: "X"}.get(hint, "TEXT")  # type: ignore[call-overload]
+def unknown_flag_hint(name: str) -> str | None:
+    """For one of transformers' TrainingArguments this trainer lacks: say so (None: any other flag)."""
+    # Deferred on purpose: transformers is heavy, and only a mistyped or unsupported flag needs it.
+    from transformers import TrainingArguments
+
+    if name in {f.name for f in dataclasses.fields(TrainingArguments)}:
+        return f"--{name}: a TrainingArguments flag this trainer does not implement; drop it"
+    return None
 
 
-def _shown(value: object) -> str:
-    if value is None:
-        return "not set"
-    if isinstance(value, str):
-        return "none" if value == "" else repr(value) if " " in value else value
-    return str(value)
+def check(cfg: TrainConfig) -> None:
+    """Map the legacy flags (one log line each), then reject values that cannot work."""
+    resolve_legacy_flags(cfg)
+    validate(cfg)
 
 
-def _line(flag: str, help_text: str, note: str = "", width: int = 40) -> str:
-    head = f"  --{flag}"
-    text = f"{help_text} ({note})" if note else help_text
-    return f"{head:<{width}} {text}" if len(head) < width else f"{head} {text}"
+COMMAND = flags.Command(
+    prog="train",
+    config=TrainConfig,
+    usage="torchrun --nproc_per_node=N -m train --model_name_or_path DIR --data_path FILE --output_dir DIR [flags]\n"
+          "python -m train ...   (one process)",
+    description="Fine-tune a causal LM on Alpaca-format data (prompt masked out of the loss), sharded with FSDP.\n"
+                "The recipe in one command (it passes the values below; docs/train.md has the rest):\n"
+                "  make train MODEL=DIR DATA=FILE OUTPUT_DIR=DIR NPROC=4 [NNODES=2 NODE_RANK=0 MASTER_ADDR=HOST]",
+    groups=(
+        flags.Group("The recipe's flags, with the value it passes (and the value when a flag is left out, "
+                    "where different)", tuple(RECIPE), RECIPE),
+        *(flags.Group(title, names) for title, names in GROUPS.items()),
+    ),
+    epilog="Booleans take True or False. Flags are also accepted with dashes (--learning-rate); a flag of\n"
+           "transformers' TrainingArguments not listed here is refused, naming it.",
+    metavars=PATH_METAVARS,
+    validate=check,
+    unknown_flag_hint=unknown_flag_hint,
+    help_command="python -m train",
+)
 
 
 def usage_text() -> str:
     """The whole `--help` page."""
-    hints = typing.get_type_hints(TrainConfig)
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig) if f.init}
-    lines = [
-        "usage: torchrun --nproc_per_node=N -m train --model_name_or_path DIR --data_path FILE --output_dir DIR [flags]",
-        "       python -m train ...   (one process)",
-        "",
-        "Fine-tune a causal LM on Alpaca-format data (prompt masked out of the loss), sharded with FSDP.",
-        "The recipe in one command (it passes the values below; docs/train.md has the rest):",
-        "  make train MODEL=DIR DATA=FILE OUTPUT_DIR=DIR NPROC=4 [NNODES=2 NODE_RANK=0 MASTER_ADDR=HOST]",
-        "",
-        "The recipe's flags, with the value it passes (and the value when a flag is left out, where different):",
-    ]
-    for name, value in RECIPE.items():
-        f = fields[name]
-        default = None if f.default is dataclasses.MISSING else f.default
-        if f.default is dataclasses.MISSING:
-            flag, note = f"{name} {_metavar(name, hints[name])}", "required"
-        else:
-            flag = f"{name} {value if ' ' not in value else repr(value)}"
-            same = _shown(default) == value or (_is_number(value) and float(value) == default)
-            note = "" if same else f"left out: {_shown(default)}"
-        lines.append(_line(flag, f.metadata.get("help", ""), note))
-    grouped = {n for names in GROUPS.values() for n in names}
-    other = tuple(n for n in fields if n not in RECIPE and n not in grouped)
-    for title, names in [*GROUPS.items(), ("Other flags", other)]:
-        names = tuple(n for n in names if n in fields)
-        if not names:
-            continue
-        lines += ["", f"{title}:"]
-        for name in names:
-            f = fields[name]
-            default = None if f.default is dataclasses.MISSING else f.default
-            shown = "" if default in (None, "") else f"default: {_shown(default)}"
-            lines.append(_line(f"{name} {_metavar(name, hints[name])}", f.metadata.get("help", ""), shown))
-    lines += [
-        "",
-        "Booleans take True or False. Flags are also accepted with dashes (--learning-rate); a flag of",
-        "transformers' TrainingArguments not listed here is refused, naming it.",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return flags.help_text(COMMAND)

@@ -3,77 +3,18 @@
 The loop (generate/run.py) builds numbered requests deterministically from the seed, so a
 request's prompts depend only on (seed, request index). A backend answers requests in any
 order; the loop journals each answer and processes answers in index order, which is what
-makes a resumed or concurrent run produce the same data as a sequential one.
+makes a resumed or concurrent run produce the same data as a sequential one. Requests and
+results are the OpenAI client's (`core.openai_client.request`), whatever the backend.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Iterator, Literal, Protocol
+from collections.abc import Iterator
+from typing import Literal, Protocol
+
+from core.openai_client.request import GenerationRequest, GenerationResult
 
 BackendName = Literal["openai", "batch", "local"]
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """Decoding settings shared by every backend (the reference's values are the defaults)."""
-
-    model: str
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int = 3072
-    stop: tuple[str, ...] = ("\n20", "20.")
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    """One API request: `index` is its number in the run (0-based), stable across resumes."""
-
-    index: int
-    prompts: tuple[str, ...]  # full prompt texts, each ending with "N. Instruction:"
-
-
-@dataclass(frozen=True)
-class Completion:
-    """The model's text for one prompt.
-
-    For the completions API (and local models) `text` continues after the prompt's trailing
-    "N. Instruction:"; for chat it restates it. `finish_reason` is "stop", "length", ...
-    """
-
-    text: str
-    finish_reason: str
-
-
-@dataclass(frozen=True)
-class GenerationResult:
-    """A backend's answer to one request: one completion per prompt, in prompt order."""
-
-    request: GenerationRequest
-    completions: tuple[Completion, ...]
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    retries: int = 0  # transient failures retried before this answer came
-    api_calls: int = 1  # HTTP calls that made it (chat sends one per prompt); 0 for local models
-
-
-class GenerationError(Exception):
-    """A fatal, user-actionable failure (bad key, unknown model, bad request...).
-
-    The message is one line, names the setting to fix, and never contains a secret. The
-    loop stops at once; everything journaled so far is kept.
-    """
-
-
-class BackendState(Protocol):
-    """Small JSON-serialisable state a backend keeps across a crash (batch and file ids).
-
-    The generation loop persists it durably in its journal before `set` returns.
-    """
-
-    def get(self, key: str) -> Any | None: ...
-
-    def set(self, key: str, value: Any) -> None: ...
 
 
 class Backend(Protocol):
@@ -86,14 +27,13 @@ class Backend(Protocol):
     it does, so every paid call is journaled and counted. Then the loop calls `close`.
 
     Construction: the factory (generate/backends/factory.py) calls
-    `BackendClass(config, state)` with `config: generate.config.GenerateConfig` (model_name,
-    api, temperature, top_p, max_tokens, max_concurrency, max_retries, request_timeout,
-    num_prompt_instructions, plus batch_poll_interval, batch_size, local_model, device for
-    the batch and local backends) and `state: BackendState`. `sampling_params(config)` in
-    generate/backends/factory.py gives the SamplingParams of a run.
+    `BackendClass(config, state)` with `config: generate.config.GenerateConfig` and
+    `state: core.openai_client.request.BackendState`.
 
     Optional: `stats() -> dict[str, float]`, extra numbers (e.g. "rate_limited": 429s
-    received) that the run summary includes under "backend_stats".
+    received) that the run summary includes under "backend_stats"; `progress(kept, target)`,
+    the kept count after each answer (the batch backend sizes its rounds from it);
+    `unused_results()`, answers already paid for when the run stopped (the batch backend).
     """
 
     name: BackendName

@@ -7,16 +7,18 @@ optional dependency of another backend gives a one-line message instead of a tra
 from __future__ import annotations
 
 import importlib
-import os
-from typing import Mapping
+from collections.abc import Mapping
 
-from generate.backends.base import Backend, BackendName, BackendState, GenerationError, SamplingParams
+from core.openai_client.credentials import check_credentials, endpoint_configured
+from core.openai_client.request import BackendState, GenerationError, SamplingParams
+from generate.backends.base import Backend, BackendName
+from generate.backends.local.model_files import local_model_name
 from generate.config import GenerateConfig
 
 _CLASSES: dict[str, tuple[str, str]] = {
-    "openai": ("generate.backends.openai_api", "OpenAIBackend"),
-    "batch": ("generate.backends.batch", "BatchBackend"),
-    "local": ("generate.backends.local", "LocalBackend"),
+    "openai": ("generate.backends.api", "OpenAIBackend"),
+    "batch": ("generate.backends.batch.backend", "BatchBackend"),
+    "local": ("generate.backends.local.backend", "LocalBackend"),
 }
 
 # The list-price multiplier of each backend (its class's `price_factor`), for a run that makes
@@ -24,40 +26,23 @@ _CLASSES: dict[str, tuple[str, str]] = {
 PRICE_FACTORS: dict[str, float] = {"openai": 1.0, "batch": 0.5, "local": 0.0}
 
 
-def env_value(name: str, environ: Mapping[str, str] | None = None) -> str | None:
-    """An environment variable's value, with empty or blank counted as unset."""
-    value = (os.environ if environ is None else environ).get(name, "")
-    return value.strip() or None
-
-
 def resolve_backend_name(config: GenerateConfig, environ: Mapping[str, str] | None = None) -> BackendName:
     """`auto` means openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else the local model."""
     if config.backend != "auto":
         return config.backend
-    if env_value("OPENAI_API_KEY", environ) or env_value("OPENAI_BASE_URL", environ):
-        return "openai"
-    return "local"
+    return "openai" if endpoint_configured(environ) else "local"
 
 
-def check_credentials(name: BackendName, environ: Mapping[str, str] | None = None) -> None:
-    """Fail in an instant, before any file is written, when the openai backend has no endpoint."""
-    if name in ("openai", "batch") and not (
-        env_value("OPENAI_API_KEY", environ) or env_value("OPENAI_BASE_URL", environ)
-    ):
-        raise GenerationError(
-            "no API endpoint configured: set OPENAI_API_KEY (for api.openai.com) or "
-            "OPENAI_BASE_URL (for a local OpenAI-compatible server such as vLLM, llama.cpp or Ollama)"
-        )
+def check_backend_credentials(name: BackendName, environ: Mapping[str, str] | None = None) -> None:
+    """Fail in an instant, before any file is written, when an API backend has no endpoint."""
+    if name in ("openai", "batch"):
+        check_credentials(environ)
 
 
 def model_used(name: BackendName, config: GenerateConfig) -> str:
     """The model that answers: --model_name for the APIs; for the local backend the model it
     loads (--local_model, else --model_name unless it is the API default, else its default)."""
-    if name == "local":
-        from generate.backends.local import local_model_name  # deferred: local imports this module
-
-        return local_model_name(config)
-    return config.model_name
+    return local_model_name(config) if name == "local" else config.model_name
 
 
 def sampling_params(config: GenerateConfig) -> SamplingParams:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.assess.judge_server import GARBLE, MARKER, JudgeRoute
-from tests.openai_server import OpenAIServer
-from train.template import set_chat_template
+from tests.fakes.eval_judge import GARBLE, MARKER, JudgeRoute
+from tests.fakes.openai_server import OpenAIServer
+from core.prompt_format import set_chat_template
 from train.tiny_model import build_tiny_llama
 
 # Twelve tasks, half with an input, in three categories.

@@ -26,7 +26,7 @@ def greedy_reference(model: LocalModel, instruction: str, input_: str, max_new: 
     """The answer transformers' plain generate gives for the training prompt's ids."""
     import torch
 
-    from train.template import format_prompt
+    from core.prompt_format import format_prompt
 
     ids = model.tokenizer(format_prompt(instruction, input_), add_special_tokens=True)["input_ids"]
     out = model.model.generate(torch.tensor([ids]), max_new_tokens=max_new, do_sample=False,
@@ -75,7 +75,7 @@ def test_interactive_session(model: LocalModel, capsys: pytest.CaptureFixture) -
 
 
 def test_chat_bad_flags_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["--model", str(tmp_path / "none")]) == 2
+    assert main(["--model", str(tmp_path / "none")]) == 1  # a wrong path (a bad flag is 2)
     assert capsys.readouterr().err.strip().count("\n") == 0
     assert main([]) == 2
     assert "--model <checkpoint dir> is required" in capsys.readouterr().err

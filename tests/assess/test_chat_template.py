@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from train.data import tokenize_examples
-from train.template import (
+from core.prompt_format import (
     CHAT_TEMPLATE,
     CHAT_TEMPLATE_FILE,
     alpaca_messages,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from assess.cli import main
 from tests.assess.conftest import MARKED, MARKER, TASKS, reference_records, write_jsonl
-from tests.assess.judge_server import GARBLE, WANT_MARKER, JudgeRoute
-from tests.openai_server import OpenAIServer
+from tests.fakes.eval_judge import GARBLE, WANT_MARKER, JudgeRoute
+from tests.fakes.openai_server import OpenAIServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 N = len(TASKS)

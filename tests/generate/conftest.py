@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from generate.store import JOURNAL_NAME
 
 PROMPT = (
     "You are asked to come up with a set of 20 diverse task instructions. These task instructions "
@@ -51,3 +54,24 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
+
+
+@pytest.fixture
+def journal_indices() -> Callable[[Path], list[int]]:
+    """The request indices a run's journal holds, in the order they were written."""
+
+    def indices(out: Path) -> list[int]:
+        path = out / JOURNAL_NAME
+        if not path.exists():
+            return []
+        found = []
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line being written
+            if record.get("type") == "result":
+                found.append(record["index"])
+        return found
+
+    return indices

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from generate.backends.factory import resolve_backend_name
-from generate.config import REFERENCE_BLACKLIST, ConfigError, GenerateConfig, config_from_flags, flag_help
+from core.exit_codes import ConfigError
+from generate.config import REFERENCE_BLACKLIST, GenerateConfig, config_from_flags, flag_help
 
 
 def test_reference_flags_and_types() -> None:
@@ -94,7 +95,7 @@ def test_cli_rejects_a_stray_argument_and_takes_space_separated_values(capsys: p
 
     assert main(["--api", "chat", "data", "--seed=1"]) == 2
     assert capsys.readouterr().err.strip() == (
-        "generate: error: unexpected argument 'data': every setting is a flag, --name=value "
+        "generate: error: unexpected argument 'data': every setting is a flag, --name value "
         "(see `python -m generate --help`)")
     assert main(["--api", "edits", "--progress", "False"]) == 2  # `--flag value` reaches the validation
     assert "--api must be one of completions, chat (got 'edits')" in capsys.readouterr().err
@@ -111,21 +112,21 @@ def test_more_examples_than_seed_tasks_is_refused_before_writing(seed_file, prom
 
 
 def test_help_states_the_local_model_rule_and_the_batch_limit() -> None:
-    from generate.backends.local import DEFAULT_LOCAL_MODEL
+    from generate.backends.local.model_files import DEFAULT_LOCAL_MODEL
 
-    lines = flag_help().splitlines()
-    local_help = lines[lines.index("  --local_model (default: )") + 1].strip()
-    assert local_help == (
-        "local backend: a model directory or Hugging Face id (default: --model_name if given, that is, "
+    lines = {line.split()[0]: line for line in flag_help().splitlines() if line.startswith("  --")}
+    assert lines["--local_model"].endswith(
+        " local backend: a model directory or Hugging Face id (default: --model_name if given, that is, "
         f"not the API default {GenerateConfig().model_name}; else {DEFAULT_LOCAL_MODEL})."
     )
-    batch_help = lines[lines.index("  --batch_size (default: 200)") + 1].strip()
-    assert batch_help == "batch backend: the most requests in one submitted batch."
+    assert lines["--batch_size"].startswith("  --batch_size N ")
+    assert lines["--batch_size"].endswith(" batch backend: the most requests in one submitted batch. (default: 200)")
+    assert lines["--seed_tasks_path"].endswith("(default: <repo>/seed_tasks.jsonl)")
 
 
 def test_empty_base_url_counts_as_unset_for_the_client(monkeypatch: pytest.MonkeyPatch) -> None:
     """OPENAI_BASE_URL="" must mean api.openai.com, not an empty URL the SDK would read itself."""
-    from generate.backends.openai_api import OpenAIBackend
+    from generate.backends.api import OpenAIBackend
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     monkeypatch.setenv("OPENAI_BASE_URL", "")

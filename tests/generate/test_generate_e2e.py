@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from rouge_score import rouge_scorer
 
-from generate.backends.base import GenerationError
+from core.openai_client.request import GenerationError
 from generate.config import config_from_flags
 from generate.parsing import FilterSettings, rejection_reason
-from generate.run import JOURNAL_NAME, generate
-from tests.openai_server import OpenAIServer, ServerOptions
+from generate.run import generate
+from generate.store import JOURNAL_NAME
+from tests.fakes.openai_server import OpenAIServer, ServerOptions
 
 SECRET = "sk-test-Zq8xSECRETkey0042"
 
@@ -129,23 +130,8 @@ def test_rerun_with_larger_target_extends_the_same_sequence(prompt_file, seed_fi
     assert _data(tmp_path / "grow") == _data(tmp_path / "once")
 
 
-def _journal_indices(out: Path) -> list[int]:
-    path = out / JOURNAL_NAME
-    if not path.exists():
-        return []
-    indices = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # a line being written
-        if record.get("type") == "result":
-            indices.append(record["index"])
-    return indices
-
-
 @pytest.mark.parametrize("api", ["completions", "chat"])
-def test_resume_after_sigkill_gives_the_uninterrupted_data(api, repo_root, prompt_file, seed_file, tmp_path, clean_env) -> None:
+def test_resume_after_sigkill_gives_the_uninterrupted_data(api, repo_root, prompt_file, seed_file, tmp_path, clean_env, journal_indices) -> None:
     options = ServerOptions(material="synthetic", bad_block_rate=0.3, truncate_rate=0.1, latency_s=0.05)
     values = {"seed_tasks_path": str(seed_file), "prompt_path": str(prompt_file), "num_instructions_to_generate": 150,
               "max_concurrency": 4, "seed": 3, "progress": False, "api": api, "request_batch_size": 2}
@@ -157,12 +143,12 @@ def test_resume_after_sigkill_gives_the_uninterrupted_data(api, repo_root, promp
         proc = subprocess.Popen([sys.executable, "-m", "generate", f"--output_dir={killed}", *flags],
                                 cwd=repo_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
-        while len(_journal_indices(killed)) < 6 and time.monotonic() < deadline and proc.poll() is None:
+        while len(journal_indices(killed)) < 6 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.02)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         assert proc.returncode == -signal.SIGKILL
-        before = _journal_indices(killed)
+        before = journal_indices(killed)
         assert 6 <= len(before)
         partial = _data(killed)  # valid JSON at the moment of the kill
         assert len(partial) < 150
@@ -175,7 +161,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_data(api, repo_root, promp
     assert _data(killed) == _data(straight)
     assert len(_data(killed)) == 150
     assert _data(killed)[: len(partial)] == partial
-    after = _journal_indices(killed)
+    after = journal_indices(killed)
     assert len(after) == len(set(after))  # no request answered twice
     assert set(before) <= set(after)
     summary = json.loads((killed / "generate_summary.json").read_text())
@@ -239,7 +225,7 @@ def test_tokens_counted_with_tiktoken_without_usage(prompt_file, seed_file, tmp_
 
 
 def test_resume_refuses_changed_settings(prompt_file, seed_file, tmp_path, clean_env) -> None:
-    from generate.journal import JournalError
+    from core.openai_client.journal import JournalError
 
     with OpenAIServer(ServerOptions(material="synthetic")) as server:
         _use(server, clean_env)
@@ -266,7 +252,7 @@ def test_debug_log_has_a_line_per_call_and_never_the_key(repo_root, prompt_file,
             cwd=repo_root, env=env, capture_output=True, text=True, timeout=120)
         answered = server.stats()["answered"]
     assert proc.returncode == 0, proc.stderr[-2000:]
-    call_lines = [line for line in proc.stderr.splitlines() if "generate.backends.openai_api: request " in line]
+    call_lines = [line for line in proc.stderr.splitlines() if "core.openai_client.client: request " in line]
     assert len(call_lines) == answered
     assert SECRET not in proc.stderr and SECRET[-6:] not in proc.stderr
     assert "kept 20/20 instructions" in proc.stderr
@@ -303,8 +289,8 @@ class _EagerBackend:
     def run(self, requests):
         import random
 
-        from generate.backends.base import Completion, GenerationError, GenerationResult
-        from tests.openai_server import _synthetic_item
+        from core.openai_client.request import Completion, GenerationError, GenerationResult
+        from tests.fakes.openai_server import synthetic_item
 
         while self.pulled < 3000:  # a bound, so a regression fails instead of hanging
             batch = list(itertools.islice(requests, 300))
@@ -312,7 +298,7 @@ class _EagerBackend:
                 return  # the loop stopped asking: everything taken has been answered
             self.pulled += len(batch)
             for request in batch:
-                items = [_synthetic_item(random.Random(request.index * 10 + n)) for n in range(2)]
+                items = [synthetic_item(random.Random(request.index * 10 + n)) for n in range(2)]
                 text = "###\n".join(
                     f"{4 + n}. Instruction: {item['instruction']}\n{4 + n}. Input:\n<noinput>\n{4 + n}. Output:\nok\n"
                     for n, item in enumerate(items)

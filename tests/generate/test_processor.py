@@ -7,15 +7,15 @@ from collections import Counter
 
 import pytest
 
-from generate.backends.base import Completion, GenerationResult
+from core.openai_client.request import Completion, GenerationResult
 from generate.config import config_from_flags
-from generate.dedup import Deduplicator
+from generate.dedup.index import Deduplicator
 from generate.parsing import FilterSettings, parse_answer, rejection_reason
 from generate.run import Processor
-from generate.seeds import build_request, load_prompt, load_seed_tasks
+from generate.seeds.tasks import build_request, load_prompt, load_seed_tasks
 from generate.store import OutputStore
 from generate.summary import RunStats
-from tests.openai_server import OpenAIServer, ServerOptions
+from tests.fakes.openai_server import OpenAIServer, ServerOptions
 
 
 def _candidate_by_candidate(results: list[GenerationResult], seeds: list[str], target: int) -> tuple[list, Counter]:

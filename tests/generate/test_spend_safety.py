@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from generate.config import ConfigError, config_from_flags
-from generate.journal import JournalError
+from core.exit_codes import ConfigError, InputError
+from generate.config import config_from_flags
+from core.openai_client.journal import JournalError
 from generate.run import StallError, generate
 from generate.run_lock import LOCK_NAME, RunLock, RunLockError
-from tests.generate.test_generate_e2e import _journal_indices
-from tests.openai_server import OpenAIServer, ServerOptions
+from tests.fakes.openai_server import OpenAIServer, ServerOptions
 
 
 def _config(out: Path, seeds: Path, prompt: Path, **flags):
@@ -52,7 +52,7 @@ def _cli_flags(out: Path, seeds: Path, prompt: Path, **flags) -> list[str]:
 # --- the stall guard -----------------------------------------------------------------------------
 
 def test_a_stalled_run_stops_within_the_guard_with_one_line(repo_root, seed_file, prompt_file, tmp_path,
-                                                            clean_env) -> None:
+                                                            clean_env, journal_indices) -> None:
     """A small answer pool: after a few items nothing new comes back. The run stops after exactly
     --stall_requests answered requests that kept nothing, says why, exits 1, writes its summary."""
     out = tmp_path / "out"
@@ -72,7 +72,7 @@ def test_a_stalled_run_stops_within_the_guard_with_one_line(repo_root, seed_file
     # Exactly the guard's worth of requests after the last one that kept something: no more paid.
     neighbours = [json.loads(line) for line in (out / "generate_neighbours.jsonl").read_text().splitlines()]
     last_keeping = max(n["request"] for n in neighbours)
-    assert sorted(_journal_indices(out)) == list(range(last_keeping + 1 + 8))
+    assert sorted(journal_indices(out)) == list(range(last_keeping + 1 + 8))
     assert summary["requests"] == answered == last_keeping + 1 + 8
 
     # The same settings stop again at once, paying nothing; a looser guard pays for 3 more tries.
@@ -96,7 +96,7 @@ def test_the_guard_can_be_turned_off(seed_file, prompt_file, tmp_path, clean_env
 
 # --- caps ------------------------------------------------------------------------------------------
 
-def test_max_requests_stops_cleanly_and_a_higher_cap_continues(seed_file, prompt_file, tmp_path, clean_env) -> None:
+def test_max_requests_stops_cleanly_and_a_higher_cap_continues(seed_file, prompt_file, tmp_path, clean_env, journal_indices) -> None:
     options = ServerOptions(material="synthetic", bad_block_rate=0.3, latency_s=0.02)
     out = tmp_path / "capped"
     with OpenAIServer(options) as server:
@@ -104,7 +104,7 @@ def test_max_requests_stops_cleanly_and_a_higher_cap_continues(seed_file, prompt
         first = generate(_config(out, seed_file, prompt_file, num_instructions_to_generate=300, max_requests=5))
         assert server.stats()["answered"] == 5
         assert first["stopped_by"] == "max_requests" and first["finished"] is False and first["error"] is None
-        assert first["requests"] == 5 and sorted(_journal_indices(out)) == [0, 1, 2, 3, 4]
+        assert first["requests"] == 5 and sorted(journal_indices(out)) == [0, 1, 2, 3, 4]
         assert 0 < first["kept"] < 300 and len(json.loads((out / "alpaca_data.json").read_text())) == first["kept"]
 
         again = generate(_config(out, seed_file, prompt_file, num_instructions_to_generate=300, max_requests=5))
@@ -122,7 +122,7 @@ def test_max_requests_stops_cleanly_and_a_higher_cap_continues(seed_file, prompt
 
 
 def test_max_cost_usd_is_never_passed_and_a_higher_cap_continues(seed_file, prompt_file, tmp_path, clean_env) -> None:
-    from generate.cost import estimate_cost_usd
+    from core.openai_client.cost import estimate_cost_usd
 
     out = tmp_path / "out"
     flags = {"num_instructions_to_generate": 2000, "max_tokens": 1000, "max_concurrency": 8}
@@ -170,7 +170,7 @@ def test_limits_default_to_a_guard_and_no_caps() -> None:
 # --- an honest count -------------------------------------------------------------------------------
 
 def test_calls_in_flight_when_the_target_is_reached_are_journaled_and_counted(seed_file, prompt_file, tmp_path,
-                                                                               clean_env) -> None:
+                                                                               clean_env, journal_indices) -> None:
     # Request 0 is slow: while it is out, later requests go out and come back; once it lands the
     # target (10) is reached at once, with calls still out. They are paid: they must be counted.
     options = ServerOptions(material="synthetic", script={0: "slow"}, slow_s=0.6, latency_s=0.2)
@@ -184,7 +184,7 @@ def test_calls_in_flight_when_the_target_is_reached_are_journaled_and_counted(se
         stats = server.stats()
     assert summary["stopped_by"] == "target" and summary["requests_used_for_data"] == 1
     assert summary["requests_collected_after_stop"] >= 1
-    assert summary["requests"] == stats["answered"] == len(_journal_indices(out))
+    assert summary["requests"] == stats["answered"] == len(journal_indices(out))
     assert (summary["prompt_tokens"], summary["completion_tokens"]) == (stats["prompt_tokens"], stats["completion_tokens"])
     # A longer run uses those answers instead of paying for them again.
     with OpenAIServer(options) as server:
@@ -193,14 +193,14 @@ def test_calls_in_flight_when_the_target_is_reached_are_journaled_and_counted(se
     assert longer["requests_resumed_from_journal"] == summary["requests"]
 
 
-def test_sigterm_writes_the_summary(repo_root, seed_file, prompt_file, tmp_path) -> None:
+def test_sigterm_writes_the_summary(repo_root, seed_file, prompt_file, tmp_path, journal_indices) -> None:
     out = tmp_path / "out"
     with OpenAIServer(ServerOptions(material="synthetic", latency_s=0.1)) as server:
         proc = subprocess.Popen(_cli_flags(out, seed_file, prompt_file, num_instructions_to_generate=5000),
                                 cwd=repo_root, env=_cli_env(server), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
-        while len(_journal_indices(out)) < 3 and time.monotonic() < deadline and proc.poll() is None:
+        while len(journal_indices(out)) < 3 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
@@ -210,7 +210,7 @@ def test_sigterm_writes_the_summary(repo_root, seed_file, prompt_file, tmp_path)
     assert "Traceback" not in stderr
     summary = _summary(out)
     assert summary["stopped_by"] == "terminated" and summary["finished"] is False
-    assert summary["requests"] == len(_journal_indices(out)) >= 3
+    assert summary["requests"] == len(journal_indices(out)) >= 3
     assert not (out / LOCK_NAME).exists()
 
 
@@ -227,13 +227,13 @@ def test_lock_names_the_holder_and_a_released_lock_is_free(tmp_path) -> None:
 
 
 def test_a_second_run_on_a_folder_refuses_and_a_killed_run_leaves_it_free(repo_root, seed_file, prompt_file,
-                                                                         tmp_path, clean_env) -> None:
+                                                                         tmp_path, clean_env, journal_indices) -> None:
     out = tmp_path / "out"
     with OpenAIServer(ServerOptions(material="synthetic", latency_s=0.1)) as server:
         first = subprocess.Popen(_cli_flags(out, seed_file, prompt_file, num_instructions_to_generate=5000),
                                  cwd=repo_root, env=_cli_env(server), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
-        while len(_journal_indices(out)) < 2 and time.monotonic() < deadline and first.poll() is None:
+        while len(journal_indices(out)) < 2 and time.monotonic() < deadline and first.poll() is None:
             time.sleep(0.02)
         _use(server, clean_env)
         second = subprocess.run(_cli_flags(out, seed_file, prompt_file, num_instructions_to_generate=5000),
@@ -246,7 +246,7 @@ def test_a_second_run_on_a_folder_refuses_and_a_killed_run_leaves_it_free(repo_r
             f"{out / LOCK_NAME}); wait for it to finish or stop it, or use another --output_dir")
         first.kill()
         first.wait(timeout=30)
-        before = len(set(_journal_indices(out)))
+        before = len(set(journal_indices(out)))
         # kill -9 leaves the lock file; the lock itself went with the process.
         assert (out / LOCK_NAME).exists()
         # A target below what is kept would cut the data (refused): ask for at least that.
@@ -324,5 +324,5 @@ def test_an_output_dir_that_cannot_be_made_is_one_line(seed_file, prompt_file, t
     blocker.write_text("x")
     with OpenAIServer(ServerOptions(material="synthetic")) as server:
         _use(server, clean_env)
-        with pytest.raises(ConfigError, match=rf"--output_dir {blocker}/out: cannot create it \("):
+        with pytest.raises(InputError, match=rf"--output_dir {blocker}/out: cannot create it \("):
             generate(_config(blocker / "out", seed_file, prompt_file, num_instructions_to_generate=5))

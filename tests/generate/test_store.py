@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from generate.store import OutputStore
@@ -29,16 +28,3 @@ def test_files_track_the_kept_items(tmp_path: Path) -> None:
     assert [line["request"] for line in lines] == [0, 1, 2, 3]
     assert len(store) == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["alpaca_data.json", "generate_neighbours.jsonl"]
-
-
-def test_written_files_follow_the_umask(tmp_path: Path) -> None:
-    from generate.store import atomic_write_text
-
-    for umask, mode in ((0o022, 0o644), (0o077, 0o600)):
-        old = os.umask(umask)
-        try:
-            atomic_write_text(tmp_path / f"f{umask}", "x")
-        finally:
-            os.umask(old)
-        assert (tmp_path / f"f{umask}").stat().st_mode & 0o777 == mode
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["f18", "f63"]  # no temp file left

@@ -35,7 +35,7 @@ def build_tuned(base_dir: Path, out_dir: Path, *, seed: int = 1, max_shard_size:
     """Derive a fine-tuned-looking model from `base_dir` into `out_dir`; return its planted chain."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from train.template import format_prompt
+    from core.prompt_format import format_prompt
 
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
     model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)

@@ -16,9 +16,11 @@ import torch
 from safetensors.torch import load_file
 
 from recover import MakeDiffConfig, RecoverConfig, make_diff, recover
-from recover.adapter import ADAPTER_MANIFEST, ADAPTER_WEIGHTS, merge_adapter
+from core.checkpoints.adapter import ADAPTER_MANIFEST, ADAPTER_WEIGHTS
+from core.checkpoints.adapter_merge import merge_adapter
 from recover.cli import main
-from recover.errors import ConfigError, IntegrityError, MismatchError
+from core.exit_codes import ConfigError
+from core.checkpoints.errors import IntegrityError, MismatchError
 
 
 def _build_adapter(base_dir: Path, out: Path, *, seed: int = 0, **lora_kwargs) -> Path:
@@ -86,7 +88,7 @@ def llama_diff(bases: dict[str, Path], llama_adapter: Path, tmp_path_factory: py
 
 
 def _peft_merged(base_dir: Path, adapter_dir: Path) -> dict[str, torch.Tensor]:
-    from train.lora import load_adapter_model
+    from core.checkpoints.adapter_load import load_adapter_model
 
     return load_adapter_model(adapter_dir, base_dir).merge_and_unload().state_dict()
 
@@ -155,10 +157,10 @@ def test_wrong_base_is_refused_and_nothing_written(llama_diff: Path, bases: dict
     out = tmp_path / "out"
     assert main(["recover", "--path_raw", str(bases["llama_other"]), "--path_diff", str(llama_diff),
                  "--path_tuned", str(out)]) == 1
-    err = [line for line in capsys.readouterr().err.strip().splitlines() if line.startswith("error:")]
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if line.startswith("recover: error:")]
     assert len(err) == 1
     assert re.fullmatch(
-        r"error: the base is not the model this adapter was trained on: tensor \S+\.weight \(in model\.safetensors\) "
+        r"recover: error: the base is not the model this adapter was trained on: tensor \S+\.weight \(in model\.safetensors\) "
         r"differs from the one recorded in adapter_manifest\.json \(the adapter itself checked out\); pass the "
         r"original base weights as --path_raw", err[0]), err[0]
     assert not out.exists() and not list(tmp_path.glob(".out*"))

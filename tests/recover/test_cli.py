@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -14,11 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from recover import CheckpointError, ConfigError, MakeDiffConfig, RecoverConfig, recover
+from recover import CheckpointError, ConfigError, InputError, MakeDiffConfig, RecoverConfig, recover
 from recover.cli import main
-from recover.config import flag_fields
 from recover.manifest import MANIFEST_NAME, Manifest
-from recover.rows import as_bytes
+from core.checkpoints.rows import as_bytes
 from tests.recover.models import Chain, state_dict_of
 from tests.recover.rss_probe import Measured
 
@@ -30,7 +30,7 @@ def test_missing_path_is_one_line_naming_it(repo_root: Path, tmp_path: Path) -> 
     proc = subprocess.run([sys.executable, "-m", "recover", "recover", "--path_raw", str(missing), "--path_diff", str(tmp_path)],
                           cwd=repo_root, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines() == [f"error: --path_raw: {missing} does not exist"]
+    assert proc.stderr.strip().splitlines() == [f"recover: error: --path_raw: {missing} does not exist"]
 
 
 def test_python_m_recover_writes_the_verified_model(cli_recovered: tuple[Measured, Path], tuned: tuple[Path, Chain],
@@ -116,7 +116,7 @@ def test_existing_output_needs_overwrite(tiny_base: Path, tuned: tuple[Path, Cha
     taken = tmp_path / "taken"
     taken.mkdir()
     (taken / "x").write_text("")
-    with pytest.raises(ConfigError, match=r"^--path_diff: .* exists and is not empty; choose another path or pass --overwrite True$"):
+    with pytest.raises(InputError, match=r"^--path_diff: .* exists and is not empty; choose another path or pass --overwrite True$"):
         MakeDiffConfig(path_raw=str(tiny_base), path_tuned=str(tuned[0]), path_diff=str(taken))
     with pytest.raises(ConfigError, match="--path_diff must differ"):
         MakeDiffConfig(path_raw=str(tiny_base), path_tuned=str(tuned[0]), path_diff=str(tuned[0]), overwrite=True)
@@ -138,28 +138,30 @@ def test_cuda_round_trip_matches_cpu_bits(tiny_base: Path, diff_dir: Path, tmp_p
 
 def test_unknown_flag_is_refused_before_running(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["recover", "--path_raw", str(tmp_path), "--path_dif", str(tmp_path)])
-    assert code == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: unknown flag --path_dif for recover; its flags are --check_integrity_naively")
+    assert code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "recover: error: unknown flag --path_dif; run `python -m recover recover --help` for the list of flags"]
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["bogus"], "error: unknown command 'bogus'; use `python -m recover make_diff ...` or `python -m recover recover ...`"),
+        (["bogus"],
+         "recover: error: unknown command 'bogus'; use `python -m recover make_diff ...` or `python -m recover recover ...`"),
         (["recover", "BASE", "DIFF"],
-         "error: unexpected argument 'BASE' for recover: every value follows its flag, e.g. --path_raw DIR"),
+         "recover: error: unexpected argument 'BASE': every setting is a flag, --name value "
+         "(see `python -m recover recover --help`)"),
     ],
 )
 def test_bad_command_lines_are_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(argv) == 1
+    assert main(argv) == 2
     assert capsys.readouterr().err.strip().splitlines() == [message]
 
 
 def test_flag_values_that_look_like_flags_are_values(tiny_base: Path, diff_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A negative number after a flag is its value (the config refuses it), not an unknown flag."""
-    assert main(["recover", "--path_raw", str(tiny_base), "--path_diff", str(diff_dir), "--naive_sum_atol", "-1"]) == 1
-    assert capsys.readouterr().err.strip() == "error: --naive_sum_atol: must be >= 0, got -1.0"
+    assert main(["recover", "--path_raw", str(tiny_base), "--path_diff", str(diff_dir), "--naive_sum_atol", "-1"]) == 2
+    assert capsys.readouterr().err.strip() == "recover: error: --naive_sum_atol: must be >= 0, got -1.0"
 
 
 def test_help_lists_both_commands_with_plain_types(capsys: pytest.CaptureFixture[str]) -> None:
@@ -170,7 +172,7 @@ def test_help_lists_both_commands_with_plain_types(capsys: pytest.CaptureFixture
     assert "python -m recover recover --path_raw DIR --path_diff DIR [flags]" in page
     for flag, config in (("make_diff", MakeDiffConfig), ("recover", RecoverConfig)):
         section = page.split(f"python -m recover {flag} --path_raw")[1].split("\n\n")[0]
-        assert [line.split()[0] for line in section.splitlines()[2:]] == [f"--{f.name}" for f in flag_fields(config)]
+        assert [line.split()[0] for line in section.splitlines()[2:]] == [f"--{f.name}" for f in dataclasses.fields(config) if f.init]
     assert "    --device cpu|cuda " in page and "    --dtype auto|float32|float16|bfloat16 " in page
     assert "    --test_inference True|False " in page and "    --max_shard_size SIZE " in page
     assert "    --chunk_mb N " in page and "    --naive_sum_atol X " in page
@@ -223,7 +225,7 @@ def test_sigterm_and_ctrl_c_remove_the_partial_output_with_one_line(
     assert proc.returncode == status
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == (
-        f"error: interrupted by {name}; the partial output was removed, nothing was written")
+        f"recover: error: interrupted by {name}; the partial output was removed, nothing was written")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ready"]  # no hidden folder, no target
 
 

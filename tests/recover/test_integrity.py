@@ -20,7 +20,7 @@ from recover import (
     make_diff,
     recover,
 )
-from recover.checkpoint import CheckpointReader
+from core.checkpoints.reader import CheckpointReader
 from tests.recover.models import Chain, state_dict_of, to_bin_checkpoint
 
 

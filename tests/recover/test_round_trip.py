@@ -11,7 +11,7 @@ import torch
 
 from recover import MakeDiffConfig, RecoverConfig, make_diff, recover
 from recover.manifest import MANIFEST_NAME, Manifest
-from recover.rows import as_bytes
+from core.checkpoints.rows import as_bytes
 from tests.recover.models import Chain, build_tuned, state_dict_of, to_bin_checkpoint
 
 EMBEDDINGS = ("model.embed_tokens.weight", "lm_head.weight")
@@ -174,7 +174,7 @@ def test_released_style_bin_diff_without_manifest(tiny_base: Path, tuned: tuple[
 def test_pre_zip_pickle_is_read_whole_with_a_warning(tiny_base: Path, tmp_path: Path,
                                                       caplog: pytest.LogCaptureFixture) -> None:
     """torch < 1.6 pickles cannot be memory-mapped: they are loaded whole, and the log says so."""
-    from recover.checkpoint import CheckpointReader
+    from core.checkpoints.reader import CheckpointReader
 
     legacy = tmp_path / "legacy"
     to_bin_checkpoint(tiny_base, legacy)

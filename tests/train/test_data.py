@@ -10,14 +10,14 @@ import torch
 
 from train.data import (
     IGNORE_INDEX,
-    DataError,
     PadCollator,
     TokenizedExample,
     load_examples,
     split_eval,
     tokenize_examples,
 )
-from train.template import format_prompt
+from core.records import RecordError
+from core.prompt_format import format_prompt
 
 BOS, EOS = 1, 2
 
@@ -101,8 +101,8 @@ def test_pad_collator_pads_right_with_mask_from_lengths() -> None:
 @pytest.mark.parametrize(
     "payload, message",
     [
-        ({"instruction": "a"}, "expected a JSON list of examples, got dict"),
-        ([{"instruction": "a", "input": "", "output": "b"}, "oops"], "[1]: expected an object, got str"),
+        ({"instruction": "a"}, "expected a JSON list of examples (or JSONL, one object per line), got dict"),
+        ([{"instruction": "a", "input": "", "output": "b"}, "oops"], "[1]: expected an object with instruction, input and output, got str"),
         ([{"instruction": "a", "input": "", "output": "b"}, {"instruction": "a", "input": ""}], "[1]: missing field 'output'"),
         ([{"instruction": "a", "input": 3, "output": "b"}], "[0]: field 'input' must be a string, got int"),
         ([], "no examples"),
@@ -111,7 +111,7 @@ def test_pad_collator_pads_right_with_mask_from_lengths() -> None:
 def test_bad_data_names_file_and_index(tmp_path: Path, payload: object, message: str) -> None:
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(payload))
-    with pytest.raises(DataError) as err:
+    with pytest.raises(RecordError) as err:
         load_examples(path)
     assert str(err.value) == f"{path}{'' if message.startswith('[') else ': '}{message}"
 
@@ -119,10 +119,23 @@ def test_bad_data_names_file_and_index(tmp_path: Path, payload: object, message:
 def test_invalid_json_and_missing_input_field(tmp_path: Path) -> None:
     path = tmp_path / "broken.json"
     path.write_text('[{"instruction": "a",\n "output": }]')
-    with pytest.raises(DataError, match=r"broken.json: not valid JSON \(line 2"):
+    with pytest.raises(RecordError, match=r"broken.json:2: not valid JSON \(Expecting value, column 12\)"):
         load_examples(path)
     path.write_text(json.dumps([{"instruction": "a", "output": "b"}]))
     assert load_examples(path) == [{"instruction": "a", "input": "", "output": "b"}]
+
+
+def test_jsonl_reads_like_the_json_list(tmp_path: Path) -> None:
+    """The files generate.clean and generate.rate accept, train accepts too (one reader)."""
+    records = [{"instruction": "a", "input": "", "output": "b", "id": 1}, {"instruction": "c", "output": "d"}]
+    (tmp_path / "data.json").write_text(json.dumps(records))
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    expected = [{"instruction": "a", "input": "", "output": "b"}, {"instruction": "c", "input": "", "output": "d"}]
+    assert load_examples(tmp_path / "data.json") == expected == load_examples(tmp_path / "data.jsonl")
+    (tmp_path / "bad.jsonl").write_text('{"instruction": "a", "output": "b"}\n{"instruction": "a"}\n')
+    with pytest.raises(RecordError) as err:
+        load_examples(tmp_path / "bad.jsonl")
+    assert str(err.value) == f"{tmp_path / 'bad.jsonl'}:2: missing field 'output'"
 
 
 def test_split_eval_is_deterministic_and_disjoint() -> None:
@@ -137,7 +150,7 @@ def test_split_eval_is_deterministic_and_disjoint() -> None:
 def test_non_utf8_bytes_name_file_and_byte_offset(tmp_path: Path) -> None:
     path = tmp_path / "latin1.json"
     path.write_bytes(b'[{"instruction": "a", "input": "", "output": "b"},\n {"instruction": "caf\xe9", "output": "b"}]')
-    with pytest.raises(DataError) as err:
+    with pytest.raises(RecordError) as err:
         load_examples(path)
     assert str(err.value) == f"{path}: not UTF-8 at byte offset 72 (line 2, bytes e9); re-save the file as UTF-8"
     assert err.value.__cause__ is None and err.value.__suppress_context__  # no chained UnicodeDecodeError
@@ -148,7 +161,7 @@ def test_utf8_bom_is_accepted_and_lone_surrogates_are_named(tmp_path: Path) -> N
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps([{"instruction": "caf\u00e9", "output": "b"}]).encode())
     assert load_examples(path) == [{"instruction": "caf\u00e9", "input": "", "output": "b"}]
     path.write_text('[{"instruction": "a", "input": "", "output": "x\\ud800y"}]')
-    with pytest.raises(DataError) as err:
+    with pytest.raises(RecordError) as err:
         load_examples(path)
     assert str(err.value) == (f"{path}[0]: field 'output' holds an unpaired surrogate escape (\\ud800 at character 1); "
                               "no tokenizer can encode it")

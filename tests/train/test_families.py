@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from train.cli import parse_config
-from train.config import ConfigError
+from core.exit_codes import ConfigError
 from train.data import PadCollator, tokenize_examples
 from train.run import train
 
@@ -212,7 +212,7 @@ def test_gemma2_packed_varlen_honours_the_sliding_window_and_softcap(
 
 def _dropping(keyword: str):
     """packed_varlen with one of its keywords thrown away: still isolating, but wrong."""
-    from train.packing import varlen_attention_forward
+    from train.varlen_attention import varlen_attention_forward
 
     def forward(*args, **kwargs):
         kwargs.pop(keyword, None)
@@ -227,7 +227,8 @@ def test_check_catches_a_kernel_that_drops_part_of_the_attention(
 ) -> None:
     from transformers import AttentionInterface, AutoModelForCausalLM
 
-    from train.packing import prepare_model_for_packing, register_varlen_attention
+    from train.packing_check import prepare_model_for_packing
+    from train.varlen_attention import register_varlen_attention
     from train.packing_check import measure
 
     broken = f"varlen_without_{keyword}"
@@ -306,7 +307,8 @@ def test_packed_varlen_sliding_window_in_the_cuda_kernel() -> None:
     logits as eager's for the example alone, and a window that really cuts (teeth)."""
     import importlib.util
 
-    from train.packing import collate_packed, register_varlen_attention
+    from train.packing import collate_packed
+    from train.varlen_attention import register_varlen_attention
     from train.packing_check import attention_as
 
     if importlib.util.find_spec("torch.nn.attention.varlen") is None:

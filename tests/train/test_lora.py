@@ -15,8 +15,10 @@ from safetensors.torch import load_file
 
 from train import run as train_run
 from train.cli import main, parse_config
-from train.config import ConfigError
-from train.lora import ADAPTER_WEIGHTS, load_adapter_model, resolve_target_modules
+from core.exit_codes import ConfigError
+from core.checkpoints.adapter import ADAPTER_WEIGHTS
+from core.checkpoints.adapter_load import load_adapter_model
+from train.lora import resolve_target_modules
 from train.tiny_model import build_tiny_llama
 
 from .conftest import run_torchrun, same_response_records
@@ -234,7 +236,7 @@ def test_unknown_target_module_stops_before_training(lora_base: Path, tmp_path: 
     data.write_text(json.dumps(same_response_records(4)))
     argv = _lora_args(lora_base, data, tmp_path / "out", "--lora_target_modules", "c_attn")
     with caplog.at_level(logging.ERROR):
-        assert main(argv) == 1
+        assert main(argv) == 2  # a flag value the model cannot take: the command line is at fault
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [("--lora_target_modules: no linear layer c_attn in LlamaForCausalLM (its linear layers: q_proj, "
                        "k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj; or use all-linear / attention)")]
@@ -322,7 +324,7 @@ def test_two_process_lora_fsdp(lora_base: Path, tmp_path: Path) -> None:
 def test_recover_from_base_and_adapter_equals_the_merged_model(lora_run: dict[str, Any], lora_base: Path,
                                                               tmp_path: Path) -> None:
     """The adapter run is the diff: make_diff records its base, recover rebuilds the merged model."""
-    from recover.adapter import ADAPTER_MANIFEST
+    from core.checkpoints.adapter import ADAPTER_MANIFEST
     from recover.cli import main as recover_main
 
     out, diff, rebuilt = lora_run["out"], tmp_path / "diff", tmp_path / "rebuilt"

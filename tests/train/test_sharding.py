@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from train.config import ConfigError
+from core.exit_codes import ConfigError
 from train.distributed import DistEnv
 from train.model_setup import load_model
 from train.sharding import inspect_sharding, resolve_wrap_classes

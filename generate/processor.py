@@ -1,0 +1,118 @@
+"""Answers, in index order, into kept items: parse, quality filters, the reference's filters, dedup.
+
+Stops adding at exactly the target, and keeps the streak of requests that kept nothing (and
+why their candidates were rejected) for the stall guard and its message.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from core.openai_client.request import GenerationResult
+from generate.config import GenerateConfig
+from generate.dedup.index import Deduplicator
+from generate.parsing import FilterSettings, parse_answer, rejection_reason
+from generate.quality.detectors import screen
+from generate.seeds.tasks import SeedTask
+from generate.store import OutputStore
+from generate.summary import RunStats
+
+# Main rejection reasons -> the flag that changes them, for the stall message.
+REASON_FLAGS = {
+    "similar": "--temperature / --similarity_threshold",  # the model repeats itself
+    "too_short": "--min_instruction_words",
+    "too_long": "--max_instruction_words",
+    "blacklisted": "--blacklist",
+    "banned_prefix": "--banned_prefixes",
+    "punctuation_start": "--reject_punctuation_start",
+    "non_ascii_start": "--reject_non_ascii_start",
+    "truncated": "--max_tokens",
+    "malformed": "--prompt_path",
+}
+
+
+
+class Processor:
+    """Turns answers, in index order, into kept items; stops adding at exactly the target."""
+
+    def __init__(self, config: GenerateConfig, tasks: list[SeedTask], store: OutputStore, stats: RunStats) -> None:
+        self.config = config
+        self.filters = FilterSettings.from_config(config)
+        self.dedup = Deduplicator(
+            [task.instruction for task in tasks],
+            threshold=config.similarity_threshold,
+            tokenizer=config.dedup_tokenizer,
+        )
+        self.store = store
+        self.stats = stats
+        self.streak = 0  # requests in a row (in index order) that kept nothing
+        self.streak_rejected: Counter[str] = Counter()  # why their candidates were rejected
+
+    @property
+    def done(self) -> bool:
+        return len(self.store) >= self.config.num_instructions_to_generate
+
+    def process(self, result: GenerationResult) -> int:
+        """Parse, filter and dedup one answer; returns how many items it added."""
+        self.stats.requests_processed += 1
+        parsed = [
+            screen(parse_answer(completion.text, completion.finish_reason, self.config.num_prompt_instructions,
+                                self.config.api), self.config.quality_filters)
+            for completion in result.completions
+        ]
+        reasons = [[rejection_reason(c.instruction, self.filters) for c in candidates] for candidates, _ in parsed]
+        # One dedup call for the whole answer (batched nearest-neighbour search: several times
+        # cheaper than one call per candidate). It stops right after the last item the target
+        # needs, so the kept set is what candidate-by-candidate calls would have built.
+        passing = [c.instruction for (candidates, _), why in zip(parsed, reasons)
+                   for c, reason in zip(candidates, why) if reason is None]
+        target = self.config.num_instructions_to_generate
+        decisions = iter(self.dedup.add_many(passing, max_kept=target - len(self.store)))
+        added = 0
+        rejections: Counter[str] = Counter()
+        for (candidates, rejected), why in zip(parsed, reasons):
+            rejections.update(rejected)
+            for candidate, reason in zip(candidates, why):
+                if self.done:
+                    # The target is exact: later candidates are left for a longer run.
+                    self.stats.rejected.update(rejections)
+                    return added
+                if reason is None:
+                    decision = next(decisions)
+                    if not decision.keep:
+                        reason = "similar"
+                if reason is not None:
+                    rejections[reason] += 1
+                    continue
+                self.store.add(
+                    {"instruction": candidate.instruction, "input": candidate.input, "output": candidate.output},
+                    {
+                        "instruction": candidate.instruction,
+                        "nearest": decision.nearest,
+                        "rouge_l": decision.score,
+                        "request": result.request.index,
+                    },
+                )
+                added += 1
+        self.stats.rejected.update(rejections)
+        if added:
+            self.streak = 0
+            self.streak_rejected.clear()
+        else:
+            self.streak += 1
+            self.streak_rejected.update(rejections)
+        return added
+
+    def stall_message(self) -> str:
+        """One line: how many requests kept nothing, the main reasons, and the flags to change."""
+        total = sum(self.streak_rejected.values())
+        top = self.streak_rejected.most_common(3)
+        reasons = ", ".join(f"{reason} {count}" for reason, count in top) or "no candidates at all"
+        flags = [REASON_FLAGS[reason] for reason, _ in top if reason in REASON_FLAGS]
+        fix = f"change {' / '.join(dict.fromkeys(flags))}, the prompt or the seeds" if flags else \
+            "check the prompt and the seeds (python -m generate.check_seeds)"
+        return (
+            f"stopped: the last {self.streak} answered requests kept nothing (all {total} candidates "
+            f"rejected: {reasons}); {fix}, or raise --stall_requests (now {self.config.stall_requests}) "
+            f"to pay for more tries; rerun to resume"
+        )

@@ -1,0 +1,94 @@
+"""`python -m generate.clean IN OUT` as a user runs it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from generate.quality import clean
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+ITEMS = [
+    {"instruction": "Give three tips for staying healthy.", "input": "", "output": "Eat well, sleep, move."},
+    {"instruction": "Name a fruit.", "input": "<No input>", "output": "Apple"},
+    {"instruction": "Describe the painting.", "input": "", "output": "<nooutput>"},
+    {"instruction": "Summarize the article.", "input": "https://example.com/news/1", "output": "It says..."},
+    {"instruction": "List two colors.", "input": "Noinput", "output": "Red, blue.\n18. Instruction: Name a planet."},
+    {"instruction": "Tell me the weather.", "input": "None", "output": "As an AI language model, I cannot."},
+    {"instruction": "Name a planet.", "input": "No input.", "output": "Mars"},
+    {"instruction": "Write a haiku about rain.", "input": "", "output": "Write a haiku about rain."},
+    {"instruction": "Name a color.", "input": "", "output": ""},
+    {"instruction": "Name a tool.", "input": "", "output": "Ham\x00mer"},
+    {"instruction": "Write a Python function that adds two numbers.", "input": "",
+     "output": "```python\ndef add(a, b):\n    return a"},
+]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "generate.clean", *args], cwd=REPO_ROOT, check=False, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_clean_cli(tmp_path: Path) -> None:
+    source = tmp_path / "alpaca_data.json"
+    source.write_text(json.dumps(ITEMS, indent=2), encoding="utf-8")
+    before = hashlib.sha256(source.read_bytes()).hexdigest()
+    proc = _run(str(source), str(tmp_path / "clean.json"), "--removed", str(tmp_path / "removed.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "kept 3 of 11 items; removed 8 (72.73%)",
+        "  empty_output        1",
+        "  no_output_marker    1",
+        "  merged_instruction  1",
+        "  input_reference     1",
+        "  control_chars       1",
+        "  echo_output         1",
+        "  refusal             1",
+        "  cut_off_code        1",
+        "'no input' spellings normalised to \"\": 4",
+        f"wrote {tmp_path / 'clean.json'} and {tmp_path / 'removed.json'}",
+    ]
+    assert json.loads((tmp_path / "clean.json").read_text()) == [
+        ITEMS[0], {"instruction": "Name a fruit.", "input": "", "output": "Apple"},
+        {"instruction": "Name a planet.", "input": "", "output": "Mars"}]
+    removed = json.loads((tmp_path / "removed.json").read_text())
+    assert [r["defect"] for r in removed] == ["no_output_marker", "input_reference", "merged_instruction", "refusal",
+                                             "echo_output", "empty_output", "control_chars", "cut_off_code"]
+    assert removed[0] == {**ITEMS[2], "defect": "no_output_marker"}
+    assert hashlib.sha256(source.read_bytes()).hexdigest() == before  # IN untouched
+
+
+def test_jsonl_input_and_missing_input_key(tmp_path: Path) -> None:
+    source = tmp_path / "data.jsonl"
+    source.write_text('{"instruction": "Name a fruit.", "output": "Apple", "id": 1}\n\n'
+                      '{"instruction": "Name a fruit.", "input": "n/a", "output": "N/A"}\n', encoding="utf-8")
+    result, total = clean.clean_file(source, tmp_path / "out.json")
+    assert total == 2 and result.counts == {"no_output_marker": 1} and result.normalised_inputs == 1
+    assert json.loads((tmp_path / "out.json").read_text()) == [
+        {"instruction": "Name a fruit.", "output": "Apple", "id": 1, "input": ""}]
+
+
+def test_errors_are_one_line_and_write_nothing(tmp_path: Path) -> None:
+    source = tmp_path / "in.json"
+    source.write_text(json.dumps([ITEMS[0], {"instruction": "x", "input": "", "output": 5}]), encoding="utf-8")
+    proc = _run(str(source), str(tmp_path / "out.json"))
+    assert proc.returncode == 1
+    assert proc.stderr == f"generate.clean: error: {source}[1]: field 'output' must be a string, got int\n"
+    assert not (tmp_path / "out.json").exists()
+
+    proc = _run(str(source), str(source))
+    assert proc.returncode == 2  # the command line is at fault
+    assert proc.stderr == (f"generate.clean: error: {source}: the output must be a different file from the input "
+                           f"(nothing is changed in place)\n")
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "a", "input": "", "output": "b"}\n{oops\n', encoding="utf-8")
+    proc = _run(str(bad), str(tmp_path / "out.json"))
+    assert proc.stderr == f"generate.clean: error: {bad}:2: not valid JSON (Expecting property name enclosed in double quotes)\n"
+    proc = _run(str(tmp_path / "nope.json"), str(tmp_path / "out.json"))
+    assert proc.returncode == 1
+    assert proc.stderr == f"generate.clean: error: {tmp_path / 'nope.json'}: cannot read (No such file or directory)\n"

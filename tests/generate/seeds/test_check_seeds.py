@@ -1,0 +1,119 @@
+"""`python -m generate.check_seeds`: the file, the language, the filters and near-duplicates on the user's seeds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from generate.seeds.check import main
+from generate.config import config_from_flags
+from generate.run import generate
+from generate.seeds.tasks import SeedTaskError, load_seed_tasks
+
+
+def _line(instruction: str, task_id: str, inp: str = "", out: str = "ok") -> str:
+    return json.dumps({"id": task_id, "name": task_id, "instruction": instruction,
+                       "instances": [{"input": inp, "output": out}], "is_classification": False},
+                      ensure_ascii=False)
+
+
+ZH = ["用三句话解释什么是复利。", "判断这条评论的情感是正面还是负面。", "为一家只卖手工面包的小店想三个店名。",
+      "从下面的句子中找出所有的人名。"]
+
+
+def _run(capsys, *argv: str) -> tuple[int, list[str]]:
+    status = main(list(argv))
+    return status, capsys.readouterr().out.splitlines()
+
+
+def test_bom_is_accepted_and_a_clean_chinese_file_passes(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "zh.jsonl"
+    path.write_bytes("\ufeff".encode() + "\n".join(_line(t, f"zh_{i}") for i, t in enumerate(ZH)).encode() + b"\n\n")
+    assert [task.instruction for task in load_seed_tasks(path)] == ZH
+    status, lines = _run(capsys, str(path))
+    assert status == 0
+    assert lines[0] == f"seed tasks: {path}: 4 tasks, 0 with an input (0%)"
+    assert lines[1] == "language: zh (Chinese), detected: Han script, 100% of the seed instructions' letters"
+    assert lines[2].startswith("settings: dedup tokenizer unicode; instruction length 4-300 characters; "
+                               "ASCII-start rule off; punctuation start by Unicode category; "
+                               "blacklist 21 entries matched as substrings; prompt ")
+    assert lines[2].endswith("prompt_zh.txt")
+    assert "filters: all 4 seed instructions pass" in lines
+    # The first prompt is shown, its examples labelled as prompt_zh.txt asks, ending on the next label.
+    start = lines.index("--- first prompt (request 0 of seed 42, 3 examples) ---")
+    assert lines[lines.index("--- end of prompt ---") - 1] == "4. 指令："
+    assert sum(line.startswith(("1. 指令：", "2. 指令：", "3. 指令：")) for line in lines[start:]) == 3
+    assert lines[-1] == "check_seeds: 0 errors, 0 warnings"
+
+
+def test_non_utf8_is_named_with_file_and_byte_offset(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "latin1.jsonl"
+    first = _line("Explain what an easement is.", "a").encode()
+    path.write_bytes(first + b"\n" + _line("Summarize the clause.", "b").encode().replace(b"clause", b"cl\xe9use"))
+    status, lines = _run(capsys, str(path))
+    offset = len(first) + 1 + _line("Summarize the clause.", "b").index("clause") + 2
+    assert status == 1
+    assert lines == [f"error: {path}: not UTF-8 at byte offset {offset} (line 2, bytes e9); re-save the file as UTF-8",
+                     "check_seeds: 1 error, 0 warnings"]
+
+
+def test_duplicate_ids_are_errors_and_near_duplicate_seeds_are_named(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "seeds.jsonl"
+    path.write_text("\n".join([
+        _line("Give three tips for staying healthy during the winter.", "s0"),
+        _line("Explain why the sky looks blue on a clear day.", "s1"),
+        _line("Give three tips for staying healthy during the summer.", "s2"),
+        _line("Explain why the sky looks blue on a clear day.", "s3"),
+        _line("Suggest a name for a bakery that sells gluten-free bread.", "s1"),
+    ]) + "\n", encoding="utf-8")
+    status, lines = _run(capsys, str(path))
+    assert status == 1
+    assert "error: id 's1' is used by 2 tasks (lines 2, 5); ids must be unique" in lines
+    suffix = ": generated tasks this close to a seed are dropped, so it adds nothing"
+    assert f"warning: seed s2 is a near-duplicate of seed s0 (ROUGE-L 0.89 > 0.7){suffix}" in lines
+    assert f"warning: seed s3 repeats seed s1{suffix}" in lines
+    assert lines[-1] == "check_seeds: 1 error, 2 warnings"
+    assert not any(line.startswith("--- first prompt") for line in lines)  # not with errors
+
+
+def test_forcing_english_on_chinese_seeds_names_each_filter_and_flag(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "zh.jsonl"
+    path.write_text("\n".join(_line(t, f"zh_{i}") for i, t in enumerate(ZH)) + "\n", encoding="utf-8")
+    status, lines = _run(capsys, str(path), "--language=en")
+    ids = "ids zh_0, zh_1, zh_2, zh_3"
+    assert status == 0
+    assert "language: en (English), set by --language" in lines
+    assert [line for line in lines if line.startswith("warning:")] == [
+        f"warning: the minimum length (4 words) rejects 4 of your 4 seeds: {ids}; change it with --min_instruction_words",
+        f"warning: the ASCII-start rule rejects 4 of your 4 seeds: {ids}; change it with "
+        "--reject_non_ascii_start=False (or --language)",
+        f"warning: the rouge dedup tokenizer (no tokens to compare) rejects 4 of your 4 seeds: {ids}; change it with "
+        "--dedup_tokenizer=unicode (or --language)",
+        # Without tokens every seed scores 0 against every other: nothing is a duplicate, which is the danger.
+    ]
+
+
+def test_bad_flags_and_missing_path_exit_2(tmp_path: Path, capsys) -> None:
+    assert main([]) == 2
+    assert capsys.readouterr().err == ("generate.check_seeds: error: give SEED_TASKS.jsonl: usage: "
+                                       "python -m generate.check_seeds SEED_TASKS.jsonl [--flag value ...]\n")
+    assert main([str(tmp_path / "x.jsonl"), "--language=xx"]) == 2
+    assert "--language must be one of auto, en, zh, ja, ko, th, other (got 'xx')" in capsys.readouterr().err
+    assert main([str(tmp_path / "absent.jsonl")]) == 1
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"error: {tmp_path / 'absent.jsonl'}: cannot read (No such file or directory); set --seed_tasks_path")
+
+
+def test_a_run_stops_on_seed_errors_before_any_request(tmp_path: Path, clean_env) -> None:
+    path = tmp_path / "seeds.jsonl"
+    path.write_text(_line("Explain what an easement is.", "a") + "\n" + _line("Define a tort in plain words.", "a")
+                    + "\n", encoding="utf-8")
+    clean_env.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # nothing listens: no request may be made
+    clean_env.setenv("OPENAI_API_KEY", "sk-test")
+    out = tmp_path / "out"
+    with pytest.raises(SeedTaskError, match=r"^id 'a' is used by 2 tasks \(lines 1, 2\); ids must be unique$"):
+        generate(config_from_flags({"seed_tasks_path": str(path), "output_dir": str(out), "progress": False,
+                                    "num_prompt_instructions": 1}))
+    assert not out.exists()
