@@ -1,6 +1,9 @@
 """A trained checkpoint on this machine: loading, prompting with its chat template, and
 generating (one streamed answer for chat, or batches for an eval).
 
+torch, transformers and vllm are imported inside the functions on purpose: this module is also
+`python -m assess.chat`'s, which answers a flag or path mistake before loading them.
+
 Prompts are rendered by the checkpoint's own chat template (the Alpaca template the train
 stage saves) as text, then tokenized with the tokenizer's special tokens, exactly as the
 train stage tokenized its prompts (BOS included where the tokenizer adds one). A checkpoint
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,8 +171,6 @@ class LocalModel:
 
     def stream(self, prompt: str, sampling: Sampling, seed: int | None, on_text: Callable[[str], None]) -> Answer:
         """Generate one answer, handing each new piece of text to `on_text` as it is decoded."""
-        import threading
-
         import torch
         from transformers import TextIteratorStreamer
 

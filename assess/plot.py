@@ -8,6 +8,7 @@ from typing import Any
 
 def plot_categories(categories: dict[str, dict[str, Any]], overall: dict[str, Any], title: str, path: Path) -> None:
     """Write a horizontal stacked bar per category (share of wins, ties, losses) to `path` (PNG)."""
+    # Deferred on purpose: matplotlib is slow to import and only an eval that was judged draws.
     import matplotlib
 
     matplotlib.use("Agg")

@@ -82,7 +82,7 @@ class Inputs:
     reference_name: str
 
 
-def _pair_reference(items: list[EvalItem], answers: dict[tuple[str, str], str]) -> dict[int, str]:
+def pair_reference(items: list[EvalItem], answers: dict[tuple[str, str], str]) -> dict[int, str]:
     """Each task's reference answer: by instruction and input, else by the instruction alone
     when the reference has exactly one answer for it."""
     by_instruction: dict[str, list[str]] = {}
@@ -115,7 +115,7 @@ def load_inputs(config: EvalConfig) -> Inputs:
     else:
         reference_path = Path()
     if config.judged:
-        reference = _pair_reference(items, load_reference(reference_path))
+        reference = pair_reference(items, load_reference(reference_path))
         if not reference:
             raise EvalInputError(
                 f"reference {reference_path}: covers none of the {len(items)} tasks of {eval_path} "

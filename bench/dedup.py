@@ -43,10 +43,10 @@ import numpy as np  # noqa: E402
 from rapidfuzz import process  # noqa: E402
 from rapidfuzz.distance import LCSseq  # noqa: E402
 
-from generate.dedup.index import Deduplicator, dedup_stream  # noqa: E402
 from generate.dedup.cli import read_instructions  # noqa: E402
-from generate.dedup.tokens import rouge_tokenize_many  # noqa: E402
+from generate.dedup.index import Deduplicator, dedup_stream  # noqa: E402
 from generate.dedup.rouge_f import rouge_fmeasure_array  # noqa: E402
+from generate.dedup.tokens import rouge_tokenize_many  # noqa: E402
 
 REQUEST = 50  # candidates per generate-stage request in part 3
 

@@ -139,7 +139,7 @@ def worker(args: argparse.Namespace) -> None:
     torch.save({"logits": logits, "tokens": new}, args.dump)
     decode_tps = args.batch * (args.new_tokens - 1) / max(total_s - prefill_s, 1e-9)
     # What a user waits for per request in a real run: the prefill, then ~1,500 new tokens per
-    # prompt (see generate/backends/local.py), decoded at the measured rate.
+    # prompt (see generate/backends/local/backend.py), decoded at the measured rate.
     real_s = prefill_s + args.batch * _REAL_ANSWER_TOKENS / decode_tps
     print(json.dumps({
         "setting": args.worker,
@@ -210,7 +210,11 @@ def main() -> None:
     import torch
     import transformers
 
-    from generate.backends.local.cpu import cpu_has_native_bf16, physical_cores, resolve_cpu_precision
+    from generate.backends.local.cpu import (
+        cpu_has_native_bf16,
+        physical_cores,
+        resolve_cpu_precision,
+    )
 
     shape = dict(TINY if args.dry_run else QWEN25_15B)
     if args.dry_run:

@@ -146,7 +146,7 @@ def main() -> None:
                 "hash_exact_against_manifest": runs["recover"].returncode == 0,
                 "max_abs_difference_vs_tuned": _max_abs_difference(out, tuned),
             },
-            "goal": "recover peak RssAnon < 55% of the model size (issue #6), < 1 GB regardless of size",
+            "goal": "recover peak RssAnon < 55% of the model size, < 1 GB regardless of size",
         }
         result["goal_met"] = (runs["recover"].peak_rss_anon < 0.55 * size and runs["recover"].peak_rss_anon < 2**30)
         if "reference_load_both_models" in runs:

@@ -433,7 +433,9 @@ def time_ours(shape, examples, device, args, variant: Variant) -> Timing:
     loss_kind = resolve_loss(variant.loss, device)
     liger_fn = None
     if loss_kind == "liger":
-        from liger_kernel.transformers.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyLoss
+        from liger_kernel.transformers.fused_linear_cross_entropy import (
+            LigerFusedLinearCrossEntropyLoss,
+        )
 
         liger_fn = LigerFusedLinearCrossEntropyLoss(ignore_index=IGNORE_INDEX, reduction="sum")
     optimizer = torch.optim.AdamW(

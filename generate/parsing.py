@@ -27,7 +27,7 @@ REJECTION_REASONS: tuple[str, ...] = (
     "punctuation_start",
     "non_ascii_start",
     "no_dedup_tokens",  # nothing the dedup tokenizer can compare (it would pass dedup unseen)
-    "similar",  # ROUGE-L above the threshold against a seed or kept instruction (decided in run.py)
+    "similar",  # ROUGE-L above the threshold against a seed or kept instruction (decided in processor.py)
 )
 
 # The block labels the parser accepts, by role: the reference's English ones and those of

@@ -11,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from generate.backends.factory import model_used
 from generate.config import GenerateConfig
-from generate.seeds.tasks import SeedTask
+from generate.seeds.tasks import SeedTask, load_prompt, load_seed_tasks
 
 
 def prompt_as_sent(text: str) -> str:
@@ -45,10 +46,6 @@ def data_settings(
     `prompt_text` default to the files the config names, loaded as a run loads them.
     """
     if tasks is None or prompt_text is None:
-        from pathlib import Path
-
-        from generate.seeds.tasks import load_prompt, load_seed_tasks
-
         tasks = load_seed_tasks(Path(config.seed_tasks_path)) if tasks is None else tasks
         prompt_text = prompt_as_sent(load_prompt(Path(config.prompt_path))) if prompt_text is None else prompt_text
     return {

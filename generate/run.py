@@ -35,7 +35,11 @@ from core.exit_codes import ConfigError, InputError, Terminated
 from core.files import missing_dirs, remove_empty_dirs
 from core.openai_client.cost import count_tokens, estimate_cost_usd, price_for
 from core.openai_client.journal import Journal, JournalBackendState, record_to_result
-from core.openai_client.request import GenerationError, GenerationRequest, GenerationResult
+from core.openai_client.request import (
+    GenerationError,
+    GenerationRequest,
+    GenerationResult,
+)
 from generate.backends.base import Backend
 from generate.backends.factory import (
     PRICE_FACTORS,

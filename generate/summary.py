@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.files import atomic_write_text
 from generate.parsing import REJECTION_REASONS
 from generate.quality.detectors import DEFECT_REASONS
-from core.files import atomic_write_text
 
 EDGE = 20  # requests averaged for the "first" and "last" processing times
 

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 
 from core.checkpoints.errors import CheckpointError, IntegrityError, MismatchError
 from core.exit_codes import ConfigError, InputError
-from core.exit_codes import UserError as RecoverError  # the stage's name for every one-line user error
+from core.exit_codes import (
+    UserError as RecoverError,  # the stage's name for every one-line user error
+)
 from recover.config import MakeDiffConfig, RecoverConfig
 
 if TYPE_CHECKING:

@@ -12,7 +12,13 @@ import logging
 import sys
 
 from core import flags
-from core.exit_codes import EXIT_OK, UserError, error_line, interrupt_status, sigterm_raises
+from core.exit_codes import (
+    EXIT_OK,
+    UserError,
+    error_line,
+    interrupt_status,
+    sigterm_raises,
+)
 from recover import make_diff, recover
 from recover.usage import COMMANDS
 

@@ -85,7 +85,7 @@ def _output_dir(value: object, flag: str, overwrite: bool) -> Path:
 def _check_device(value: object) -> str:
     device = _check_choice(value, Device, "device")
     if device == "cuda":
-        import torch
+        import torch  # deferred on purpose: a flag or path mistake is refused before torch loads
 
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda: no CUDA GPU is visible here; use --device cpu")

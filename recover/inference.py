@@ -6,6 +6,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
 from core.prompt_format import format_prompt
 
 logger = logging.getLogger(__name__)
@@ -23,8 +26,6 @@ class InferenceResult:
 
 def run_test_inference(model_dir: Path, device: str, instruction: str, max_new_tokens: int) -> InferenceResult:
     """Load the recovered model and answer `instruction` greedily (deterministic), at most `max_new_tokens`."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir)).to(device).eval()

@@ -82,3 +82,18 @@ def test_the_command_line_form(repo_root: Path, tmp_path: Path) -> None:
                          text=True, timeout=60)
     assert bad.returncode == 1
     assert bad.stderr == "core.x imports generate.y (line 1): the foundation imports no stage\n"
+
+
+def test_the_foundation_outside_checkpoints_loads_no_torch(repo_root: Path) -> None:
+    """The generate stage installs without torch: core's other modules must import without it."""
+    code = textwrap.dedent("""
+        import importlib, pkgutil, sys
+        import core
+        for info in pkgutil.walk_packages(core.__path__, "core."):
+            if not info.name.startswith("core.checkpoints"):
+                importlib.import_module(info.name)
+        print("torch" in sys.modules)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"

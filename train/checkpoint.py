@@ -210,7 +210,7 @@ def write_model_files(
         # weights): write the config again with the dtype the weights were saved in.
         model.config.dtype = dtype
         model.config.save_pretrained(str(directory))
-        set_chat_template(tokenizer)  # the checkpoint carries its prompt format (issue #12)
+        set_chat_template(tokenizer)  # the checkpoint carries its prompt format: chat tools prompt it as trained
         tokenizer.save_pretrained(str(directory))
 
 
@@ -225,7 +225,7 @@ def save_final_model(
     """Write the trained model (safetensors, in `save_dtype`) and tokenizer to `output_dir` from rank 0."""
 
     if is_peft_model(model):  # LoRA: the adapter is the output (train/lora.py)
-        set_chat_template(tokenizer)  # the adapter's tokenizer carries the prompt format too (issue #12)
+        set_chat_template(tokenizer)  # the adapter's tokenizer carries the prompt format too, for the same reason
         return save_adapter(model, tokenizer, output_dir, env, uses_fsdp)
     state = full_state_dict_on_rank0(model, uses_fsdp)
     if env.is_main:

@@ -37,7 +37,8 @@ class TrainConfig:
 
     # --- model and data
     model_name_or_path: str = field(metadata=flags.doc("Local path (or hub id) of the causal LM to fine-tune."))
-    data_path: str = field(metadata=flags.doc("Alpaca-format JSON: a list of {instruction, input, output}."))
+    data_path: str = field(metadata=flags.doc(
+        "Alpaca-format data: a JSON list of {instruction, input, output}, or JSONL (one a line)."))
     output_dir: str = field(metadata=flags.doc("Where the model, tokenizer, checkpoints and summaries go."))
     eval_data_path: str | None = field(default=None, metadata=flags.doc("Optional eval set (same format)."))
     eval_fraction: float = field(
@@ -103,13 +104,12 @@ class TrainConfig:
         metadata=flags.doc("A checkpoint dir, or 'latest'/'True' for the newest in --output_dir."),
     )
     report_to: str = field(default="none", metadata=flags.doc("Accepted; metrics go to the log and JSON files."))
-    # --- w18family (#18): dtype of the saved model
+    # --- dtype of the saved model: a checkpoint looks like its base
     save_dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
         default="auto",
         metadata=flags.doc("dtype of the final model.safetensors: auto = the base checkpoint's dtype (a bf16 base is "
                "saved in bf16, not in the fp32 of the training master weights)."),
     )
-    # --- end w18family
 
     # --- precision and parallelism
     bf16: bool = field(default=False, metadata=flags.doc("bf16 mixed precision, fp32 master weights."))
@@ -141,7 +141,7 @@ class TrainConfig:
         default=None, metadata=flags.doc("Legacy: decoder layer class to shard (unset: from the model).")
     )
 
-    # --- LoRA / QLoRA (train/lora.py, issue #14) -------------------------------------------
+    # --- LoRA / QLoRA (train/lora.py): one GPU trains an adapter, the base frozen --------------
     lora_r: int = field(
         default=0,
         metadata=flags.doc("LoRA rank: train a low-rank adapter instead of every weight (8-16 fits a 7B model on "
@@ -282,13 +282,13 @@ def validate(cfg: TrainConfig) -> None:
         raise InputError(f"--resume_from_checkpoint {resume}: no such directory")
     if cfg.packing and cfg.deepspeed:
         raise ConfigError("--packing is not supported with --deepspeed: drop one")
-    validate_lora(cfg)  # LoRA / QLoRA flags (issue #14)
+    validate_lora(cfg)  # LoRA / QLoRA flags, the environment too for --load_in_4bit
     if cfg.report_to not in ("none", "") and not cfg.deepspeed:
         logger.warning("--report_to %s is ignored: metrics go to the log, trainer_state.json and "
                        "train_summary.json", cfg.report_to)
 
 
-# --- LoRA / QLoRA (train/lora.py, issue #14) -----------------------------------------------
+# --- LoRA / QLoRA (train/lora.py) ----------------------------------------------------------
 LORA_DEFAULTS = {"lora_alpha": None, "lora_dropout": 0.05, "lora_target_modules": "all-linear",
                  "load_in_4bit": False, "merge_lora": False}
 

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 import torch
+from transformers import Trainer, TrainingArguments
 
 from core.exit_codes import ConfigError, InputError
 from core.prompt_format import set_chat_template
@@ -36,7 +37,6 @@ def require_deepspeed(cfg: TrainConfig) -> None:
 
 def training_arguments(cfg: TrainConfig):
     """The `transformers.TrainingArguments` equivalent of `cfg` (5.x names)."""
-    from transformers import TrainingArguments
 
     return TrainingArguments(
         output_dir=cfg.output_dir,
@@ -75,7 +75,6 @@ def training_arguments(cfg: TrainConfig):
 
 def train_with_hf_trainer(cfg: TrainConfig, env: DistEnv, prep: Prepared) -> dict:
     """Train with `transformers.Trainer` (DeepSpeed when configured); return the summary dict."""
-    from transformers import Trainer
 
     args = training_arguments(cfg)
     trainer = Trainer(
@@ -93,11 +92,11 @@ def train_with_hf_trainer(cfg: TrainConfig, env: DistEnv, prep: Prepared) -> dic
         resume = None
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_state()
-    # w18family (#18): the saved config and tokenizer keep the base's use_cache and model_max_length.
+    # A checkpoint looks like its base: the saved config and tokenizer keep its use_cache and model_max_length.
     with base_settings_restored(prep.model, prep.tokenizer):
         trainer.save_model(cfg.output_dir)  # ZeRO-3 gathers the weights (stage3_gather_16bit_weights_on_model_save)
         if env.is_main:
-            set_chat_template(prep.tokenizer)  # the checkpoint carries its prompt format (issue #12)
+            set_chat_template(prep.tokenizer)  # the checkpoint carries its prompt format: chat tools prompt it as trained
             prep.tokenizer.save_pretrained(cfg.output_dir)
     metrics = result.metrics
     tokens = sum(ex.num_supervised for ex in prep.train_set.examples)  # type: ignore[attr-defined]

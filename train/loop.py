@@ -19,6 +19,9 @@ from typing import Any, Callable, Iterator
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+from transformers import get_scheduler
 
 from core.files import atomic_write_json
 from train.checkpoint import load_checkpoint, save_checkpoint, save_final_model
@@ -140,7 +143,6 @@ class Trainer:
         else:
             self.total_steps = max(1, math.ceil(cfg.num_train_epochs * self.steps_per_epoch))
         self.optimizer = build_optimizer(self.model, cfg)
-        from transformers import get_scheduler
 
         self.warmup = warmup_steps_for(cfg, self.total_steps)
         self.scheduler = get_scheduler(
@@ -286,8 +288,6 @@ class Trainer:
                 )
         logger.info(self.start_line())
         self.model.train()
-        from tqdm.auto import tqdm
-        from tqdm.contrib.logging import logging_redirect_tqdm
 
         # logging_redirect_tqdm: log lines go above the bar instead of being glued to it.
         with logging_redirect_tqdm(), tqdm(total=self.total_steps, initial=self.step,

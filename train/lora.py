@@ -29,7 +29,10 @@ from typing import Any
 import torch
 from huggingface_hub import snapshot_download
 from safetensors import safe_open
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+)
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
 from core.checkpoints.adapter import ADAPTER_WEIGHTS

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from core.exit_codes import InputError
 from train.varlen_attention import VARLEN_ATTENTION, register_varlen_attention
@@ -130,7 +131,6 @@ def check_model_path(name_or_path: str) -> None:
 def load_tokenizer(name_or_path: str, model_max_length: int, cache_dir: str | None = None) -> Any:
     """Load the tokenizer with right padding and the given length limit (the base's own
     `model_max_length` and `padding_side` are remembered and saved with the trained model)."""
-    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(name_or_path, cache_dir=cache_dir)
     remember_base(tok, model_max_length=tok.model_max_length, padding_side=tok.padding_side)
@@ -183,7 +183,6 @@ def load_model(
     build it without weights on the meta device (they arrive later by broadcast).
     `attn_implementation` None keeps transformers' default (sdpa where available). The base's
     dtype and `use_cache` are remembered for saving (`base_setting`)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
 
     if attn_implementation == VARLEN_ATTENTION:
         register_varlen_attention()  # a custom implementation must be registered before loading

@@ -10,11 +10,12 @@ import logging
 from pathlib import Path
 
 import torch
+from transformers.utils.import_utils import enable_tf32, is_torch_tf32_available
 
-from train import lora
-from core.files import atomic_write_json
-from train.checkpoint import resolve_resume_path
 from core.exit_codes import ConfigError, InputError
+from core.files import atomic_write_json
+from train import lora
+from train.checkpoint import resolve_resume_path
 from train.config import TrainConfig
 from train.data import (
     DataError,
@@ -26,8 +27,14 @@ from train.data import (
     tokenize_examples,
 )
 from train.distributed import DistEnv, init_distributed, shutdown
+from train.hf_backend import train_with_hf_trainer
 from train.loop import Prepared, Trainer
-from train.model_setup import add_special_tokens_and_resize, check_model_path, load_model, load_tokenizer
+from train.model_setup import (
+    add_special_tokens_and_resize,
+    check_model_path,
+    load_model,
+    load_tokenizer,
+)
 from train.packing import collate_packed, pack_bins
 from train.packing_check import prepare_model_for_packing
 
@@ -38,7 +45,6 @@ def configure_tf32(requested: bool | None, env: DistEnv) -> bool:
     """Enable TF32 matmuls when asked and supported; warn once (and go on) when not supported."""
     if not requested:
         return False
-    from transformers.utils.import_utils import enable_tf32, is_torch_tf32_available
 
     if is_torch_tf32_available():
         enable_tf32(True)
@@ -117,8 +123,6 @@ def train(cfg: TrainConfig) -> dict:
         prep = prepare(cfg, env)  # data errors stop the run before anything is created
         output_dir.mkdir(parents=True, exist_ok=True)
         if cfg.deepspeed is not None:
-            from train.hf_backend import train_with_hf_trainer
-
             summary = train_with_hf_trainer(cfg, env, prep)
         else:
             summary = Trainer(cfg, env, prep).run(resume)

@@ -18,6 +18,19 @@ from typing import Literal
 
 import torch
 import torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    set_model_state_dict,
+)
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import (
+    CPUOffloadPolicy,
+    MixedPrecisionPolicy,
+    OffloadPolicy,
+    fully_shard,
+)
+from torch.distributed.tensor import DTensor, Shard
+from torch.nn.parallel import DistributedDataParallel
 
 from core.exit_codes import ConfigError
 from train.config import TrainConfig
@@ -69,8 +82,6 @@ def resolve_wrap_classes(model: torch.nn.Module, requested: tuple[str, ...]) -> 
 
 def apply_fsdp(model: torch.nn.Module, cfg: TrainConfig, env: DistEnv) -> ShardingReport:
     """Shard each decoder layer, then the root, with FSDP2; return the verified report."""
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
 
     if not dist.is_initialized():
         # fully_shard needs a process group; a lone process gets a world of one (nothing to shard).
@@ -111,7 +122,6 @@ def apply_fsdp(model: torch.nn.Module, cfg: TrainConfig, env: DistEnv) -> Shardi
 
 def _fill_from_rank0(model: torch.nn.Module, full_state: dict, env: DistEnv, offload: bool) -> None:
     """Give the meta-initialised ranks real storage, then broadcast rank 0's weights and buffers."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
     if not env.is_main:
         # Offloaded shards live in CPU memory; the others on the compute device.
@@ -140,7 +150,6 @@ def inspect_sharding(
 ) -> ShardingReport:
     """Count local vs full parameter elements; sharded iff all params are Shard-placed DTensors
     and this rank holds strictly fewer elements than the whole model."""
-    from torch.distributed.tensor import DTensor, Shard
 
     local = full = 0
     all_sharded = True
@@ -159,7 +168,6 @@ def inspect_sharding(
 
 def apply_ddp(model: torch.nn.Module, env: DistEnv) -> torch.nn.Module:
     """Replicate the model with DDP when several processes run without --fsdp."""
-    from torch.nn.parallel import DistributedDataParallel
 
     model.to(env.device)
     ids = [env.local_rank] if env.device.type == "cuda" else None

@@ -16,7 +16,7 @@ from pathlib import Path
 from core import flags
 
 # A small corpus is enough: the tokenizer only has to cover the Alpaca template and test data.
-_CORPUS = [
+CORPUS = [
     "Below is an instruction that describes a task, paired with an input that provides further context.",
     "Write a response that appropriately completes the request.",
     "### Instruction:\n### Input:\n### Response:\n",
@@ -44,7 +44,7 @@ def build_tokenizer(path: Path, vocab_size: int = 512):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok.train_from_iterator(CORPUS * 4, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>"
     )

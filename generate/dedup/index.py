@@ -52,9 +52,16 @@ import numpy as np
 from rapidfuzz import process
 from rapidfuzz.distance import LCSseq
 
-from generate.dedup.nearest import GrowingArray, NearestIndex, Query, Records, append_postings, run_starts
-from generate.dedup.tokens import TOKENIZERS, TokenizerName, batch_tokenizer
+from generate.dedup.nearest import (
+    GrowingArray,
+    NearestIndex,
+    Query,
+    Records,
+    append_postings,
+    run_starts,
+)
 from generate.dedup.rouge_f import min_overlap, needed_lcs, rouge_fmeasure_array
+from generate.dedup.tokens import TOKENIZERS, TokenizerName, batch_tokenizer
 
 _OCC_BITS = 24  # element key = token id << 24 | occurrence number
 _HASH_MUL = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing of element keys to bits

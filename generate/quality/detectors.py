@@ -249,7 +249,7 @@ C = TypeVar("C")
 
 
 def screen(parsed: tuple[list[C], Counter[str]], mode: str = "on") -> tuple[list[C], Counter[str]]:
-    """Quality filters for a parsed answer (generate/run.py): `parsed` is parse_answer's
+    """Quality filters for a parsed answer (generate/processor.py): `parsed` is parse_answer's
     (candidates, rejected counts). With mode "on", "no input" spellings become "" and
     candidates with a defect are dropped and counted under its class; with "off" (the
     reference's behaviour) the answer passes unchanged."""

@@ -33,8 +33,19 @@ from generate.config import COMMAND as GENERATE_COMMAND
 from generate.config import GenerateConfig
 from generate.dedup.index import Deduplicator
 from generate.parsing import FilterSettings, filter_hits
-from generate.seeds.language import Detection, profile_of, resolve_language, settings_line
-from generate.seeds.tasks import SeedTask, SeedTaskError, build_request, load_prompt, load_seed_tasks
+from generate.seeds.language import (
+    Detection,
+    profile_of,
+    resolve_language,
+    settings_line,
+)
+from generate.seeds.tasks import (
+    SeedTask,
+    SeedTaskError,
+    build_request,
+    load_prompt,
+    load_seed_tasks,
+)
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence, get_args
 
-from generate.config import REFERENCE_BLACKLIST, REPO_ROOT, GenerateConfig, LanguageChoice
+from generate.config import (
+    REFERENCE_BLACKLIST,
+    REPO_ROOT,
+    GenerateConfig,
+    LanguageChoice,
+)
 
 log = logging.getLogger(__name__)
 

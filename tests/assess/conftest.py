@@ -3,38 +3,16 @@ small evaluation set with its reference answers, and the deterministic loopback 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.fakes.eval_judge import GARBLE, MARKER, JudgeRoute
-from tests.fakes.openai_server import OpenAIServer
 from core.prompt_format import set_chat_template
+from tests.assess.tasks import TASKS, reference_records, write_jsonl
+from tests.fakes.eval_judge import JudgeRoute
+from tests.fakes.openai_server import OpenAIServer
 from train.tiny_model import build_tiny_llama
-
-# Twelve tasks, half with an input, in three categories.
-TASKS = [
-    {"id": f"t{i}", "motivation_app": ["Mail", "Maps", "Docs"][i % 3],
-     "instruction": f"Give tip number {i} for staying healthy.", "input": f"Eat {i} fruits" if i % 2 else ""}
-    for i in range(12)
-]
-# Reference answers: the ones of tasks 0, 5 and 9 carry the marker (the judge prefers them).
-MARKED = {0, 5, 9}
-
-
-def reference_records(tasks: list[dict] = TASKS, marked: set[int] = MARKED) -> list[dict]:
-    return [
-        {"instruction": t["instruction"] + "\n", "input": t["input"],
-         "output": f"Reference answer {i}." + (f" {MARKER}" if i in marked else "")}
-        for i, t in enumerate(tasks)
-    ]
-
-
-def write_jsonl(path: Path, records: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -64,5 +42,3 @@ def judge(monkeypatch: pytest.MonkeyPatch) -> Iterator[JudgeRoute]:
         monkeypatch.delenv("OPENAI_API_KEY", raising=False)
         yield route
 
-
-__all__ = ["GARBLE", "MARKED", "MARKER", "TASKS", "reference_records", "write_jsonl"]

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from train.data import tokenize_examples
 from core.prompt_format import (
     CHAT_TEMPLATE,
     CHAT_TEMPLATE_FILE,
@@ -16,6 +15,7 @@ from core.prompt_format import (
     format_prompt,
     has_chat_template,
 )
+from train.data import tokenize_examples
 
 CASES = [
     ("Name a colour.", ""),

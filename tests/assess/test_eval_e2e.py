@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from assess.cli import main
-from tests.assess.conftest import MARKED, MARKER, TASKS, reference_records, write_jsonl
-from tests.fakes.eval_judge import GARBLE, WANT_MARKER, JudgeRoute
+from tests.assess.tasks import MARKED, TASKS, reference_records, write_jsonl
+from tests.fakes.eval_judge import GARBLE, MARKER, WANT_MARKER, JudgeRoute
 from tests.fakes.openai_server import OpenAIServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,8 @@ from assess.eval_set import (
     load_eval_set,
     load_reference,
 )
-from tests.assess.conftest import TASKS, reference_records, write_jsonl
+from assess.run import pair_reference
+from tests.assess.tasks import TASKS, reference_records, write_jsonl
 from tests.fakes.openai_server import OpenAIServer, RouteResponse
 
 
@@ -145,9 +146,8 @@ def test_download_checks_the_pinned_sha256(tmp_path: Path) -> None:
 
 
 def test_reference_by_instruction_alone(tmp_path: Path) -> None:
-    from assess.run import _pair_reference
 
     items = load_eval_set(write_jsonl(tmp_path / "t.jsonl", TASKS[:4]))
     only_instructions = {(" ".join(r["instruction"].split()), ""): r["output"] for r in reference_records()[:4]}
-    paired = _pair_reference(items, only_instructions)
+    paired = pair_reference(items, only_instructions)
     assert paired == {i: f"Reference answer {i}." + (" ZEBRA-7" if i == 0 else "") for i in range(4)}

@@ -6,8 +6,13 @@ import threading
 
 import pytest
 
+from core.openai_client.cost import (
+    count_tokens,
+    end_of_text_token,
+    estimate_cost_usd,
+    price_for,
+)
 from core.openai_client.pacing import AdaptiveLimiter
-from core.openai_client.cost import count_tokens, end_of_text_token, estimate_cost_usd, price_for
 
 
 def test_tiktoken_counts_offline(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:

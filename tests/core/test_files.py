@@ -6,7 +6,13 @@ import json
 import os
 from pathlib import Path
 
-from core.files import atomic_write_json, atomic_write_text, leftover_temp_files, missing_dirs, remove_empty_dirs
+from core.files import (
+    atomic_write_json,
+    atomic_write_text,
+    leftover_temp_files,
+    missing_dirs,
+    remove_empty_dirs,
+)
 
 
 def test_atomic_json_content_mode_and_no_leftovers(tmp_path: Path) -> None:

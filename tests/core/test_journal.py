@@ -7,8 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from core.openai_client.journal import (
+    Journal,
+    JournalBackendState,
+    JournalError,
+    record_to_result,
+)
 from core.openai_client.request import Completion, GenerationRequest, GenerationResult
-from core.openai_client.journal import Journal, JournalBackendState, JournalError, record_to_result
 
 SETTINGS = {"seed": 1, "model_name": "m"}
 

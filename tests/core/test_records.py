@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from core.exit_codes import EXIT_FAILED, InputError
-from core.records import RecordError, read_examples, read_json, read_jsonl, read_jsonl_objects
+from core.records import (
+    RecordError,
+    read_examples,
+    read_json,
+    read_jsonl,
+    read_jsonl_objects,
+)
 
 ITEMS = [{"instruction": "Name a fruit.", "input": "", "output": "Apple"},
          {"instruction": "Add them.", "input": "2 and 3", "output": "5", "id": 7}]

@@ -20,7 +20,7 @@ HTTP 500), `context_window` (prompt + max_tokens beyond it answers 400
 context_length_exceeded) and `unsupported` (lines carrying one of these body parameters
 answer 400 unsupported_parameter, as newer models do for `max_tokens`).
 
-The real service's limits and failures (issue #17): `enqueued_token_limit` (a batch whose
+The real service's limits and failures: `enqueued_token_limit` (a batch whose
 prompt tokens, added to those of the batches already in progress, exceed it fails validation
 with `errors.data[].code == "token_limit_exceeded"`, as the per-model queue limit of an
 account tier does), `outage` (status polls numbered [start, stop) answer `outage_status`,
@@ -50,8 +50,8 @@ from tests.fakes.openai_server import (
     OpenAIServer,
     RouteRequest,
     RouteResponse,
-    approx_tokens,
     add_server_arguments,
+    approx_tokens,
     options_from_args,
     serve_until_signalled,
 )

@@ -39,6 +39,9 @@ Other modules add routes without editing this file:
     server.answer("completions" | "chat", body_dict)  # the JSON a model call would return
 
 Routes are matched by method and path prefix, newest first, before the built-in ones.
+
+One concern, the loopback server: its routes, faults, answers and command line; what it answers
+with (real or synthetic items, the bad blocks) is `tests/fakes/material.py`.
 """
 
 from __future__ import annotations
@@ -59,14 +62,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-PREDICTIONS = REPO_ROOT.parent / "shared" / "data" / "text-davinci-003_predictions.jsonl"
+from tests.fakes.material import (
+    BAD_KINDS,
+    PREDICTIONS,
+    bad_block,
+    load_predictions,
+    synthetic_item,
+)
 
 FAULT_KINDS = ("429", "500", "slow", "401", "404", "400", "quota")
-BAD_KINDS = (
-    "malformed", "blacklisted", "too_short", "too_long", "banned_prefix",
-    "punctuation_start", "non_ascii_start", "repeat", "near_repeat",
-)
 
 
 @dataclass
@@ -99,7 +103,7 @@ class RouteRequest:
     path: str
     headers: dict[str, str]
     body: bytes
-    query: str = ""  # the URL's query string, without "?" (issue #17: the Batch list's paging)
+    query: str = ""  # the URL's query string, without "?" (the Batch list's paging reads it)
     # True once the client has closed its connection (gave up on a slow answer).
     client_gone: Callable[[], bool] = lambda: False
 
@@ -117,78 +121,6 @@ class RouteResponse:
 
 
 Handler = Callable[[RouteRequest], RouteResponse]
-
-
-# --- material -------------------------------------------------------------------------------
-
-_SYNTH_VERBS = (
-    "Describe", "Explain", "Summarize", "Compare", "List", "Suggest", "Classify", "Rewrite",
-    "Evaluate", "Identify", "Outline", "Propose", "Translate", "Estimate", "Recommend", "Define",
-)
-_SYNTH_WORDS = tuple(
-    """
-    river market teacher garden winter engine recipe budget contract planet forest harbor
-    village museum library theory protein climate museum orchestra ladder bicycle mountain
-    coffee letter kitchen soldier doctor lawyer farmer pilot student athlete painter tailor
-    copper silver marble cotton velvet granite crystal thunder shadow meadow canyon desert
-    ocean island valley glacier volcano prairie savanna tundra lagoon estuary delta plateau
-    ancient modern rural urban quiet noisy gentle brave clever curious patient honest humble
-    quickly slowly carefully rarely often gently boldly calmly wisely freely openly fairly
-    negotiate measure compare design organize repair improve protect celebrate investigate
-    argument habit schedule journey festival tradition election vaccine satellite algorithm
-    molecule telescope microscope hurricane earthquake drought harvest inflation mortgage
-    startup pension tariff subsidy monopoly treaty senate parliament verdict witness alibi
-    poetry novel sonnet chorus ballet opera sculpture pottery origami calligraphy embroidery
-    soccer tennis chess marathon yoga archery fencing rowing sailing climbing skating surfing
-    breakfast dinner picnic banquet dessert sandwich noodle dumpling pancake omelette salad
-    """.split()
-)
-
-
-def synthetic_item(rng: random.Random) -> dict[str, str]:
-    words = [rng.choice(_SYNTH_WORDS) for _ in range(rng.randint(7, 14))]
-    instruction = f"{rng.choice(_SYNTH_VERBS)} the {' '.join(words)}."
-    has_input = rng.random() < 0.4
-    inp = " ".join(rng.choice(_SYNTH_WORDS) for _ in range(rng.randint(4, 12))).capitalize() + "." if has_input else ""
-    output = " ".join(rng.choice(_SYNTH_WORDS) for _ in range(rng.randint(10, 40))).capitalize() + "."
-    return {"instruction": instruction, "input": inp, "output": output}
-
-
-def _load_predictions() -> list[dict[str, str]]:
-    items = []
-    with PREDICTIONS.open(encoding="utf-8") as handle:
-        for line in handle:
-            record = json.loads(line)
-            instruction = " ".join(record["instruction"].split())
-            output = record["response"].strip().replace("###", "")
-            if instruction and output:
-                items.append({"instruction": instruction, "input": record.get("input", "").strip(), "output": output})
-    return items
-
-
-def _bad_block(kind: str, item: dict[str, str], rng: random.Random, earlier: list[str]) -> dict[str, str] | None:
-    """An item that a specific filter (or the dedup) must reject; None for `malformed` (built raw)."""
-    base = item["instruction"]
-    if kind == "blacklisted":
-        return {**item, "instruction": f"Draw a diagram that shows {rng.choice(_SYNTH_WORDS)} and {base[:60]}"}
-    if kind == "too_short":
-        return {**item, "instruction": "Summarize this text."}
-    if kind == "too_long":
-        return {**item, "instruction": "Explain " + " ".join(rng.choice(_SYNTH_WORDS) for _ in range(160))}
-    if kind == "banned_prefix":
-        return {**item, "instruction": f"Write a program that sorts the {rng.choice(_SYNTH_WORDS)} records by date."}
-    if kind == "punctuation_start":
-        return {**item, "instruction": f"- {base}"}
-    if kind == "non_ascii_start":
-        return {**item, "instruction": f"¿Puedes explicar {rng.choice(_SYNTH_WORDS)} y {rng.choice(_SYNTH_WORDS)} en detalle?"}
-    if kind == "repeat" and earlier:
-        return {**item, "instruction": rng.choice(earlier)}
-    if kind == "near_repeat" and earlier:
-        words = rng.choice(earlier).split()
-        if len(words) > 6:
-            words[rng.randrange(len(words))] = rng.choice(_SYNTH_WORDS)
-        return {**item, "instruction": " ".join(words)}
-    return dict(item)
 
 
 # --- the server ---------------------------------------------------------------------------
@@ -242,7 +174,7 @@ class OpenAIServer:
         if material == "auto":
             material = "predictions" if PREDICTIONS.is_file() else "synthetic"
         self.material_name = material
-        self.material = _load_predictions() if material == "predictions" else []
+        self.material = load_predictions() if material == "predictions" else []
         if self.options.pool_size > 0:
             rng = self._rng("pool")
             self.material = [self.material[i % len(self.material)] if self.material else synthetic_item(rng)
@@ -342,7 +274,7 @@ class OpenAIServer:
                 blocks.append(f"{number}. Instruction: {item['instruction']}\n{number}. Output:\n{item['output']}\n")
                 continue
             if kind is not None:
-                item = _bad_block(kind, item, rng, earlier) or item
+                item = bad_block(kind, item, rng, earlier) or item
             earlier.append(item["instruction"])
             blocks.append(
                 f"{number}. Instruction: {item['instruction']}\n{number}. Input:\n"

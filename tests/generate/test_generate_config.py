@@ -9,9 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from generate.backends.factory import resolve_backend_name
 from core.exit_codes import ConfigError
-from generate.config import REFERENCE_BLACKLIST, GenerateConfig, config_from_flags, flag_help
+from generate.backends.factory import resolve_backend_name
+from generate.config import (
+    REFERENCE_BLACKLIST,
+    GenerateConfig,
+    config_from_flags,
+    flag_help,
+)
 
 
 def test_reference_flags_and_types() -> None:

@@ -18,7 +18,6 @@ from core.openai_client.request import GenerationError
 from generate.config import config_from_flags
 from generate.parsing import FilterSettings, rejection_reason
 from generate.run import generate
-from generate.store import JOURNAL_NAME
 from tests.fakes.openai_server import OpenAIServer, ServerOptions
 
 SECRET = "sk-test-Zq8xSECRETkey0042"
@@ -289,8 +288,12 @@ class _EagerBackend:
     def run(self, requests):
         import random
 
-        from core.openai_client.request import Completion, GenerationError, GenerationResult
-        from tests.fakes.openai_server import synthetic_item
+        from core.openai_client.request import (
+            Completion,
+            GenerationError,
+            GenerationResult,
+        )
+        from tests.fakes.material import synthetic_item
 
         while self.pulled < 3000:  # a bound, so a regression fails instead of hanging
             batch = list(itertools.islice(requests, 300))

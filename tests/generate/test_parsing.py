@@ -74,7 +74,7 @@ def test_filters_are_settings() -> None:
     assert rejection_reason("", FilterSettings(min_words=0)) == "too_short"
 
 
-# --- labels of the Chinese prompt, full-width colons, markdown (issue #10) ------------------
+# --- labels of the Chinese prompt, full-width colons, markdown ------------------------------
 
 def test_chinese_labels_full_width_and_half_width_colons() -> None:
     text = ("4. 指令：用两句话介绍长城。\n4. 输入：\n<noinput>\n4. 输出：\n长城很长。它很古老。\n###\n"
@@ -120,7 +120,7 @@ def test_english_fill_in_the_blank_keeps_its_underscores() -> None:
     assert candidates[0].instruction == "Fill in the blank: The capital of France is __"
 
 
-# --- filters for scripts written without spaces (issue #10) ---------------------------------
+# --- filters for scripts written without spaces ---------------------------------------------
 
 CHINESE = FilterSettings(min_words=4, max_words=300, blacklist=("图片", "文件"), reject_non_ascii_start=False,
                          length_unit="char", punctuation="unicode", blacklist_match="substring",

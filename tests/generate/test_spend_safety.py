@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from core.exit_codes import ConfigError, InputError
-from generate.config import config_from_flags
 from core.openai_client.journal import JournalError
+from generate.config import config_from_flags
 from generate.run import StallError, generate
 from generate.run_lock import LOCK_NAME, RunLock, RunLockError
 from tests.fakes.openai_server import OpenAIServer, ServerOptions
@@ -240,7 +240,7 @@ def test_a_second_run_on_a_folder_refuses_and_a_killed_run_leaves_it_free(repo_r
                                 cwd=repo_root, env=_cli_env(server), capture_output=True, text=True, timeout=60,
                                 check=False)
         assert second.returncode == 1
-        # The seed checks log their notes first (issue #10); the refusal is the one error line.
+        # The seed checks log their notes first; the refusal is the one error line.
         assert second.stderr.strip().splitlines()[-1] == (
             f"generate: error: {out} is in use by another generate run (process {first.pid}, see "
             f"{out / LOCK_NAME}); wait for it to finish or stop it, or use another --output_dir")

@@ -15,12 +15,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from recover import MakeDiffConfig, RecoverConfig, make_diff, recover
 from core.checkpoints.adapter import ADAPTER_MANIFEST, ADAPTER_WEIGHTS
 from core.checkpoints.adapter_merge import merge_adapter
-from recover.cli import main
-from core.exit_codes import ConfigError
 from core.checkpoints.errors import IntegrityError, MismatchError
+from core.exit_codes import ConfigError
+from recover import MakeDiffConfig, RecoverConfig, make_diff, recover
+from recover.cli import main
 
 
 def _build_adapter(base_dir: Path, out: Path, *, seed: int = 0, **lora_kwargs) -> Path:

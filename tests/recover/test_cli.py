@@ -15,10 +15,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from recover import CheckpointError, ConfigError, InputError, MakeDiffConfig, RecoverConfig, recover
+from core.checkpoints.rows import as_bytes
+from recover import (
+    CheckpointError,
+    ConfigError,
+    InputError,
+    MakeDiffConfig,
+    RecoverConfig,
+    recover,
+)
 from recover.cli import main
 from recover.manifest import MANIFEST_NAME, Manifest
-from core.checkpoints.rows import as_bytes
 from tests.recover.models import Chain, state_dict_of
 from tests.recover.rss_probe import Measured
 
@@ -41,7 +48,7 @@ def test_python_m_recover_writes_the_verified_model(cli_recovered: tuple[Measure
     assert run.stdout == ""  # only --test_inference prints to stdout
     assert "checking diff: 100%" in run.stderr and "recover: 100%" in run.stderr
     assert "error:" not in run.stderr and "Traceback" not in run.stderr and "WARNING recover" not in run.stderr
-    assert sorted(p.name for p in out.iterdir()) == [  # chat_template.jinja: added by recover (#12)
+    assert sorted(p.name for p in out.iterdir()) == [  # chat_template.jinja: added by recover
         "chat_template.jinja", "config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
         "tokenizer_config.json"]
     manifest = Manifest.read(diff_dir)

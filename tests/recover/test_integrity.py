@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from core.checkpoints.reader import CheckpointReader
 from recover import (
     CheckpointError,
     IntegrityError,
@@ -20,7 +21,6 @@ from recover import (
     make_diff,
     recover,
 )
-from core.checkpoints.reader import CheckpointReader
 from tests.recover.models import Chain, state_dict_of, to_bin_checkpoint
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from core.checkpoints.rows import as_bytes
 from recover import MakeDiffConfig, RecoverConfig, make_diff, recover
 from recover.manifest import MANIFEST_NAME, Manifest
-from core.checkpoints.rows import as_bytes
 from tests.recover.models import Chain, build_tuned, state_dict_of, to_bin_checkpoint
 
 EMBEDDINGS = ("model.embed_tokens.weight", "lm_head.weight")

@@ -9,7 +9,11 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from core.checkpoints.shard_writer import PlannedTensor, ShardedSafetensorsWriter, plan_shards
+from core.checkpoints.shard_writer import (
+    PlannedTensor,
+    ShardedSafetensorsWriter,
+    plan_shards,
+)
 
 
 def _tensors() -> dict[str, torch.Tensor]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from train.tiny_model import _CORPUS
+from train.tiny_model import CORPUS
 
 # Token strings of the real tokenizers, so the special-token rules meet what users have.
 QWEN_EOT = "<|endoftext|>"
@@ -176,7 +176,7 @@ def build_family(family: Family, path: Path, vocab_size: int = 384, seed: int = 
         vocab_size=vocab_size, special_tokens=list(family.vocab_specials),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok.train_from_iterator(CORPUS * 4, trainer=trainer)
     set_specials = {k: v for k, v in family.specials.items() if v}
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, **set_specials)
     fast.save_pretrained(str(path))

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from train.cli import main, parse_config
 from core.exit_codes import ConfigError
+from tests.train.runs import seed_command
+from train.cli import main, parse_config
 from train.config import TrainConfig
 from train.usage import RECIPE
-
-from .conftest import seed_command
 
 
 def test_seed_command_parses_and_maps_legacy_flags(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:

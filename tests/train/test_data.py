@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from core.prompt_format import format_prompt
+from core.records import RecordError
 from train.data import (
     IGNORE_INDEX,
     PadCollator,
@@ -16,8 +18,6 @@ from train.data import (
     split_eval,
     tokenize_examples,
 )
-from core.records import RecordError
-from core.prompt_format import format_prompt
 
 BOS, EOS = 1, 2
 

@@ -23,12 +23,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from train.cli import parse_config
 from core.exit_codes import ConfigError
+from tests.train.runs import same_response_records
+from train.cli import parse_config
 from train.data import PadCollator, tokenize_examples
 from train.run import train
 
-from .conftest import same_response_records
 from .families import (
     CHECK_ONLY,
     FAMILIES,
@@ -202,7 +202,7 @@ def test_pad_equal_to_eos_keeps_eos_supervised(bases: dict[str, Path]) -> None:
 def test_gemma2_packed_varlen_honours_the_sliding_window_and_softcap(
     bases: dict[str, Path], data: Path, unpacked: dict, tmp_path: Path
 ) -> None:
-    # The case: Gemma 2 with a sliding window, packed through packed_varlen, against
+    # The hard case: Gemma 2 with a sliding window, packed through packed_varlen, against
     # the padded run (eager): the same first-step loss.
     _, plain = unpacked["gemma2"]
     packed = _run(bases["gemma2"], data, tmp_path / "out", "--packing", "True", "--max_seq_length", "2048",
@@ -227,9 +227,8 @@ def test_check_catches_a_kernel_that_drops_part_of_the_attention(
 ) -> None:
     from transformers import AttentionInterface, AutoModelForCausalLM
 
-    from train.packing_check import prepare_model_for_packing
+    from train.packing_check import measure, prepare_model_for_packing
     from train.varlen_attention import register_varlen_attention
-    from train.packing_check import measure
 
     broken = f"varlen_without_{keyword}"
     AttentionInterface.register(broken, _dropping(keyword))
@@ -308,8 +307,8 @@ def test_packed_varlen_sliding_window_in_the_cuda_kernel() -> None:
     import importlib.util
 
     from train.packing import collate_packed
-    from train.varlen_attention import register_varlen_attention
     from train.packing_check import attention_as
+    from train.varlen_attention import register_varlen_attention
 
     if importlib.util.find_spec("torch.nn.attention.varlen") is None:
         pytest.skip("torch.nn.attention.varlen needs torch >= 2.10")

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.train.runs import seed_command
 from train.tiny_model import build_tiny_llama
-
-from .conftest import seed_command
 
 
 @pytest.mark.gpu

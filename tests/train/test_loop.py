@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.train.runs import same_response_records
 from train.cli import parse_config
 from train.distributed import init_distributed
 from train.loop import Trainer
 from train.run import prepare, train
-
-from .conftest import same_response_records
 
 # Measured once with torch 2.13 (CPU) / transformers 5.24; a change means the loss definition,
 # masking, schedule or data order changed.

@@ -13,15 +13,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from train import run as train_run
-from train.cli import main, parse_config
-from core.exit_codes import ConfigError
 from core.checkpoints.adapter import ADAPTER_WEIGHTS
 from core.checkpoints.adapter_load import load_adapter_model
+from core.exit_codes import ConfigError
+from tests.train.runs import run_torchrun, same_response_records
+from train import run as train_run
+from train.cli import main, parse_config
 from train.lora import resolve_target_modules
 from train.tiny_model import build_tiny_llama
-
-from .conftest import run_torchrun, same_response_records
 
 LLAMA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # r=8 on the tiny Llama (hidden 64, 4 heads of 16, 2 KV heads -> k/v project to 32, MLP 128), per layer:
@@ -342,7 +341,7 @@ def test_recover_from_base_and_adapter_equals_the_merged_model(lora_run: dict[st
     assert got.keys() == merged.keys()
     assert all(torch.equal(got[k], merged[k]) for k in merged)
     assert json.loads((rebuilt / "config.json").read_text()) == json.loads((out / "merged" / "config.json").read_text())
-    # Every model we write is chat-ready: the adapter's tokenizer and both merges (issue #12).
+    # Every model we write is chat-ready: the adapter's tokenizer and both merges.
     assert (rebuilt / "chat_template.jinja").read_text() == (out / "chat_template.jinja").read_text()
     assert (out / "merged" / "chat_template.jinja").is_file()
 
@@ -373,7 +372,13 @@ def test_qlora_on_gpu(lora_base: Path, tmp_path: Path) -> None:
 def test_chat_and_eval_load_an_adapter_directory(lora_run: dict[str, Any]) -> None:
     """`make chat MODEL=<make train-lora output>`: base (from adapter_config.json) + adapter,
     answering exactly as the merged model does."""
-    from assess.local_model import LocalModel, Sampling, check_model_dir, is_adapter, render_prompt
+    from assess.local_model import (
+        LocalModel,
+        Sampling,
+        check_model_dir,
+        is_adapter,
+        render_prompt,
+    )
 
     out = lora_run["out"]
     assert is_adapter(check_model_dir(str(out), "--model")) and not is_adapter(out / "merged")

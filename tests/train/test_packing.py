@@ -7,14 +7,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from train.packing_check import prepare_model_for_packing
-from train.varlen_attention import VARLEN_ATTENTION, register_varlen_attention
 from train.packing import (
     IGNORE_INDEX,
     collate_packed,
     fill_rate,
     pack_bins,
 )
+from train.packing_check import prepare_model_for_packing
+from train.varlen_attention import VARLEN_ATTENTION, register_varlen_attention
 
 # ---------------------------------------------------------------- bin packing
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import run_torchrun, seed_command
+from tests.train.runs import run_torchrun, seed_command
 
 
 def _first_step_loss_in_process(argv: list[str]) -> float:

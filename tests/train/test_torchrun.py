@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO_ROOT, free_port, run_torchrun, seed_command
+from tests.train.runs import REPO_ROOT, free_port, run_torchrun, seed_command
 
 SUMMARY_FIELDS = {
     "world_size", "fsdp", "packing", "train_loss", "supervised_tokens", "supervised_tokens_per_s",

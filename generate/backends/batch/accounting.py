@@ -16,7 +16,12 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from core.openai_client.failures import CONTEXT_LENGTH_ERROR, MIN_MAX_TOKENS
-from core.openai_client.request import Completion, GenerationError, GenerationRequest, GenerationResult
+from core.openai_client.request import (
+    Completion,
+    GenerationError,
+    GenerationRequest,
+    GenerationResult,
+)
 from generate.backends.batch.jobs import (
     PRIOR_KEPT_PER_SLOT,
     PROMPT_SLOTS,

@@ -16,7 +16,7 @@ Failed or expired lines go into a follow-up batch (at most `BatchLimits.max_foll
 per invocation; a rerun starts a fresh count). Nothing is dropped: a request still failing
 stops the run with its error, and the rerun submits it again.
 
-The service's limits (issue #17): the prompt tokens in batches running at once stay under
+The service's limits: the prompt tokens in batches running at once stay under
 `--batch_max_enqueued_tokens` (tiktoken estimates; batches wait their turn), and a batch the
 API fails with `token_limit_exceeded` is resubmitted, smaller, once running batches finish.
 Status polls, downloads and uploads ride out outages (5xx, 429, timeouts, connection errors)
@@ -40,7 +40,11 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from core.openai_client.request import GenerationError, GenerationRequest, GenerationResult
+from core.openai_client.request import (
+    GenerationError,
+    GenerationRequest,
+    GenerationResult,
+)
 from generate.backends.batch.accounting import BatchAccounting
 from generate.backends.batch.jobs import STATE_KEY, Missing, Partial, from_ranges
 from generate.backends.batch.submission import BatchSubmission

@@ -18,8 +18,14 @@ import openai
 
 from core.openai_client.cost import count_tokens
 from core.openai_client.failures import describe, transient
-from core.openai_client.request import BackendState, GenerationError, GenerationRequest, GenerationResult
+from core.openai_client.request import (
+    BackendState,
+    GenerationError,
+    GenerationRequest,
+    GenerationResult,
+)
 from generate.backends.api import OpenAIBackend
+from generate.backends.base import BackendName
 from generate.backends.batch.jobs import (
     STATE_KEY,
     BatchLimits,
@@ -31,7 +37,6 @@ from generate.backends.batch.jobs import (
     from_ranges,
     parse_custom_id,
 )
-from generate.backends.base import BackendName
 from generate.config import GenerateConfig
 from generate.parsing import FilterSettings
 

@@ -22,12 +22,24 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-
-from core.openai_client.request import BackendState, GenerationError, GenerationRequest, GenerationResult
+from core.openai_client.request import (
+    BackendState,
+    GenerationError,
+    GenerationRequest,
+    GenerationResult,
+)
 from generate.backends.base import BackendName
 from generate.backends.factory import sampling_params
-from generate.backends.local.engines import TransformersEngine, VllmEngine, choose_engine
-from generate.backends.local.model_files import missing_deps_message, resolve_model, local_model_name
+from generate.backends.local.engines import (
+    TransformersEngine,
+    VllmEngine,
+    choose_engine,
+)
+from generate.backends.local.model_files import (
+    local_model_name,
+    missing_deps_message,
+    resolve_model,
+)
 from generate.config import GenerateConfig
 from generate.parsing import FilterSettings, usable_instructions
 
@@ -154,7 +166,7 @@ class LocalBackend:
     def warm_up_speed(self, rows: int, sample_ids: Sequence[int]) -> tuple[float, float]:
         """(prefill tokens/s, decode tokens/s) from a few seconds of generation on `rows` short
         prompts; the estimate before the first answer, which on a CPU can take many minutes."""
-        import torch
+        import torch  # deferred on purpose, as in engines.py: the generate stage installs without torch
 
         engine = self.engine
         assert isinstance(engine, TransformersEngine)

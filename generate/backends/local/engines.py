@@ -16,7 +16,12 @@ from typing import Any, Literal
 from tqdm import tqdm
 
 from core.openai_client.request import Completion, SamplingParams
-from generate.backends.local.cpu import CpuPrecision, load_causal_lm, physical_cores, resolve_cpu_precision
+from generate.backends.local.cpu import (
+    CpuPrecision,
+    load_causal_lm,
+    physical_cores,
+    resolve_cpu_precision,
+)
 
 EngineName = Literal["vllm", "transformers"]
 

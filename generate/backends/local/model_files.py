@@ -46,10 +46,10 @@ def resolve_model(model_name: str) -> str:
         return str(path)
     if path.exists() or model_name.startswith(("/", "./", "../", "~")):
         raise GenerationError(f"--model_name {model_name}: not a model directory; " + _ways_out(model_name))
-    try:
+    try:  # deferred on purpose: huggingface_hub comes with transformers, which generate installs without
         import huggingface_hub
         from huggingface_hub import constants, errors
-    except ImportError as exc:  # generate installs without torch/transformers
+    except ImportError as exc:
         raise GenerationError(missing_deps_message(exc)) from None
 
     try:

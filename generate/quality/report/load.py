@@ -8,7 +8,13 @@ from typing import Any
 
 from core.exit_codes import InputError
 from core.records import read_examples, read_json, read_jsonl
-from generate.store import DATA_NAME, NEIGHBOURS_NAME, RATE_SUMMARY_NAME, SCORES_NAME, SUMMARY_NAME
+from generate.store import (
+    DATA_NAME,
+    NEIGHBOURS_NAME,
+    RATE_SUMMARY_NAME,
+    SCORES_NAME,
+    SUMMARY_NAME,
+)
 
 
 @dataclass

@@ -24,7 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from generate.parsing import parse_answer
-from generate.quality.detectors import DEFECT_REASONS, find_defect, is_no_input, normalise_input
+from generate.quality.detectors import (
+    DEFECT_REASONS,
+    find_defect,
+    is_no_input,
+    normalise_input,
+)
 from generate.quality.report.load import RunData
 from generate.store import JOURNAL_NAME
 

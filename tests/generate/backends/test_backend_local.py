@@ -21,8 +21,12 @@ torch = pytest.importorskip("torch")
 
 import generate.backends.local.backend as local_module
 from core.openai_client.journal import JournalError
-from core.openai_client.request import GenerationError, GenerationRequest, SamplingParams
-from generate.backends.local import cpu
+from core.openai_client.request import (
+    GenerationError,
+    GenerationRequest,
+    SamplingParams,
+)
+from generate.backends.local import cpu as local_cpu
 from generate.backends.local.backend import LocalBackend
 from generate.backends.local.cpu import physical_cores, resolve_cpu_precision
 from generate.backends.local.engines import cut_at_stop
@@ -386,9 +390,9 @@ def test_the_journal_records_the_local_model_however_it_was_chosen(prompt_file: 
 
 
 def test_auto_precision_is_bf16_only_where_the_cpu_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cpu, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(local_cpu, "cpu_has_native_bf16", lambda: True)
     assert resolve_cpu_precision("auto") == "bf16"
-    monkeypatch.setattr(cpu, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(local_cpu, "cpu_has_native_bf16", lambda: False)
     assert resolve_cpu_precision("auto") == "fp32"
     assert [resolve_cpu_precision(p) for p in ("fp32", "bf16", "int8")] == ["fp32", "bf16", "int8"]
 

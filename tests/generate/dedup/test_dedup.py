@@ -16,8 +16,13 @@ from rouge_score import tokenize as rouge_tokenize_ref
 
 from generate.dedup import nearest as dedup_nearest
 from generate.dedup.index import Decision, Deduplicator, dedup_stream
+from generate.dedup.rouge_f import (
+    min_overlap,
+    needed_lcs,
+    rouge_fmeasure,
+    rouge_fmeasure_array,
+)
 from generate.dedup.tokens import rouge_tokenize, rouge_tokenize_many, unicode_tokenize
-from generate.dedup.rouge_f import min_overlap, needed_lcs, rouge_fmeasure, rouge_fmeasure_array
 
 SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from generate.quality import detectors
 from generate.parsing import Candidate, parse_answer
+from generate.quality import detectors
 from generate.quality.detectors import (
     DEFECT_REASONS,
     as_item,

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from core.exit_codes import ConfigError
+from generate.config import config_from_flags
+from generate.quality.detectors import DEFECT_REASONS
 from generate.quality.report.load import load_run
 from generate.quality.report.page import render_html
 from generate.quality.report.plots import PLOTS
 from generate.quality.report.stats import compute_stats
-from core.exit_codes import ConfigError
-from generate.config import config_from_flags
-from generate.quality.detectors import DEFECT_REASONS
 from generate.run import generate
 from tests.fakes.openai_server import (
     OpenAIServer,
@@ -87,7 +87,7 @@ def test_filters_on_drop_defects_off_keeps_the_reference_behaviour(seed_file, pr
     assert {reason: count for reason, count in on["rejected"].items() if count} == {
         "no_output_marker": 2, "merged_instruction": 2, "refusal": 2}
     # Two requests processed each; a call still in flight at the target is paid, so it is
-    # collected and counted too (issue #10), but never used.
+    # collected and counted too, but never used.
     assert on["requests"] - on["requests_collected_after_stop"] == off["requests"] - off["requests_collected_after_stop"] == 2
     # The report finds examples of what was rejected in the run's raw answers.
     stats = compute_stats(load_run(tmp_path / "on"))

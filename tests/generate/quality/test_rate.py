@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from generate.quality import rate
 from core.exit_codes import ConfigError
 from core.openai_client.cost import count_tokens
-from tests.fakes.rating_judge import Judge, expected_scores
+from generate.quality import rate
 from tests.fakes.openai_server import OpenAIServer
+from tests.fakes.rating_judge import Judge, expected_scores
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from generate.cli import main as generate_main
 from generate.quality import rate
 from generate.quality.report.build import build_report
 from generate.quality.report.cli import main as report_main
@@ -20,9 +21,8 @@ from generate.quality.report.load import load_run
 from generate.quality.report.plots import PLOTS
 from generate.quality.report.stats import compute_stats
 from generate.store import REPORT_NAME
-from generate.cli import main as generate_main
-from tests.fakes.rating_judge import Judge
 from tests.fakes.openai_server import OpenAIServer, ServerOptions
+from tests.fakes.rating_judge import Judge
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 _IMG = re.compile(r'<img id="plot-(\w+)" alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">')

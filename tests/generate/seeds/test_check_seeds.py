@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from generate.seeds.check import main
 from generate.config import config_from_flags
 from generate.run import generate
+from generate.seeds.check import main
 from generate.seeds.tasks import SeedTaskError, load_seed_tasks
 
 

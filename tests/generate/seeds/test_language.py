@@ -8,8 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from generate.config import REFERENCE_BLACKLIST, REPO_ROOT, GenerateConfig, config_from_flags
-from generate.seeds.language import CHINESE_BLACKLIST, Detection, detect_language, resolve_language
+from generate.config import (
+    REFERENCE_BLACKLIST,
+    REPO_ROOT,
+    GenerateConfig,
+    config_from_flags,
+)
+from generate.seeds.language import (
+    CHINESE_BLACKLIST,
+    Detection,
+    detect_language,
+    resolve_language,
+)
 
 
 @pytest.mark.parametrize("instructions, code, script", [

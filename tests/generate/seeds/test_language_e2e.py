@@ -18,7 +18,12 @@ from rouge_score import rouge_scorer
 
 from generate.config import REFERENCE_BLACKLIST, REPO_ROOT, config_from_flags
 from generate.run import generate
-from tests.fakes.openai_server import OpenAIServer, RouteRequest, RouteResponse, ServerOptions
+from tests.fakes.openai_server import (
+    OpenAIServer,
+    RouteRequest,
+    RouteResponse,
+    ServerOptions,
+)
 
 # Seeds written for this test: a small Chinese everyday-advice domain.
 CHINESE_SEEDS = [
@@ -151,7 +156,7 @@ def test_chinese_domain_reaches_its_target_with_no_duplicate(api: str, tmp_path:
     # Every parse path was exercised and every trap was caught.
     rejected = summary["rejected"]
     # The picture bait ("这张图片") is caught by the quality filters' input_reference (they run
-    # first, issue #13) or else by the Chinese blacklist.
+    # first) or else by the Chinese blacklist.
     assert rejected["similar"] > 0 and rejected["malformed"] > 0
     assert rejected["blacklisted"] + rejected["input_reference"] > 0
     assert rejected["too_short"] == 0 and rejected["non_ascii_start"] == 0 and rejected["punctuation_start"] == 0

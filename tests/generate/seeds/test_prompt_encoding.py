@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from core.records import RecordError
-from generate.seeds.tasks import SeedTask, build_request, encode_prompt, load_seed_tasks, normalize_instruction
+from generate.seeds.tasks import (
+    SeedTask,
+    build_request,
+    encode_prompt,
+    load_seed_tasks,
+    normalize_instruction,
+)
 
 
 def test_encode_prompt_matches_reference_layout() -> None:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 
 import pytest
 
 from core.openai_client.cost import count_tokens
 from core.openai_client.request import GenerationError
 from generate.backends.batch.backend import BatchBackend
-from generate.backends.batch.jobs import STATE_KEY, BatchLimits, custom_id
+from generate.backends.batch.jobs import STATE_KEY, BatchLimits
 from tests.fakes.batch_routes import BatchAPI, BatchOptions
 from tests.fakes.openai_server import OpenAIServer
 

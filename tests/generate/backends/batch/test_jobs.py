@@ -9,7 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from generate.backends.batch.jobs import custom_id, from_ranges, parse_custom_id, to_ranges
+from generate.backends.batch.jobs import (
+    custom_id,
+    from_ranges,
+    parse_custom_id,
+    to_ranges,
+)
 
 
 def test_custom_ids_and_ranges_round_trip() -> None:
