@@ -136,8 +136,8 @@ bench: $(STAMP) ## Run the CPU benchmarks; results in bench/results/*.json
 	OMP_NUM_THREADS=1 $(PY) bench/recover.py
 
 lint: $(STAMP) ## Byte-compile everything and run ruff if installed
-	$(PY) -m compileall -q generate train recover assess tests bench
-	@if $(PY) -m ruff --version >/dev/null 2>&1; then $(PY) -m ruff check generate train recover assess tests bench; else echo "ruff not installed: pip install ruff"; fi
+	$(PY) -m compileall -q core generate train recover assess tests bench
+	@if $(PY) -m ruff --version >/dev/null 2>&1; then $(PY) -m ruff check core generate train recover assess tests bench; else echo "ruff not installed: pip install ruff"; fi
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis smoke

@@ -31,7 +31,6 @@ REASON_FLAGS = {
 }
 
 
-
 class Processor:
     """Turns answers, in index order, into kept items; stops adding at exactly the target."""
 

@@ -59,6 +59,7 @@ from generate.summary import RunStats, write_summary
 
 log = logging.getLogger(__name__)
 
+
 class StallError(GenerationError):
     """Many answered requests in a row kept nothing: paying for more would buy nothing."""
 

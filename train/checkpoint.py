@@ -73,7 +73,6 @@ def _state_options(model: torch.nn.Module) -> Any:
     """LoRA: checkpoints hold the trainable parameters only (train/lora.py; the frozen base is
     read again from --model_name_or_path on resume). Otherwise the defaults."""
 
-
     return StateDictOptions(ignore_frozen_params=True, strict=False) if is_peft_model(model) else None
 
 

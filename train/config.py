@@ -29,8 +29,6 @@ RESUME_NEWEST = ("true", "latest")  # the newest checkpoint-* in --output_dir
 RESUME_OFF = ("", "false", "none")
 
 
-
-
 @dataclass
 class TrainConfig:
     """Every flag of `python -m train`; names follow `transformers.TrainingArguments`."""

@@ -60,6 +60,7 @@ from train.data import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
 
+
 def pack_bins(lengths: Sequence[int], max_seq_length: int) -> list[list[int]]:
     """Group example indices into bins of total length <= `max_seq_length`, best-fit decreasing.
 

@@ -222,7 +222,6 @@ def base_tensor_hash(base: CheckpointReader, name: str, chunk_mb: int) -> str:
     return digest.hexdigest()
 
 
-
 def verify_adapter(adapter: Adapter, manifest: AdapterManifest) -> None:
     """Every adapter tensor present and matching its sha256: a damaged download is named first."""
     missing = [k for k in manifest.adapter_sha256 if k not in adapter.tensors]

@@ -198,7 +198,6 @@ def test_pad_equal_to_eos_keeps_eos_supervised(bases: dict[str, Path]) -> None:
     assert batch["labels"][1, -1] == tok.eos_token_id
 
 
-
 def test_gemma2_packed_varlen_honours_the_sliding_window_and_softcap(
     bases: dict[str, Path], data: Path, unpacked: dict, tmp_path: Path
 ) -> None:

@@ -43,7 +43,6 @@ from generate.parsing import FilterSettings
 log = logging.getLogger(__name__)
 
 
-
 class BatchState(OpenAIBackend):
     """What every part of the batch backend shares: the requests waiting for answers, the
     journaled jobs, the lines held back, counters; and how lines are built and sent."""

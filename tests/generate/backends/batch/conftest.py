@@ -15,7 +15,7 @@ from core.openai_client.request import GenerationRequest
 from generate.backends.batch import polling, state, submission
 from generate.backends.batch.backend import BatchBackend
 from generate.config import GenerateConfig
-from tests.fakes.batch_routes import BatchAPI
+from tests.fakes.batch_routes import BatchAPI, BatchOptions
 from tests.fakes.openai_server import OpenAIServer, ServerOptions
 
 
@@ -81,7 +81,6 @@ def server(clean_env: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
     with OpenAIServer(ServerOptions(material="synthetic", blocks_per_answer=3)) as srv:
         clean_env.setenv("OPENAI_BASE_URL", srv.base_url)
         yield srv
-
 
 
 @pytest.fixture
@@ -151,3 +150,21 @@ def paid_once() -> Callable[[BatchAPI, int], None]:
         assert stats["lines_answered"] == lines
 
     return check
+
+
+@pytest.fixture
+def interrupted_while_waiting(server: OpenAIServer, dict_state: type[DictState], make_config, requests_from, ctrl_c,
+                              take, monkeypatch: pytest.MonkeyPatch) -> Callable[[], tuple[BatchAPI, DictState]]:
+    """Start a run and press Ctrl-C while it waits for its first batch; returns the service and
+    the state the run journaled."""
+
+    def interrupt() -> tuple[BatchAPI, DictState]:
+        api = BatchAPI.install(server, BatchOptions(polls_per_stage=3))
+        state = dict_state()
+        with monkeypatch.context() as patched:
+            patched.setattr(time, "sleep", ctrl_c)
+            with pytest.raises(KeyboardInterrupt):
+                take(BatchBackend(make_config(), state), requests_from(), 1)
+        return api, state
+
+    return interrupt

@@ -21,7 +21,9 @@ from tests.fakes.batch_routes import BatchAPI, BatchOptions
 from tests.fakes.openai_server import OpenAIServer
 
 
-def test_rounds_are_sized_from_the_prior_guess_then_the_observed_yield(server: OpenAIServer, dict_state, make_config, requests_from) -> None:
+def test_rounds_are_sized_from_the_prior_guess_then_the_observed_yield(
+    server: OpenAIServer, dict_state, make_config, requests_from
+) -> None:
     api = BatchAPI.install(server)
     backend = BatchBackend(make_config(num_prompt_instructions=3, request_batch_size=5), dict_state())
     # 16 numbered slots per prompt (4..19), half kept, 5 prompts: 40 per request.
@@ -37,7 +39,9 @@ def test_rounds_are_sized_from_the_prior_guess_then_the_observed_yield(server: O
     assert lines == [7, 6]
 
 
-def test_completions_round_trip_in_request_order(server: OpenAIServer, dict_state, make_config, requests_from, expected_texts, take) -> None:
+def test_completions_round_trip_in_request_order(
+    server: OpenAIServer, dict_state, make_config, requests_from, expected_texts, take
+) -> None:
     api = BatchAPI.install(server)
     config = make_config()
     state = dict_state()
@@ -71,7 +75,9 @@ def test_completions_round_trip_in_request_order(server: OpenAIServer, dict_stat
                                "token_limit_resubmits": 0, "missing_resubmitted": 0, "price_factor": 0.5}
 
 
-def test_failed_lines_are_retried_in_a_follow_up_batch(server: OpenAIServer, dict_state, make_config, requests_from, expected_texts, take) -> None:
+def test_failed_lines_are_retried_in_a_follow_up_batch(
+    server: OpenAIServer, dict_state, make_config, requests_from, expected_texts, take
+) -> None:
     api = BatchAPI.install(server, BatchOptions(line_errors={"request-2-1": 1}))
     config = make_config(api="chat")
     backend = BatchBackend(config, dict_state())
@@ -97,7 +103,9 @@ def test_expired_lines_are_retried_not_lost(server: OpenAIServer, dict_state, ma
     assert api.stats()["lines_answered"] == 7
 
 
-def test_cancelled_batch_lines_are_resubmitted(server: OpenAIServer, dict_state, make_config, requests_from, take) -> None:
+def test_cancelled_batch_lines_are_resubmitted(
+    server: OpenAIServer, dict_state, make_config, requests_from, take
+) -> None:
     api = BatchAPI.install(server, BatchOptions(polls_per_stage=2))
 
     def cancel_when_created(jobs: list) -> None:
@@ -129,7 +137,9 @@ def test_failed_validation_stops_with_the_reason_and_forgets_the_batch(
     assert caplog.records == []
 
 
-def test_persistent_failures_stop_the_run_and_a_rerun_submits_them_again(server: OpenAIServer, dict_state, make_config, requests_from, take) -> None:
+def test_persistent_failures_stop_the_run_and_a_rerun_submits_them_again(
+    server: OpenAIServer, dict_state, make_config, requests_from, take
+) -> None:
     api = BatchAPI.install(server, BatchOptions(line_errors={"request-3": 10}))
     state = dict_state()
     backend = BatchBackend(make_config(), state, BatchLimits(max_followup_rounds=2))
@@ -150,7 +160,9 @@ def test_persistent_failures_stop_the_run_and_a_rerun_submits_them_again(server:
     assert api.stats()["lines_submitted"] == 7 + 3  # only request 3 was sent again
 
 
-def test_resume_skips_requests_already_journaled(server: OpenAIServer, monkeypatch: pytest.MonkeyPatch, dict_state, make_config, requests_from, take) -> None:
+def test_resume_skips_requests_already_journaled(
+    server: OpenAIServer, dict_state, make_config, requests_from, take
+) -> None:
     api = BatchAPI.install(server)
     state = dict_state()
     first = take(BatchBackend(make_config(), state), requests_from(), 3)
@@ -165,7 +177,9 @@ def test_resume_skips_requests_already_journaled(server: OpenAIServer, monkeypat
     assert [job["batch_id"] for job in state.values[STATE_KEY]] == ["batch_0001"]
 
 
-def test_context_length_errors_shrink_max_tokens_for_the_follow_up(server: OpenAIServer, dict_state, make_config, requests_from, take) -> None:
+def test_context_length_errors_shrink_max_tokens_for_the_follow_up(
+    server: OpenAIServer, dict_state, make_config, requests_from, take
+) -> None:
     api = BatchAPI.install(server, BatchOptions(context_window=280))
     backend = BatchBackend(make_config(max_tokens=300), dict_state())
     results = take(backend, requests_from(), 7)
@@ -175,7 +189,9 @@ def test_context_length_errors_shrink_max_tokens_for_the_follow_up(server: OpenA
     assert len(follow_up) == 7
 
 
-def test_unsupported_parameters_are_adapted_for_the_follow_up(server: OpenAIServer, dict_state, make_config, requests_from, take) -> None:
+def test_unsupported_parameters_are_adapted_for_the_follow_up(
+    server: OpenAIServer, dict_state, make_config, requests_from, take
+) -> None:
     api = BatchAPI.install(server, BatchOptions(unsupported=("max_tokens", "stop")))
     config = make_config(api="chat")
     results = take(BatchBackend(config, dict_state()), requests_from(), 7)
@@ -195,7 +211,9 @@ def test_unsupported_parameters_are_adapted_for_the_follow_up(server: OpenAIServ
     ]
 
 
-def test_a_round_that_keeps_nothing_stops_before_paying_again(server: OpenAIServer, dict_state, make_config, requests_from) -> None:
+def test_a_round_that_keeps_nothing_stops_before_paying_again(
+    server: OpenAIServer, dict_state, make_config, requests_from
+) -> None:
     BatchAPI.install(server)
     backend = BatchBackend(make_config(), dict_state())
     run = backend.run(requests_from())
@@ -206,7 +224,9 @@ def test_a_round_that_keeps_nothing_stops_before_paying_again(server: OpenAIServ
         next(run)
 
 
-def test_unused_results_hands_over_the_rest_of_an_ended_batch(server: OpenAIServer, dict_state, make_config, requests_from, expected_texts, take) -> None:
+def test_unused_results_hands_over_the_rest_of_an_ended_batch(
+    server: OpenAIServer, dict_state, make_config, requests_from, expected_texts, take
+) -> None:
     api = BatchAPI.install(server)
     state = dict_state()
     backend = BatchBackend(make_config(batch_size=3), state)  # round 1: batches of 3, 3 and 1 requests

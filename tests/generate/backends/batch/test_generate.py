@@ -22,7 +22,9 @@ from tests.fakes.batch_routes import BatchAPI, BatchOptions
 from tests.fakes.openai_server import OpenAIServer, ServerOptions, approx_tokens
 
 
-def test_generate_with_the_batch_backend(server: OpenAIServer, tmp_path: Path, prompt_file: Path, seed_file: Path, make_config) -> None:
+def test_generate_with_the_batch_backend(
+    server: OpenAIServer, tmp_path: Path, prompt_file: Path, seed_file: Path, make_config
+) -> None:
     from generate.run import generate
     from generate.store import JOURNAL_NAME
 
@@ -48,7 +50,8 @@ def test_generate_with_the_batch_backend(server: OpenAIServer, tmp_path: Path, p
 
 
 def test_generate_interrupted_while_waiting_resumes_the_same_batch(
-    server: OpenAIServer, tmp_path: Path, prompt_file: Path, seed_file: Path, monkeypatch: pytest.MonkeyPatch, make_config, ctrl_c
+    server: OpenAIServer, tmp_path: Path, prompt_file: Path, seed_file: Path, monkeypatch: pytest.MonkeyPatch,
+    make_config, ctrl_c
 ) -> None:
     from generate.run import generate
 
@@ -77,7 +80,8 @@ def test_generate_interrupted_while_waiting_resumes_the_same_batch(
 
 
 def test_generate_sizes_rounds_from_the_real_kept_count_also_after_a_resume(
-    server: OpenAIServer, tmp_path: Path, prompt_file: Path, seed_file: Path, monkeypatch: pytest.MonkeyPatch, make_config
+    server: OpenAIServer, tmp_path: Path, prompt_file: Path, seed_file: Path, monkeypatch: pytest.MonkeyPatch,
+    make_config
 ) -> None:
     from generate.run import generate
 
@@ -142,7 +146,8 @@ def test_cli_reports_the_batch_price_on_the_cost_line(
 
 
 def test_generate_journals_and_costs_every_answer_of_an_overshooting_round(
-    clean_env: pytest.MonkeyPatch, tmp_path: Path, prompt_file: Path, seed_file: Path, caplog: pytest.LogCaptureFixture, make_config
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, prompt_file: Path, seed_file: Path, caplog:
+    pytest.LogCaptureFixture, make_config
 ) -> None:
     from generate.run import generate
     from generate.store import JOURNAL_NAME
@@ -188,7 +193,7 @@ def test_generate_journals_and_costs_every_answer_of_an_overshooting_round(
 
 
 def test_generate_through_the_services_limits_pays_once_and_reports_the_bill(
-    server: OpenAIServer, tmp_path: Path, prompt_file: Path, seed_file: Path, monkeypatch: pytest.MonkeyPatch, make_config, install_clock
+    server: OpenAIServer, tmp_path: Path, prompt_file: Path, seed_file: Path, make_config, install_clock
 ) -> None:
     from generate.run import generate
     from generate.seeds.tasks import build_request, load_prompt, load_seed_tasks

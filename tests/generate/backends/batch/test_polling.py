@@ -7,8 +7,6 @@ request or prompt fails.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from core.openai_client.request import GenerationError
@@ -18,14 +16,10 @@ from tests.fakes.batch_routes import BatchAPI, BatchOptions
 from tests.fakes.openai_server import OpenAIServer
 
 
-def test_ctrl_c_while_waiting_resumes_the_same_batch(server: OpenAIServer, monkeypatch: pytest.MonkeyPatch, dict_state, make_config, requests_from, expected_texts, ctrl_c, take) -> None:
-    api = BatchAPI.install(server, BatchOptions(polls_per_stage=3))
-    state = dict_state()
-    real_sleep = time.sleep
-    monkeypatch.setattr(time, "sleep", ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
-        take(BatchBackend(make_config(), state), requests_from(), 1)
-    monkeypatch.setattr(time, "sleep", real_sleep)
+def test_ctrl_c_while_waiting_resumes_the_same_batch(
+    server: OpenAIServer, make_config, requests_from, expected_texts, take, interrupted_while_waiting
+) -> None:
+    api, state = interrupted_while_waiting()
     assert state.values[STATE_KEY][0]["batch_id"] == "batch_0000"
 
     config = make_config()
@@ -47,7 +41,8 @@ def test_waiting_is_bounded(server: OpenAIServer, dict_state, make_config, reque
 
 
 def test_an_outage_of_minutes_while_polling_is_ridden_out(
-    server: OpenAIServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, dict_state, make_config, requests_from, expected_texts, take, paid_once, install_clock
+    server: OpenAIServer, caplog: pytest.LogCaptureFixture, dict_state, make_config, requests_from, expected_texts,
+    take, paid_once, install_clock
 ) -> None:
     # Status polls 1..12 answer 503 (after the SDK's retries: none here). At the real default of
     # a 30 s poll interval, doubling to the 5 min ceiling, that is 47.5 minutes without an answer.
@@ -68,7 +63,9 @@ def test_an_outage_of_minutes_while_polling_is_ridden_out(
     assert "batch status works again after 48 min of failures" in messages
 
 
-def test_an_outage_past_the_limit_stops_and_a_rerun_resumes(server: OpenAIServer, monkeypatch: pytest.MonkeyPatch, dict_state, make_config, requests_from, take, paid_once, install_clock) -> None:
+def test_an_outage_past_the_limit_stops_and_a_rerun_resumes(
+    server: OpenAIServer, dict_state, make_config, requests_from, take, paid_once, install_clock
+) -> None:
     api = BatchAPI.install(server, BatchOptions(outage=(1, 1000)))
     install_clock()
     state = dict_state()
@@ -85,7 +82,9 @@ def test_an_outage_past_the_limit_stops_and_a_rerun_resumes(server: OpenAIServer
     paid_once(api, 7)
 
 
-def test_a_revoked_key_while_polling_stops_at_once(server: OpenAIServer, monkeypatch: pytest.MonkeyPatch, dict_state, make_config, requests_from, take, install_clock) -> None:
+def test_a_revoked_key_while_polling_stops_at_once(
+    server: OpenAIServer, dict_state, make_config, requests_from, take, install_clock
+) -> None:
     api = BatchAPI.install(server, BatchOptions(outage=(1, 1000), outage_status=401))
     install_clock()
     with pytest.raises(GenerationError, match=rf"^batch status: {server.base_url} rejected the API key \(HTTP 401\): "

@@ -9,7 +9,6 @@ request or prompt fails.
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -20,7 +19,9 @@ from tests.fakes.batch_routes import BatchAPI, BatchOptions
 from tests.fakes.openai_server import OpenAIServer, approx_tokens
 
 
-def test_chat_sends_one_line_per_prompt(server: OpenAIServer, dict_state, make_config, requests_from, expected_texts, take) -> None:
+def test_chat_sends_one_line_per_prompt(
+    server: OpenAIServer, dict_state, make_config, requests_from, expected_texts, take
+) -> None:
     api = BatchAPI.install(server)
     config = make_config(api="chat")
     backend = BatchBackend(config, dict_state())
@@ -35,7 +36,9 @@ def test_chat_sends_one_line_per_prompt(server: OpenAIServer, dict_state, make_c
     assert submitted[1]["body"]["messages"] == [{"role": "user", "content": results[0].request.prompts[1]}]
 
 
-def test_large_rounds_are_split_by_lines_bytes_and_batch_size(server: OpenAIServer, dict_state, make_config, requests_from, take) -> None:
+def test_large_rounds_are_split_by_lines_bytes_and_batch_size(
+    server: OpenAIServer, dict_state, make_config, requests_from, take
+) -> None:
     api = BatchAPI.install(server)
     # 7 requests x 2 chat lines = 14 lines; at most 4 lines per file, a request's lines together.
     backend = BatchBackend(make_config(api="chat"), dict_state(), BatchLimits(max_lines=4))
@@ -59,7 +62,9 @@ def test_large_rounds_are_split_by_lines_bytes_and_batch_size(server: OpenAIServ
             [BatchBackend(make_config(), dict_state())._line(next(requests_from()), None)])
 
 
-def test_a_batch_created_but_not_journaled_is_found_by_its_file(server: OpenAIServer, dict_state, make_config, requests_from, take) -> None:
+def test_a_batch_created_but_not_journaled_is_found_by_its_file(
+    server: OpenAIServer, dict_state, make_config, requests_from, take
+) -> None:
     api = BatchAPI.install(server)
 
     def crash_after_create(jobs: list) -> None:
@@ -78,7 +83,9 @@ def test_a_batch_created_but_not_journaled_is_found_by_its_file(server: OpenAISe
     assert api.stats()["batches_created"] == 1
 
 
-def test_batches_are_sized_and_held_back_to_fit_the_enqueued_token_limit(server: OpenAIServer, dict_state, make_config, requests_from, take, paid_once) -> None:
+def test_batches_are_sized_and_held_back_to_fit_the_enqueued_token_limit(
+    server: OpenAIServer, dict_state, make_config, requests_from, take, paid_once
+) -> None:
     per_request = BatchBackend(make_config(), dict_state())._line(next(requests_from()), None).tokens
     api = BatchAPI.install(server, BatchOptions(enqueued_token_limit=3 * 18))  # the server's count, 3 requests
     config = make_config(batch_max_enqueued_tokens=3 * per_request)
@@ -93,7 +100,9 @@ def test_batches_are_sized_and_held_back_to_fit_the_enqueued_token_limit(server:
     assert backend.stats()["token_limit_resubmits"] == 0
 
 
-def test_a_request_over_the_enqueued_token_limit_stops_before_paying(server: OpenAIServer, dict_state, make_config, requests_from, take) -> None:
+def test_a_request_over_the_enqueued_token_limit_stops_before_paying(
+    server: OpenAIServer, dict_state, make_config, requests_from, take
+) -> None:
     api = BatchAPI.install(server)
     per_request = BatchBackend(make_config(), dict_state())._line(next(requests_from()), None).tokens
     backend = BatchBackend(make_config(batch_max_enqueued_tokens=per_request - 1), dict_state())
@@ -104,7 +113,9 @@ def test_a_request_over_the_enqueued_token_limit_stops_before_paying(server: Ope
     assert api.stats()["files_uploaded"] == 0
 
 
-def test_a_create_answering_slowly_makes_one_batch_not_two(server: OpenAIServer, caplog: pytest.LogCaptureFixture, dict_state, make_config, requests_from, take, paid_once) -> None:
+def test_a_create_answering_slowly_makes_one_batch_not_two(
+    server: OpenAIServer, caplog: pytest.LogCaptureFixture, dict_state, make_config, requests_from, take, paid_once
+) -> None:
     # The create answers after 4 s, the client gives up after 2 s; the SDK would retry (2 retries
     # allowed) and make a second batch on the same file.
     api = BatchAPI.install(server, BatchOptions(slow_creates=1, create_delay_s=4.0))
@@ -119,7 +130,9 @@ def test_a_create_answering_slowly_makes_one_batch_not_two(server: OpenAIServer,
     assert "found batch batch_0000 for file-0001 (its creation was not confirmed)" in messages
 
 
-def test_crash_recovery_pages_through_the_batch_list(server: OpenAIServer, dict_state, make_config, requests_from, take, paid_once) -> None:
+def test_crash_recovery_pages_through_the_batch_list(
+    server: OpenAIServer, dict_state, make_config, requests_from, take, paid_once
+) -> None:
     import openai
 
     api = BatchAPI.install(server, BatchOptions(max_page_size=2))
@@ -147,15 +160,10 @@ def test_crash_recovery_pages_through_the_batch_list(server: OpenAIServer, dict_
 
 
 def test_a_vanished_batch_is_named_and_the_flag_resubmits_it_after_saying_the_cost(
-    server: OpenAIServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, dict_state, make_config, requests_from, ctrl_c, take, paid_once
+    server: OpenAIServer, caplog: pytest.LogCaptureFixture, make_config, requests_from, take, paid_once,
+    interrupted_while_waiting
 ) -> None:
-    api = BatchAPI.install(server, BatchOptions(polls_per_stage=3))
-    state = dict_state()
-    real_sleep = time.sleep
-    monkeypatch.setattr(time, "sleep", ctrl_c)
-    with pytest.raises(KeyboardInterrupt):
-        take(BatchBackend(make_config(), state), requests_from(), 1)
-    monkeypatch.setattr(time, "sleep", real_sleep)
+    api, state = interrupted_while_waiting()
     api.vanish("batch_0000")  # deleted, or the key now belongs to another project
     journaled = state.values[STATE_KEY]
 
@@ -188,7 +196,9 @@ def test_a_vanished_batch_is_named_and_the_flag_resubmits_it_after_saying_the_co
     paid_once(api, 7)  # the vanished batch never finished: nothing was paid twice
 
 
-def test_results_deleted_after_30_days_are_named_and_paid_again_only_with_the_flag(server: OpenAIServer, dict_state, make_config, requests_from, take) -> None:
+def test_results_deleted_after_30_days_are_named_and_paid_again_only_with_the_flag(
+    server: OpenAIServer, dict_state, make_config, requests_from, take
+) -> None:
     api = BatchAPI.install(server)
     state = dict_state()
     first = take(BatchBackend(make_config(), state), requests_from(), 3)
@@ -207,7 +217,8 @@ def test_results_deleted_after_30_days_are_named_and_paid_again_only_with_the_fl
 
 
 def test_token_limit_exceeded_waits_for_running_batches_and_resubmits_smaller(
-    server: OpenAIServer, caplog: pytest.LogCaptureFixture, dict_state, make_config, requests_from, expected_texts, take, paid_once
+    server: OpenAIServer, caplog: pytest.LogCaptureFixture, dict_state, make_config, requests_from, expected_texts,
+    take, paid_once
 ) -> None:
     # The account's queue holds two requests' prompt tokens (the server's count: 4 characters a
     # token, 9 per prompt); the backend's own limit (1.8M by default) does not know it.
