@@ -386,7 +386,7 @@ class Run:
         except InputError as failure:
             if self.error is None:  # the first failure: the run ends with it, after the summary
                 write_failure, self.error, stats.stopped_by = failure, str(failure), "error"
-            else:
+            elif str(failure) != self.error:  # the run is failing for another reason: say this one too
                 log.error("%s", failure)
         # What the data file holds: after a failed write (a full disk) that is the last
         # snapshot written, not what this process holds in memory.

@@ -25,7 +25,7 @@ LIMIT_BYTES = 6_000  # alpaca_data.json cannot grow past this: the disk is full
 
 def _config(out: Path, seeds: Path, prompt: Path):
     return config_from_flags({"output_dir": str(out), "seed_tasks_path": str(seeds), "prompt_path": str(prompt),
-                              "num_instructions_to_generate": 60, "progress": False, "max_concurrency": 2,
+                              "num_instructions_to_generate": 60, "progress": False, "max_concurrency": 1,
                               "seed": 7, "api": "completions", "report": False, "request_batch_size": 1})
 
 
@@ -47,7 +47,9 @@ def small_disk(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def server(clean_env: pytest.MonkeyPatch):
-    with OpenAIServer(ServerOptions(material="synthetic")) as srv:
+    # One call at a time, 50 ms apart: each snapshot reaches the disk before the next answer,
+    # so the disk fills part way through, after some items were written.
+    with OpenAIServer(ServerOptions(material="synthetic", latency_s=0.05)) as srv:
         clean_env.setenv("OPENAI_BASE_URL", srv.base_url)
         yield srv
 
@@ -74,13 +76,14 @@ def test_one_line_then_the_rerun_finishes(server, monkeypatch: pytest.MonkeyPatc
                                           capsys: pytest.CaptureFixture[str]) -> None:
     out, straight = tmp_path / "out", tmp_path / "straight"
     argv = [f"--output_dir={out}", f"--seed_tasks_path={seed_file}", f"--prompt_path={prompt_file}",
-            "--num_instructions_to_generate=60", "--progress=False", "--max_concurrency=2", "--seed=7",
+            "--num_instructions_to_generate=60", "--progress=False", "--max_concurrency=1", "--seed=7",
             "--api=completions", "--report=False", "--request_batch_size=1"]
     with monkeypatch.context() as full:
         full.setattr(store, "atomic_write_text", _small_disk_writer(store.atomic_write_text))
         assert cli.main(argv) == EXIT_FAILED
     lines = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "\n".join(lines)
+    assert sum("No space left on device" in line for line in lines) == 1  # said once, as the last line
     assert lines[-1].startswith(f"generate: error: cannot write {out / store.DATA_NAME}: No space left on device")
     assert cli.main(argv) == 0  # space freed: the rerun resumes
     resumed = _data(out)
