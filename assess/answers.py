@@ -110,7 +110,9 @@ def _local_answers(config: EvalConfig, pending: Sequence[EvalItem]) -> Iterator[
     engine = "transformers" if is_adapter(model_dir) else choose_engine(config.engine, device)
     logger.info("answering with %s on %s (%s)", model_dir, device, engine)
     if not config.progress:
-        from transformers.utils import logging as hf_logging  # deferred like local_model's transformers
+        from transformers.utils import (
+            logging as hf_logging,  # deferred like local_model's transformers
+        )
 
         hf_logging.disable_progress_bar()  # --progress False: no "Loading weights" bar either
     model: Any = VllmModel(model_dir, config.seed) if engine == "vllm" else LocalModel(model_dir, device)

@@ -198,7 +198,8 @@ def wants_help(argv: Sequence[str]) -> bool:
 
 
 def parse(command: Command, argv: Sequence[str]) -> Parsed:
-    """The checked config from `argv`; ConfigError (one line) or HelpRequested."""
+    """The checked config from `argv`. Raises ConfigError (one line naming the flag), another
+    UserError the config's own checks raise (a path that does not exist), or HelpRequested."""
     argv = list(argv)
     if wants_help(argv):
         raise HelpRequested(help_text(command))

@@ -223,11 +223,6 @@ COMMAND = flags.Command(
 )
 
 
-def flag_help() -> str:
-    """The `--help` text: every flag with its default and meaning."""
-    return flags.help_text(COMMAND)
-
-
 def config_from_flags(values: Mapping[str, Any]) -> GenerateConfig:
     """The validated config for flags given as a mapping (`{"api": "chat", "seed": 3}`), read by
     the same parser as the command line: strings as typed there, other values as their text."""

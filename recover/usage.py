@@ -36,10 +36,3 @@ COMMANDS = flags.CommandGroup(
     },
     epilog="Flags also take the form --flag=VALUE. `python -m recover COMMAND --help` shows one command.",
 )
-
-
-def usage_text(command: str | None = None) -> str:
-    """The whole page (both commands), or one command's."""
-    if command is None:
-        return flags.group_help_text(COMMANDS)
-    return flags.help_text(COMMANDS.commands[command])

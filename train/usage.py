@@ -94,8 +94,3 @@ COMMAND = flags.Command(
     unknown_flag_hint=unknown_flag_hint,
     help_command="python -m train",
 )
-
-
-def usage_text() -> str:
-    """The whole `--help` page."""
-    return flags.help_text(COMMAND)

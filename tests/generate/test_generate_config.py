@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from core import flags
 from core.exit_codes import ConfigError
 from generate.backends.factory import resolve_backend_name
 from generate.config import (
+    COMMAND,
     REFERENCE_BLACKLIST,
     GenerateConfig,
     config_from_flags,
-    flag_help,
 )
 
 
@@ -119,7 +120,7 @@ def test_more_examples_than_seed_tasks_is_refused_before_writing(seed_file, prom
 def test_help_states_the_local_model_rule_and_the_batch_limit() -> None:
     from generate.backends.local.model_files import DEFAULT_LOCAL_MODEL
 
-    lines = {line.split()[0]: line for line in flag_help().splitlines() if line.startswith("  --")}
+    lines = {line.split()[0]: line for line in flags.help_text(COMMAND).splitlines() if line.startswith("  --")}
     assert lines["--local_model"].endswith(
         " local backend: a model directory or Hugging Face id (default: --model_name if given, that is, "
         f"not the API default {GenerateConfig().model_name}; else {DEFAULT_LOCAL_MODEL})."
