@@ -57,3 +57,19 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"{SHARED_DATA} is absent (a clone outside the workspace has no ../shared)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def browser(tmp_path_factory: pytest.TempPathFactory):
+    """Headless Chromium driven by Selenium (tests/fakes/browser.py); skips where it is not installed."""
+    from tests.fakes.browser import missing_reason, start_chromium
+
+    reason = missing_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
