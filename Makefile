@@ -35,6 +35,9 @@ DIFF   ?=
 # ---- chat / eval ----
 JUDGE    ?= gpt-4.1
 EVAL_DIR ?= output/eval
+# ---- train, diff, recover: OVERWRITE=1 replaces a non-empty output folder ----
+OVERWRITE ?=
+OVERWRITE_FLAG = $(if $(OVERWRITE),--overwrite $(OVERWRITE))
 # ---- any stage ----
 ARGS   ?=
 
@@ -51,6 +54,7 @@ help: ## List targets and variables
 	@echo "            PROMPT=<prompt file; default: by the seeds' language> BACKEND=$(BACKEND) (auto|openai|batch|local) API=<completions|chat>"
 	@echo "  report:   OUTPUT_DIR=$(OUTPUT_DIR) (a generate run's folder)"
 	@echo "  train:    MODEL=<hf path or id> DATA=$(DATA) OUTPUT_DIR=<dir> NPROC=$(NPROC) PORT=$(PORT) FSDP='$(FSDP)'"
+	@echo "            OVERWRITE=1 replaces a non-empty OUTPUT_DIR (train, train-lora, diff: DIFF, recover: TUNED)"
 	@echo "            several machines: NNODES=$(NNODES) NODE_RANK=$(NODE_RANK) MASTER_ADDR=$(MASTER_ADDR) (same PORT on every node)"
 	@echo "  train-lora: as train (NPROC=1 is one GPU); ARGS='--load_in_4bit True' for QLoRA, '--merge_lora True' for a merged model"
 	@echo "  diff:     RAW=<base model> TUNED=<fine-tuned model> DIFF=<diff dir>"
@@ -60,11 +64,13 @@ help: ## List targets and variables
 	@echo "  any:      ARGS='--flag value ...' passes further flags; TORCH_SPEC='$(TORCH_SPEC)'"
 	@echo "Environment: OPENAI_API_KEY, OPENAI_BASE_URL (vLLM, llama.cpp, Ollama: http://host:port/v1)."
 
+# Said on stderr: `answer=$$(make chat ARGS='--prompt ...')` captures the answer alone, first use included.
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]" "$(TORCH_SPEC)"
+	@echo "make: installing the pipeline and its dependencies into $(VENV) (extras $(EXTRAS); $(TORCH_SPEC))" >&2
+	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV) >&2
+	@$(PY) -m pip install --quiet --upgrade pip >&2
+	@$(PY) -m pip install --quiet "$(TORCH_SPEC)" >&2
+	@$(PY) -m pip install --quiet -e ".[$(EXTRAS)]" "$(TORCH_SPEC)" >&2
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -86,8 +92,8 @@ train: $(STAMP) ## Fine-tune MODEL on DATA with FSDP over NPROC processes (x NNO
 	  --model_name_or_path "$(MODEL)" --data_path "$(DATA)" --output_dir "$(OUTPUT_DIR)" \
 	  --bf16 True --num_train_epochs 3 --per_device_train_batch_size 4 --gradient_accumulation_steps 8 \
 	  --save_strategy steps --save_steps 2000 --save_total_limit 1 --learning_rate 2e-5 \
-	  --weight_decay 0. --warmup_ratio 0.03 --lr_scheduler_type cosine --logging_steps 1 \
-	  $(if $(strip $(FSDP)),--fsdp "$(FSDP)") --tf32 True $(ARGS)
+	  --weight_decay 0. --warmup_steps 0.03 --lr_scheduler_type cosine --logging_steps 1 \
+	  $(if $(strip $(FSDP)),--fsdp "$(FSDP)") --tf32 True $(OVERWRITE_FLAG) $(ARGS)
 
 # One GPU: LoRA r 16 (alpha 32) on every linear projection of the decoder layers, lr 3e-4, batch
 # 4 x 32 = 128, gradient checkpointing (docs/train.md "One GPU"). QLoRA: ARGS='--load_in_4bit True'.
@@ -99,20 +105,20 @@ train-lora: $(STAMP) ## Fine-tune MODEL on DATA with LoRA on one GPU; the adapte
 	  --lora_r 16 --lora_alpha 32 --lora_dropout 0.05 --lora_target_modules all-linear \
 	  --bf16 True --num_train_epochs 3 --per_device_train_batch_size 4 --gradient_accumulation_steps 32 \
 	  --gradient_checkpointing True --save_strategy steps --save_steps 200 --save_total_limit 1 \
-	  --learning_rate 3e-4 --weight_decay 0. --warmup_ratio 0.03 --lr_scheduler_type cosine \
-	  --logging_steps 1 --tf32 True $(ARGS)
+	  --learning_rate 3e-4 --weight_decay 0. --warmup_steps 0.03 --lr_scheduler_type cosine \
+	  --logging_steps 1 --tf32 True $(OVERWRITE_FLAG) $(ARGS)
 
 diff: $(STAMP) ## Write DIFF = TUNED - RAW, with an integrity manifest
 	@test -n "$(RAW)" -a -n "$(TUNED)" -a -n "$(DIFF)" || { echo "make diff: set RAW=, TUNED= and DIFF=" >&2; exit 2; }
-	$(PY) -m recover make_diff --path_raw "$(RAW)" --path_tuned "$(TUNED)" --path_diff "$(DIFF)" $(ARGS)
+	$(PY) -m recover make_diff --path_raw "$(RAW)" --path_tuned "$(TUNED)" --path_diff "$(DIFF)" $(OVERWRITE_FLAG) $(ARGS)
 
 recover: $(STAMP) ## Rebuild TUNED = RAW + DIFF, checking every tensor
 	@test -n "$(RAW)" -a -n "$(DIFF)" -a -n "$(TUNED)" || { echo "make recover: set RAW=, DIFF= and TUNED=" >&2; exit 2; }
-	$(PY) -m recover recover --path_raw "$(RAW)" --path_diff "$(DIFF)" --path_tuned "$(TUNED)" $(ARGS)
+	$(PY) -m recover recover --path_raw "$(RAW)" --path_diff "$(DIFF)" --path_tuned "$(TUNED)" $(OVERWRITE_FLAG) $(ARGS)
 
 chat: $(STAMP) ## Talk to a trained checkpoint (MODEL=...), answers streamed; ARGS='--prompt "..."' answers once
 	@test -n "$(MODEL)" || { echo "make chat: set MODEL=<checkpoint directory>, e.g. MODEL=output/alpaca" >&2; exit 2; }
-	$(PY) -m assess.chat --model "$(MODEL)" $(ARGS)
+	@$(PY) -m assess.chat --model "$(MODEL)" $(ARGS)
 
 eval: $(STAMP) ## Answer the eval set with MODEL, judge each answer against the reference with JUDGE
 	@test -n "$(MODEL)" || { echo "make eval: set MODEL=<checkpoint directory>, e.g. MODEL=output/alpaca" >&2; exit 2; }
@@ -138,6 +144,18 @@ bench: $(STAMP) ## Run the CPU benchmarks; results in bench/results/*.json
 lint: $(STAMP) ## Byte-compile everything and run ruff if installed
 	$(PY) -m compileall -q core generate train recover assess tests bench
 	@if $(PY) -m ruff --version >/dev/null 2>&1; then $(PY) -m ruff check core generate train recover assess tests bench; else echo "ruff not installed: pip install ruff"; fi
+
+# Errors in make's words: each target tells the commands which flags its variables set, and
+# their one-line errors name the variable (SEED_TASKS) instead of the flag (--seed_tasks_path).
+generate:       export MAKE_VARIABLES = output_dir=OUTPUT_DIR seed_tasks_path=SEED_TASKS prompt_path=PROMPT \
+  num_instructions_to_generate=NUM_INSTRUCTIONS backend=BACKEND model_name=MODEL api=API
+report:         export MAKE_VARIABLES = folder=OUTPUT_DIR output_dir=OUTPUT_DIR
+train train-lora: export MAKE_VARIABLES = model_name_or_path=MODEL data_path=DATA output_dir=OUTPUT_DIR fsdp=FSDP \
+  overwrite=OVERWRITE
+diff:           export MAKE_VARIABLES = path_raw=RAW path_tuned=TUNED path_diff=DIFF overwrite=OVERWRITE
+recover:        export MAKE_VARIABLES = path_raw=RAW path_diff=DIFF path_tuned=TUNED overwrite=OVERWRITE
+chat:           export MAKE_VARIABLES = model=MODEL
+eval:           export MAKE_VARIABLES = model=MODEL judge_model=JUDGE output_dir=EVAL_DIR
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis smoke

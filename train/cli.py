@@ -27,12 +27,17 @@ def _rank() -> int:
 
 
 def _setup_logging() -> None:
+    """Rank 0 speaks for the run. Every rank reads the same data and config, so a warning one
+    rank has, all have: the others log errors only, and show no transformers progress bars
+    (read when transformers is imported, later)."""
     rank = _rank()
     logging.basicConfig(
-        level=logging.INFO if rank == 0 else logging.WARNING,
+        level=logging.INFO if rank == 0 else logging.ERROR,
         format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if rank != 0:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 
 
 # How long a rank other than 0 waits before printing a user error itself: rank 0 meets the

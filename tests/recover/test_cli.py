@@ -147,7 +147,8 @@ def test_unknown_flag_is_refused_before_running(tmp_path: Path, capsys: pytest.C
     code = main(["recover", "--path_raw", str(tmp_path), "--path_dif", str(tmp_path)])
     assert code == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        "recover: error: unknown flag --path_dif; run `python -m recover recover --help` for the list of flags"]
+        "recover: error: unknown flag --path_dif; did you mean --path_diff? run `python -m recover recover --help` "
+        "for the list of flags"]
 
 
 @pytest.mark.parametrize(
