@@ -37,7 +37,6 @@ JUDGE    ?= gpt-4.1
 EVAL_DIR ?= output/eval
 # ---- train, diff, recover: OVERWRITE=1 replaces a non-empty output folder ----
 OVERWRITE ?=
-OVERWRITE_FLAG = $(if $(OVERWRITE),--overwrite $(OVERWRITE))
 # ---- any stage ----
 ARGS   ?=
 
@@ -93,7 +92,7 @@ train: $(STAMP) ## Fine-tune MODEL on DATA with FSDP over NPROC processes (x NNO
 	  --bf16 True --num_train_epochs 3 --per_device_train_batch_size 4 --gradient_accumulation_steps 8 \
 	  --save_strategy steps --save_steps 2000 --save_total_limit 1 --learning_rate 2e-5 \
 	  --weight_decay 0. --warmup_steps 0.03 --lr_scheduler_type cosine --logging_steps 1 \
-	  $(if $(strip $(FSDP)),--fsdp "$(FSDP)") --tf32 True $(OVERWRITE_FLAG) $(ARGS)
+	  $(if $(strip $(FSDP)),--fsdp "$(FSDP)") --tf32 True $(ARGS)
 
 # One GPU: LoRA r 16 (alpha 32) on every linear projection of the decoder layers, lr 3e-4, batch
 # 4 x 32 = 128, gradient checkpointing (docs/train.md "One GPU"). QLoRA: ARGS='--load_in_4bit True'.
@@ -106,15 +105,15 @@ train-lora: $(STAMP) ## Fine-tune MODEL on DATA with LoRA on one GPU; the adapte
 	  --bf16 True --num_train_epochs 3 --per_device_train_batch_size 4 --gradient_accumulation_steps 32 \
 	  --gradient_checkpointing True --save_strategy steps --save_steps 200 --save_total_limit 1 \
 	  --learning_rate 3e-4 --weight_decay 0. --warmup_steps 0.03 --lr_scheduler_type cosine \
-	  --logging_steps 1 --tf32 True $(OVERWRITE_FLAG) $(ARGS)
+	  --logging_steps 1 --tf32 True $(ARGS)
 
 diff: $(STAMP) ## Write DIFF = TUNED - RAW, with an integrity manifest
 	@test -n "$(RAW)" -a -n "$(TUNED)" -a -n "$(DIFF)" || { echo "make diff: set RAW=, TUNED= and DIFF=" >&2; exit 2; }
-	$(PY) -m recover make_diff --path_raw "$(RAW)" --path_tuned "$(TUNED)" --path_diff "$(DIFF)" $(OVERWRITE_FLAG) $(ARGS)
+	$(PY) -m recover make_diff --path_raw "$(RAW)" --path_tuned "$(TUNED)" --path_diff "$(DIFF)" $(ARGS)
 
 recover: $(STAMP) ## Rebuild TUNED = RAW + DIFF, checking every tensor
 	@test -n "$(RAW)" -a -n "$(DIFF)" -a -n "$(TUNED)" || { echo "make recover: set RAW=, DIFF= and TUNED=" >&2; exit 2; }
-	$(PY) -m recover recover --path_raw "$(RAW)" --path_diff "$(DIFF)" --path_tuned "$(TUNED)" $(OVERWRITE_FLAG) $(ARGS)
+	$(PY) -m recover recover --path_raw "$(RAW)" --path_diff "$(DIFF)" --path_tuned "$(TUNED)" $(ARGS)
 
 chat: $(STAMP) ## Talk to a trained checkpoint (MODEL=...), answers streamed; ARGS='--prompt "..."' answers once
 	@test -n "$(MODEL)" || { echo "make chat: set MODEL=<checkpoint directory>, e.g. MODEL=output/alpaca" >&2; exit 2; }
@@ -145,17 +144,28 @@ lint: $(STAMP) ## Byte-compile everything and run ruff if installed
 	$(PY) -m compileall -q core generate train recover assess tests bench
 	@if $(PY) -m ruff --version >/dev/null 2>&1; then $(PY) -m ruff check core generate train recover assess tests bench; else echo "ruff not installed: pip install ruff"; fi
 
+# A misspelt variable (`make generate NUM_INSTRUCTION=5`) would be ignored without a word and the
+# run would use the default: refuse it, naming the closest known variable.
+KNOWN_VARIABLES := MODEL $(shell sed -n 's/^\([A-Z][A-Z0-9_]*\) *[?:]*=.*/\1/p' $(firstword $(MAKEFILE_LIST)))
+UNKNOWN_VARIABLES := $(filter-out $(KNOWN_VARIABLES),$(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v))))
+ifneq ($(UNKNOWN_VARIABLES),)
+$(error $(shell $(PYTHON_SYS) -c 'import difflib, sys; known = sys.argv[2].split(); print("; ".join("unknown variable " + name + "".join(" (did you mean " + m + "?)" for m in difflib.get_close_matches(name, known, 1, 0.6)) for name in sys.argv[1].split()))' "$(UNKNOWN_VARIABLES)" "$(KNOWN_VARIABLES)"); make help lists them)
+endif
+
+# OVERWRITE=1 becomes --overwrite 1, after any ARGS='...' the user gave.
+train train-lora diff recover: override ARGS += $(if $(OVERWRITE),--overwrite $(OVERWRITE))
+
 # Errors in make's words: each target tells the commands which flags its variables set, and
 # their one-line errors name the variable (SEED_TASKS) instead of the flag (--seed_tasks_path).
-generate:       export MAKE_VARIABLES = output_dir=OUTPUT_DIR seed_tasks_path=SEED_TASKS prompt_path=PROMPT \
+generate:         export ALPACA_MAKE_VARIABLES = output_dir=OUTPUT_DIR seed_tasks_path=SEED_TASKS prompt_path=PROMPT \
   num_instructions_to_generate=NUM_INSTRUCTIONS backend=BACKEND model_name=MODEL api=API
-report:         export MAKE_VARIABLES = folder=OUTPUT_DIR output_dir=OUTPUT_DIR
-train train-lora: export MAKE_VARIABLES = model_name_or_path=MODEL data_path=DATA output_dir=OUTPUT_DIR fsdp=FSDP \
+report:           export ALPACA_MAKE_VARIABLES = folder=OUTPUT_DIR output_dir=OUTPUT_DIR
+train train-lora: export ALPACA_MAKE_VARIABLES = model_name_or_path=MODEL data_path=DATA output_dir=OUTPUT_DIR fsdp=FSDP \
   overwrite=OVERWRITE
-diff:           export MAKE_VARIABLES = path_raw=RAW path_tuned=TUNED path_diff=DIFF overwrite=OVERWRITE
-recover:        export MAKE_VARIABLES = path_raw=RAW path_diff=DIFF path_tuned=TUNED overwrite=OVERWRITE
-chat:           export MAKE_VARIABLES = model=MODEL
-eval:           export MAKE_VARIABLES = model=MODEL judge_model=JUDGE output_dir=EVAL_DIR
+diff:             export ALPACA_MAKE_VARIABLES = path_raw=RAW path_tuned=TUNED path_diff=DIFF overwrite=OVERWRITE
+recover:          export ALPACA_MAKE_VARIABLES = path_raw=RAW path_diff=DIFF path_tuned=TUNED overwrite=OVERWRITE
+chat:             export ALPACA_MAKE_VARIABLES = model=MODEL
+eval:             export ALPACA_MAKE_VARIABLES = model=MODEL judge_model=JUDGE output_dir=EVAL_DIR
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis smoke

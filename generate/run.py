@@ -88,9 +88,9 @@ def plan(config: GenerateConfig, environ: Mapping[str, str] | None = None, model
     names the model, `model_for_endpoint`)."""
     backend_name = resolve_backend_name(config, environ)
     check_backend_credentials(backend_name, environ)
-    config, priced_by_name = model_for_endpoint(config, backend_name, model_given, environ)
     # Check the seeds, settle the language (tokenizer, filters, prompt).
     config, tasks, prompt_text = prepare_run(config)
+    config, priced_by_name = model_for_endpoint(config, backend_name, model_given, environ)
     prompt_text = prompt_as_sent(prompt_text)
     if config.num_prompt_instructions > len(tasks):
         raise ConfigError(

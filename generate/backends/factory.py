@@ -63,8 +63,8 @@ def model_for_endpoint(config: GenerateConfig, name: BackendName, model_given: b
     served = served_models_at(environ)
     url = endpoint_for_messages(env_value("OPENAI_BASE_URL", environ) or "")
     if not served:
-        log.warning("--model_name is not set and %s lists no model (GET /v1/models); asking for %s, at an "
-                    "unknown cost", url, config.model_name)
+        log.warning("--model_name is not set and %s gave no list of its models (GET /v1/models); asking for %s, "
+                    "at an unknown cost", url, config.model_name)
         return config, False
     if config.model_name in served:
         return config, True
