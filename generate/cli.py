@@ -92,10 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         what = "interrupted" if status == EXIT_INTERRUPTED else "terminated (SIGTERM)"
         kept = "summary written, " if ended else ""
         return _stopped(config, ended, status, f"{PROG}: {what}; {kept}rerun the same command to resume")
-    print(_headline(summary), file=sys.stderr)
     report = _report(config)
     if report is not None:
         print(f"report: {report}", file=sys.stderr)
+    print(_headline(summary), file=sys.stderr)
     cap_lines = _cap_lines(config, summary)
     for line in cap_lines:
         print(in_make_terms(line), file=sys.stderr)
