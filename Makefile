@@ -69,7 +69,9 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV) >&2
 	@$(PY) -m pip install --quiet --upgrade pip >&2
 	@$(PY) -m pip install --quiet "$(TORCH_SPEC)" >&2
-	@$(PY) -m pip install --quiet -e ".[$(EXTRAS)]" "$(TORCH_SPEC)" >&2
+	@# setuptools' note on every editable install of a flat layout ("Editable installation. Please
+	@# be careful with folders...") is about its own mechanism, not this project: not shown.
+	@PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet -e ".[$(EXTRAS)]" "$(TORCH_SPEC)" >&2
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
