@@ -18,9 +18,10 @@ from collections.abc import Mapping
 
 ENV = "ALPACA_MAKE_VARIABLES"
 
-# `--flag`, with the value it is given when the message shows one as `--flag=value` or as a
-# boolean word after a space (`--overwrite True`); other words after a space are prose.
-_FLAG = re.compile(r"--([A-Za-z][A-Za-z0-9_]*)(?:=(\S+)| (True|False)\b)?")
+# `--flag`, with the value it is given when the message shows one: `--flag=value`, a boolean
+# word after a space (`--overwrite True`) or a placeholder (`--model_name <local directory>`);
+# other words after a space are prose.
+_FLAG = re.compile(r"--([A-Za-z][A-Za-z0-9_]*)(?:=(\S+)| (True|False)\b| (<[^<>]+>))?")
 
 
 def make_variables(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -42,6 +43,7 @@ def in_make_terms(text: str, environ: Mapping[str, str] | None = None) -> str:
             return match.group(0)
         if match.group(3) is not None:  # make's idiom for a switch: OVERWRITE=1
             return f"{variable}={'1' if match.group(3) == 'True' else '0'}"
-        return variable if match.group(2) is None else f"{variable}={match.group(2)}"
+        value = match.group(2) if match.group(2) is not None else match.group(4)
+        return variable if value is None else f"{variable}={value}"
 
     return _FLAG.sub(swap, text)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from core.exit_codes import ConfigError, InputError, Terminated
 from core.files import missing_dirs, remove_empty_dirs
@@ -249,7 +250,8 @@ class Run:
         bar.set_postfix(requests=self.stats.requests_total, refresh=False)
         summary: dict[str, Any] = {}
         try:
-            self.collect(bar)
+            with logging_redirect_tqdm():  # log lines above the bar, not glued to it
+                self.collect(bar)
             if self.stats.stopped_by == "stall":
                 raise StallError(self.processor.stall_message())
         except BaseException as err:

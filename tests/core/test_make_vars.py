@@ -8,7 +8,7 @@ from core.exit_codes import error_line
 from core.make_vars import ENV, in_make_terms, make_variables
 
 MAPPING = {ENV: "seed_tasks_path=SEED_TASKS num_instructions_to_generate=NUM_INSTRUCTIONS output_dir=OUTPUT_DIR "
-                "overwrite=OVERWRITE"}
+                "overwrite=OVERWRITE model_name=MODEL"}
 
 
 @pytest.mark.parametrize(("message", "said"), [
@@ -17,6 +17,7 @@ MAPPING = {ENV: "seed_tasks_path=SEED_TASKS num_instructions_to_generate=NUM_INS
     ("--num_instructions_to_generate=0 is below 1", "NUM_INSTRUCTIONS=0 is below 1"),
     ("--output_dir out is not empty: pass --overwrite True to replace it, or choose another --output_dir",
      "OUTPUT_DIR out is not empty: pass OVERWRITE=1 to replace it, or choose another OUTPUT_DIR"),
+    ("or pass --model_name <local model directory> instead", "or pass MODEL=<local model directory> instead"),
     ("raise --stall_requests (now 8)", "raise --stall_requests (now 8)"),  # no variable sets it: the flag
     ("--output_directory x", "--output_directory x"),  # a longer name is another flag
 ])
