@@ -92,7 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         what = "interrupted" if status == EXIT_INTERRUPTED else "terminated (SIGTERM)"
         kept = "summary written, " if ended else ""
         return _stopped(config, ended, status, f"{PROG}: {what}; {kept}rerun the same command to resume")
-    report = _report(config)
+    try:
+        report = _report(config)
+    except KeyboardInterrupt:  # Ctrl-C while the page is drawn: the data is complete, the page is not
+        print(_headline(summary), file=sys.stderr)
+        print(f"{PROG}: interrupted while writing the report; python -m generate.report {config.output_dir} "
+              "writes it", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if report is not None:
         print(f"report: {report}", file=sys.stderr)
     print(_headline(summary), file=sys.stderr)

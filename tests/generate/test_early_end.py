@@ -106,3 +106,20 @@ def test_the_bar_the_last_line_and_the_summary_count_the_same_requests(seed_file
     headline = re.search(r"^kept 10/10 instructions -> .* \((\d+) requests?, ", err, re.MULTILINE)
     assert headline is not None, err[-2000:]
     assert bar == int(headline.group(1)) == summary["requests"] == answered
+
+
+def test_ctrl_c_while_the_report_is_drawn_keeps_the_finished_data(seed_file, prompt_file, tmp_path, monkeypatch,
+                                                                   capsys) -> None:
+    def interrupted(folder):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("generate.cli.write_run_report", interrupted)
+    out = tmp_path / "out"
+    with OpenAIServer(ServerOptions(material="synthetic")) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+        status = main(_command(out, seed_file, prompt_file, num_instructions_to_generate=5)[3:])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert status == 130 and _summary(out)["finished"] is True
+    assert lines[-2].startswith(f"kept 5/5 instructions -> {out / 'alpaca_data.json'} (")
+    assert lines[-1] == f"generate: interrupted while writing the report; python -m generate.report {out} writes it"
