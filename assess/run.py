@@ -102,6 +102,13 @@ def load_inputs(config: EvalConfig) -> Inputs:
     """Read and check the set, the reference, the contestant and the endpoints; write nothing
     but the cache of a default download."""
     validate_eval(config)
+    # What fails in an instant first: no judge endpoint, no model, before any download.
+    if config.judged:
+        check_credentials()  # the judge needs an endpoint
+    if config.model:
+        check_model_dir(config.model, "--model")
+    elif not config.contestant_base_url:
+        check_credentials()  # the API contestant's endpoint
     cache = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
     eval_path = Path(config.eval_set).expanduser() if config.eval_set else cached_download(DEFAULT_EVAL_SET, cache)
     items = load_eval_set(eval_path)
@@ -121,11 +128,6 @@ def load_inputs(config: EvalConfig) -> Inputs:
                 f"reference {reference_path}: covers none of the {len(items)} tasks of {eval_path} "
                 f"(answers are matched by instruction and input); pass the reference answers for this set"
             )
-        check_credentials()  # the judge needs an endpoint
-    if config.model:
-        check_model_dir(config.model, "--model")
-    elif not config.contestant_base_url:
-        check_credentials()  # the API contestant's endpoint
     name = config.name or (Path(config.model).expanduser().resolve().name if config.model else config.model_api)
     if config.reference_name:
         reference_name = config.reference_name

@@ -32,11 +32,12 @@ class DataError(RecordError):
     """Training data that cannot train anything; the message names the file."""
 
 
-def load_examples(path: str | Path) -> list[dict[str, str]]:
+def load_examples(path: str | Path, flag: str = "data_path") -> list[dict[str, str]]:
     """Alpaca examples (a JSON list, or JSONL) with string instruction/input/output, through the one
-    reader every stage uses (`core.records.read_examples`); one-line errors name the file and item."""
+    reader every stage uses (`core.records.read_examples`); one-line errors name the file and item,
+    and a file that cannot be read, the flag that named it."""
     path = Path(path)
-    records = read_examples(path)
+    records = read_examples(path, hint=f"set --{flag}")
     if not records:
         raise DataError(f"{path}: no examples")
     return [{key: record[key] for key in FIELDS} for record in records]

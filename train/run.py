@@ -64,7 +64,7 @@ def prepare(cfg: TrainConfig, env: DistEnv) -> Prepared:
     records = load_examples(cfg.data_path)
     records, eval_records = split_eval(records, cfg.eval_fraction, cfg.seed)
     if cfg.eval_data_path:
-        eval_records = load_examples(cfg.eval_data_path)
+        eval_records = load_examples(cfg.eval_data_path, "eval_data_path")
     check_model_path(cfg.model_name_or_path)
     try:
         tokenizer = load_tokenizer(cfg.model_name_or_path, cfg.model_max_length, cfg.cache_dir)

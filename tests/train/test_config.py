@@ -94,7 +94,7 @@ def test_shipped_configs_parse_and_name_their_command() -> None:
 
 BAD_INPUTS = {
     # name: (file contents or None, extra flags, exit status, the one error line; {d} = tmp dir)
-    "missing data file": (None, [], 1, "{d}/alpaca_data.json: cannot read (No such file or directory)"),
+    "missing data file": (None, [], 1, "{d}/alpaca_data.json: cannot read (No such file or directory); set --data_path"),
     "malformed JSON": ('[{"instruction": "a",\n', [], 1,
                        "{d}/alpaca_data.json:2: not valid JSON (Expecting property name enclosed in double quotes, column 1)"),
     "not a list": ('{"instruction": "a"}', [], 1,
