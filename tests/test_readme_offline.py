@@ -4,6 +4,9 @@ The section's bash block runs verbatim in bash from the repository root; only th
 differs from a user's shell: mktemp puts its folder under the test's tmp_path, and make is told
 (MAKEFLAGS) that .venv is installed and which free port torchrun may use. Then the same `make
 train` again: an earlier run's folder is refused in one line, in make's words.
+
+Slow (about a minute on 2 idle cores, seven processes loading torch): `make test-slow` runs it;
+`make test` has `make train`'s part (tests/train/test_make_train.py) and `make chat`'s.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ def offline_section(readme: str) -> str:
     return block.group(1)
 
 
+@pytest.mark.slow
 def test_try_it_offline_runs_as_written(repo_root: Path, tmp_path: Path) -> None:
     if not (repo_root / ".venv" / "bin" / "activate").is_file():
         pytest.skip(".venv is missing (make setup creates it; the section starts by activating it)")
