@@ -1,5 +1,6 @@
 """Fixtures for the eval stage: a tiny offline checkpoint with the Alpaca chat template, a
-small evaluation set with its reference answers, and the deterministic loopback judge."""
+small evaluation set with its reference answers, the deterministic loopback judge, and a
+judge with known preferences (by length, or by logprobs)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from core.prompt_format import set_chat_template
 from tests.assess.tasks import TASKS, reference_records, write_jsonl
 from tests.fakes.eval_judge import JudgeRoute
 from tests.fakes.openai_server import OpenAIServer
+from tests.fakes.preference_judge import PreferenceJudgeRoute
 from train.tiny_model import build_tiny_llama
 
 
@@ -42,3 +44,13 @@ def judge(monkeypatch: pytest.MonkeyPatch) -> Iterator[JudgeRoute]:
         monkeypatch.delenv("OPENAI_API_KEY", raising=False)
         yield route
 
+
+
+@pytest.fixture
+def preference_judge(monkeypatch: pytest.MonkeyPatch) -> Iterator[PreferenceJudgeRoute]:
+    """The loopback server playing a judge with known preferences and an API contestant, as OPENAI_BASE_URL."""
+    with OpenAIServer() as server:
+        route = PreferenceJudgeRoute(server)
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+        yield route
