@@ -161,13 +161,12 @@ def cached_download(download: Download, cache_dir: Path) -> Path:
     return target
 
 
-def _read_records(path: Path, what: str) -> list[tuple[str, int, dict]]:
+def _read_records(path: Path, what: str, flag: str) -> list[tuple[str, int, dict]]:
     """(place, number, object) for each task or answer: `path:LINE` and the line number in
     JSONL, `path[INDEX]` and INDEX + 1 in a JSON list (AlpacaEval's files); one-line errors
     naming the file and the line or item."""
     if path.is_dir():
         raise EvalInputError(f"{what} {path}: is a directory, expected a JSONL or JSON file")
-    flag = "--eval_set" if what == "eval set" else "--reference"
     text = read_text(path, hint=f"check {flag}")
     if text.lstrip().startswith("["):
         data = parse_json(text, path)
@@ -191,11 +190,10 @@ def _string_field(record: dict, key: str, where: str, what: str) -> str:
     return value
 
 
-def load_eval_set(path: Path) -> list[EvalItem]:
-    """The tasks of an evaluation set, in file order."""
-    what = "eval set"
+def load_eval_set(path: Path, what: str = "eval set", flag: str = "--eval_set") -> list[EvalItem]:
+    """The tasks of an evaluation set, in file order (`what` and `flag` name the file in errors)."""
     items: list[EvalItem] = []
-    for where, number, record in _read_records(path, what):
+    for where, number, record in _read_records(path, what, flag):
         instruction = _string_field(record, "instruction", where, what)
         if not instruction.strip():
             raise EvalInputError(f"{what} {where}: no 'instruction' (every task needs one)")
@@ -215,11 +213,11 @@ def load_eval_set(path: Path) -> list[EvalItem]:
     return items
 
 
-def load_reference(path: Path) -> dict[tuple[str, str], str]:
-    """Reference answers keyed by (instruction, input), whitespace-normalised."""
-    what = "reference"
+def load_reference(path: Path, what: str = "reference", flag: str = "--reference") -> dict[tuple[str, str], str]:
+    """Reference answers keyed by (instruction, input), whitespace-normalised (`what` and
+    `flag` name the file in errors)."""
     answers: dict[tuple[str, str], str] = {}
-    for where, _, record in _read_records(path, what):
+    for where, _, record in _read_records(path, what, flag):
         instruction = _string_field(record, "instruction", where, what)
         if not instruction.strip():
             raise EvalInputError(f"{what} {where}: no 'instruction' to key the answer by")
@@ -245,3 +243,11 @@ def pair_reference(items: list[EvalItem], answers: dict[tuple[str, str], str]) -
         elif len(by_instruction.get(key[0], [])) == 1:
             paired[item.index] = by_instruction[key[0]][0]
     return paired
+
+
+def generator_of(path: Path, what: str = "reference", flag: str = "--reference") -> str | None:
+    """The model that wrote a file's answers, when its records name one and the same
+    (`generator`, as in eval_answers.jsonl and AlpacaEval's files)."""
+    names = {record.get("generator") for _, _, record in _read_records(path, what, flag)}
+    name = names.pop() if len(names) == 1 else None
+    return name.strip() or None if isinstance(name, str) else None
