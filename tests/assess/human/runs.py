@@ -23,7 +23,10 @@ REFERENCE = "text-davinci-003"
 N_TASKS = 8
 # Reference answers: short, with markup that must show as text; the contestant answers at the
 # length its task asks for, so the loopback judge's verdicts differ from task to task.
-TASKS = [{"id": f"h{i}", "instruction": f"Explain topic {i} briefly. [len={30 + 23 * i}]",
+# Tasks in English, German (task 3) and Chinese (task 6), as a user's own domain may be.
+_INSTRUCTIONS = {2: "Erkläre Thema {i} kurz, für Anfänger. [len={n}]", 5: "请简要解释第 {i} 个主题。[len={n}]"}
+TASKS = [{"id": f"h{i}",
+          "instruction": _INSTRUCTIONS.get(i, "Explain topic {i} briefly. [len={n}]").format(i=i, n=30 + 23 * i),
           "input": "" if i % 2 else f"note {i}", "category": ["Mail", "Docs"][i % 2]} for i in range(N_TASKS)]
 REFERENCE_ANSWERS = [f"Written by hand <b>{i}</b>, <script>window.__hacked = true</script> for topic {i}."
                      for i in range(N_TASKS)]

@@ -199,7 +199,7 @@ def test_a_killed_server_loses_nothing_and_the_page_continues(browser, eval_run:
 
 # Outcomes each annotator gives the contestant, task by task (from task 1).
 ANN = ["win", "loss", "tie", "win", "both_bad", "loss"]
-BOB = ["win", "loss", "loss", "tie"]
+ZOE = ["win", "loss", "loss", "tie"]
 
 
 def test_two_annotators_agreement_and_the_summary(browser, eval_run: Path, tmp_path: Path) -> None:
@@ -207,8 +207,8 @@ def test_two_annotators_agreement_and_the_summary(browser, eval_run: Path, tmp_p
     out = tmp_path / "human"
     with page_server(eval_run, out) as (proc, url):
         open_page(browser, url)
-        for name, outcomes in (("Ann", ANN), ("Bob", BOB)):
-            if name == "Bob":
+        for name, outcomes in (("Ann", ANN), ("Zoë", ZOE)):
+            if name == "Zoë":
                 browser.find_element("id", "change-name").click()
             sign_in(browser, name)
             for number, outcome in enumerate(outcomes, start=1):
@@ -217,32 +217,32 @@ def test_two_annotators_agreement_and_the_summary(browser, eval_run: Path, tmp_p
         status, _, _ = stop(proc)
     assert status == 143
     summary = json.loads((out / "human_summary.json").read_text())
-    # Bob's sides are shuffled independently of Ann's, yet the outcomes are what both meant.
+    # Zoë's sides are shuffled independently of Ann's, yet the outcomes are what both meant.
     assert {k: {i: v["outcome"] for i, v in m.items()} for k, m in in_force(out).items()} == {
-        "Ann": dict(enumerate(ANN)), "Bob": dict(enumerate(BOB))}
+        "Ann": dict(enumerate(ANN)), "Zoë": dict(enumerate(ZOE))}
 
     # Agreement on the 4 shared tasks: same outcome on tasks 1 and 2 (both_bad counts as a tie).
     overall = summary["agreement"]["overall"]
     assert summary["agreement"]["tasks_with_several_annotators"] == 4
     assert (overall["tasks"], overall["agreement"], overall["decisive_tasks"], overall["agreement_without_ties"]) == (
         4, 0.5, 2, 1.0)
-    # Cohen's kappa by hand: p_o = 1/2; Ann (win, loss, tie, win), Bob (win, loss, loss, tie):
+    # Cohen's kappa by hand: p_o = 1/2; Ann (win, loss, tie, win), Zoë (win, loss, loss, tie):
     # p_e = 2/4*1/4 + 1/4*2/4 + 1/4*1/4 = 5/16; (1/2 - 5/16) / (1 - 5/16) = 3/11.
     assert overall["cohen_kappa"] == pytest.approx(3 / 11, abs=1e-12)
-    assert summary["agreement"]["pairs"] == [{"annotators": ["Ann", "Bob"], **overall}]
+    assert summary["agreement"]["pairs"] == [{"annotators": ["Ann", "Zoë"], **overall}]
 
     # The results are the statistics module's on the same verdicts: a task's score is the mean
     # of its verdicts (both_bad as a tie).
     score = {**SCORE, "both_bad": 0.5}
-    per_task = [(score[a] + score[b]) / 2 for a, b in zip(ANN, BOB)] + [score[a] for a in ANN[4:]]
+    per_task = [(score[a] + score[b]) / 2 for a, b in zip(ANN, ZOE)] + [score[a] for a in ANN[4:]]
     expected = describe(per_task, 300, 42)
     assert {k: summary["results"][k] for k in expected} == expected
     assert summary["results"]["verdicts"] == 10 and summary["results"]["both_bad"] == 1
-    assert summary["annotators"]["Ann"]["wins"] == 2 and summary["annotators"]["Bob"]["losses"] == 2
+    assert summary["annotators"]["Ann"]["wins"] == 2 and summary["annotators"]["Zoë"]["losses"] == 2
 
     # The judge judged the same pairs: each person's verdict against the judge's outcome.
     judge = [r["outcome"] for r in records]
-    people = [("Ann", o, judge[i]) for i, o in enumerate(ANN)] + [("Bob", o, judge[i]) for i, o in enumerate(BOB)]
+    people = [("Ann", o, judge[i]) for i, o in enumerate(ANN)] + [("Zoë", o, judge[i]) for i, o in enumerate(ZOE)]
     agree = sum(("tie" if o == "both_bad" else o) == j for _, o, j in people)
     judged = summary["judge_agreement"]["overall"]
     assert summary["judge"] == "judge-1" and judged["tasks"] == 10 and judged["agreement"] == agree / 10
