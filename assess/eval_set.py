@@ -181,12 +181,13 @@ def _read_records(path: Path, what: str, flag: str) -> list[tuple[str, int, dict
     return records
 
 
-def _string_field(record: dict, key: str, where: str, what: str) -> str:
+def string_field(record: dict, key: str, where: str, what: str = "") -> str:
+    """A record's text field ("" when absent or null); anything else is one line naming `where`."""
     value = record.get(key, "")
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise EvalInputError(f"{what} {where}: {key!r} must be a string, got {type(value).__name__}")
+        raise EvalInputError(f"{what} {where}: {key!r} must be a string, got {type(value).__name__}".lstrip())
     return value
 
 
@@ -194,17 +195,17 @@ def load_eval_set(path: Path, what: str = "eval set", flag: str = "--eval_set") 
     """The tasks of an evaluation set, in file order (`what` and `flag` name the file in errors)."""
     items: list[EvalItem] = []
     for where, number, record in _read_records(path, what, flag):
-        instruction = _string_field(record, "instruction", where, what)
+        instruction = string_field(record, "instruction", where, what)
         if not instruction.strip():
             raise EvalInputError(f"{what} {where}: no 'instruction' (every task needs one)")
-        category = next((c for c in (_string_field(record, key, where, what)
+        category = next((c for c in (string_field(record, key, where, what)
                                      for key in ("motivation_app", "category", "dataset")) if c), "")
         base_id = str(record.get("id", f"line{number}"))
         instances = record.get("instances")
         if "input" in record or instances is None:
-            inputs = [_string_field(record, "input", where, what)]
+            inputs = [string_field(record, "input", where, what)]
         elif isinstance(instances, list) and instances and all(isinstance(i, dict) for i in instances):
-            inputs = [_string_field(i, "input", where, what) for i in instances]
+            inputs = [string_field(i, "input", where, what) for i in instances]
         else:
             raise EvalInputError(f"{what} {where}: 'instances' must be a non-empty list of objects")
         for k, inp in enumerate(inputs):
@@ -218,14 +219,14 @@ def load_reference(path: Path, what: str = "reference", flag: str = "--reference
     `flag` name the file in errors)."""
     answers: dict[tuple[str, str], str] = {}
     for where, _, record in _read_records(path, what, flag):
-        instruction = _string_field(record, "instruction", where, what)
+        instruction = string_field(record, "instruction", where, what)
         if not instruction.strip():
             raise EvalInputError(f"{what} {where}: no 'instruction' to key the answer by")
         key_name = "output" if "output" in record else "response"
         if key_name not in record:
             raise EvalInputError(f"{what} {where}: no 'output' (or 'response') answer")
-        answer = _string_field(record, key_name, where, what)
-        answers[item_key(instruction, _string_field(record, "input", where, what))] = answer.strip()
+        answer = string_field(record, key_name, where, what)
+        answers[item_key(instruction, string_field(record, "input", where, what))] = answer.strip()
     return answers
 
 

@@ -31,6 +31,7 @@ from assess.eval_set import (
     load_eval_set,
     load_reference,
     pair_reference,
+    string_field,
 )
 from assess.human.config import HumanConfig
 from assess.stats import SCORE
@@ -103,15 +104,6 @@ def _deduplicated(rows: list[tuple[str, str, str, str, str]]) -> list[Pair]:
     return pairs
 
 
-def _string(record: dict[str, Any], key: str, where: str) -> str:
-    value = record.get(key, "")
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise EvalInputError(f"{where}: {key!r} must be a string, got {type(value).__name__}")
-    return value
-
-
 def _judge_score(record: dict[str, Any]) -> float | None:
     """The contestant's result in a judgment record: the weighted preference, else the outcome."""
     if record.get("preference") is not None:
@@ -131,9 +123,9 @@ def _read_judgments(path: Path) -> list[dict[str, Any]]:
 
 
 def _from_judgments(records: list[dict[str, Any]], path: Path) -> tuple[list[Pair], str, str]:
-    rows = [(_string(r, "instruction", r["_where"]).strip(), _string(r, "input", r["_where"]).strip(),
-             _string(r, "category", r["_where"]), _string(r, "contestant_answer", r["_where"]),
-             _string(r, "reference_answer", r["_where"])) for r in records]
+    rows = [(string_field(r, "instruction", r["_where"]).strip(), string_field(r, "input", r["_where"]).strip(),
+             string_field(r, "category", r["_where"]), string_field(r, "contestant_answer", r["_where"]),
+             string_field(r, "reference_answer", r["_where"])) for r in records]
     if not rows:
         raise EvalInputError(f"{path}: no judgments in it; run the eval again, or pass --answers and --reference")
     first = records[0]
