@@ -8,7 +8,7 @@ PY         := $(VENV)/bin/python
 # The test environment pins torch: an unpinned `torch` would pull a multi-GB CUDA build.
 # On a GPU machine, set TORCH_SPEC to the build you want (e.g. TORCH_SPEC='torch>=2.6').
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS     ?= train,eval,test
+EXTRAS     ?= train,eval,test,human
 
 # ---- generate ----
 OUTPUT_DIR       ?= data
@@ -35,12 +35,13 @@ DIFF   ?=
 # ---- chat / eval ----
 JUDGE    ?= gpt-4.1
 EVAL_DIR ?= output/eval
+HUMAN_DIR ?= output/human-eval
 # ---- any stage ----
 ARGS   ?=
 
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: help setup generate report train train-lora diff recover chat eval smoke test test-slow test-gpu bench lint clean
+.PHONY: help setup generate report train train-lora diff recover chat eval human-eval smoke test test-slow test-gpu bench lint clean
 
 help: ## List targets and variables
 	@echo "Targets:"
@@ -57,6 +58,7 @@ help: ## List targets and variables
 	@echo "  recover:  RAW=<base model> DIFF=<diff dir> TUNED=<output dir>"
 	@echo "  chat:     MODEL=<checkpoint dir> (ARGS='--prompt \"...\"' answers once)"
 	@echo "  eval:     MODEL=<checkpoint dir> JUDGE=$(JUDGE) (none: answers only) EVAL_DIR=$(EVAL_DIR)"
+	@echo "  human-eval: EVAL_DIR=$(EVAL_DIR) (the run whose pairs people compare) HUMAN_DIR=$(HUMAN_DIR)"
 	@echo "  any:      ARGS='--flag value ...' passes further flags; TORCH_SPEC='$(TORCH_SPEC)'"
 	@echo "Environment: OPENAI_API_KEY, OPENAI_BASE_URL (vLLM, llama.cpp, Ollama: http://host:port/v1)."
 
@@ -117,6 +119,9 @@ chat: $(STAMP) ## Talk to a trained checkpoint (MODEL=...), answers streamed; AR
 eval: $(STAMP) ## Answer the eval set with MODEL, judge each answer against the reference with JUDGE
 	@test -n "$(MODEL)" || { echo "make eval: set MODEL=<checkpoint directory>, e.g. MODEL=output/alpaca" >&2; exit 2; }
 	$(PY) -m assess --model "$(MODEL)" --judge_model "$(JUDGE)" --output_dir "$(EVAL_DIR)" $(ARGS)
+
+human-eval: $(STAMP) ## Blind pairwise comparison by people of EVAL_DIR's pairs, on a local page -> HUMAN_DIR
+	$(PY) -m assess.human --eval_dir "$(EVAL_DIR)" --output_dir "$(HUMAN_DIR)" $(ARGS)
 
 smoke: $(STAMP) ## Whole pipeline offline in minutes: loopback API, tiny model, 2-process FSDP, diff, recover
 	OMP_NUM_THREADS=1 $(PY) -m tests.smoke_pipeline --workdir smoke
