@@ -35,7 +35,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from generate.seeds import language_id  # noqa: E402
-from generate.seeds.language_id import FIRST_CLASS, MIN_ACCEPTED_PROBABILITY, MIN_LETTERS  # noqa: E402
+from generate.seeds.language_id import (  # noqa: E402
+    FIRST_CLASS,
+    MIN_ACCEPTED_PROBABILITY,
+    MIN_LETTERS,
+)
 
 SETS = {"tuning": REPO / "tests" / "generate" / "seeds" / "lid_tuning.jsonl",
         "heldout": REPO / "bench" / "data" / "lid_heldout.jsonl"}

@@ -81,7 +81,10 @@ def letters(text: str) -> int:
 
 @functools.lru_cache(maxsize=1)
 def _full_identifier() -> Any:
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier  # deferred: about a second to load
+    from py3langid.langid import (  # deferred: about a second to load
+        MODEL_FILE,
+        LanguageIdentifier,
+    )
 
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 

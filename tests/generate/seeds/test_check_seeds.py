@@ -48,9 +48,9 @@ def test_bom_is_accepted_and_a_clean_chinese_file_passes(tmp_path: Path, capsys)
     assert "language check: off: not tuned for this language (--language_check on turns it on)" in lines
     # Four seeds: three of them in every prompt.
     assert lines[-1] == "check_seeds: 0 errors, 1 warning"
-    assert [line for line in lines if line.startswith("warning:")] == [
+    assert [line for line in lines if line.startswith("warning:")] == [(
         "warning: only 4 seeds: below about 50 the prompts repeat (each shows 3 of them, so every seed is in about "
-        "75% of the prompts) and generated tasks drift toward copies of them; write more seeds (docs/seed_tasks.md)"]
+        "75% of the prompts) and generated tasks drift toward copies of them; write more seeds (docs/seed_tasks.md)")]
 
 
 def test_non_utf8_is_named_with_file_and_byte_offset(tmp_path: Path, capsys) -> None:

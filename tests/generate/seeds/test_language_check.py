@@ -13,7 +13,12 @@ from generate.config import REPO_ROOT, GenerateConfig, config_from_flags
 from generate.parsing import FilterSettings, rejection_reason
 from generate.seeds.check import main as check_seeds_main
 from generate.seeds.language import PROFILES, resolve_language
-from generate.seeds.language_check import LanguagePolicy, Rejection, asks_for_another_language, policy_for
+from generate.seeds.language_check import (
+    LanguagePolicy,
+    Rejection,
+    asks_for_another_language,
+    policy_for,
+)
 from generate.seeds.language_id import identify, rank
 from generate.seeds.lexicon import BLACKLISTS
 from generate.seeds.tasks import SeedTask, encode_prompt, prompt_labels
@@ -135,9 +140,9 @@ def test_seeds_that_mix_languages_widen_what_is_accepted() -> None:
     tasks = _tasks(GERMAN + english_answers[:1])
     policy = policy_for(config, tasks)
     assert policy.output_languages == {"de"}
-    assert policy.seed_warnings() == [
+    assert policy.seed_warnings() == [(
         "the language check would reject 1 of your seeds as wrong_language (their output reads as en, not de): "
-        "ids s5; generated tasks like them will be rejected too (rewrite them, or --language_check off)"]
+        "ids s5; generated tasks like them will be rejected too (rewrite them, or --language_check off)")]
 
 
 def test_a_language_set_by_flag_over_other_seeds_accepts_only_itself() -> None:
@@ -191,9 +196,11 @@ def test_check_seeds_on_german_cooking_seeds(tmp_path: Path, capsys) -> None:
                                "whole words; prompt ")
     assert lines[3].startswith("language check: on: generated instructions must be in de, outputs in de; ")
     assert [line for line in lines if line.startswith("warning:")] == [
-        "warning: the language check would reject 1 of your seeds as wrong_language (their instruction reads as "
-        "en, not de): ids k11; generated tasks like them will be rejected too (rewrite them, or --language_check off)",
-        "warning: only 12 seeds: below about 50 the prompts repeat (each shows 3 of them, so every seed is in about "
-        "25% of the prompts) and generated tasks drift toward copies of them; write more seeds (docs/seed_tasks.md)",
+        ("warning: the language check would reject 1 of your seeds as wrong_language (their instruction reads as "
+         "en, not de): ids k11; generated tasks like them will be rejected too (rewrite them, or --language_check "
+         "off)"),
+        ("warning: only 12 seeds: below about 50 the prompts repeat (each shows 3 of them, so every seed is in "
+         "about 25% of the prompts) and generated tasks drift toward copies of them; write more seeds "
+         "(docs/seed_tasks.md)"),
     ]
     assert identify(COOKING[-1], None) == "en"
