@@ -139,6 +139,7 @@ bench: $(STAMP) ## Run the CPU benchmarks; results in bench/results/*.json
 	OMP_NUM_THREADS=1 $(PY) bench/dedup.py
 	$(PY) bench/generate_throughput.py
 	OMP_NUM_THREADS=1 $(PY) bench/recover.py
+	$(PY) bench/language_id.py
 
 lint: $(STAMP) ## Byte-compile everything and run ruff if installed
 	$(PY) -m compileall -q core generate train recover assess tests bench

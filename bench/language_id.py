@@ -72,11 +72,12 @@ RULES = ("keep_everything", "argmax", "guarded_no_strip", "strip_guarded")
 def evaluate(items: list[dict], rule: str) -> dict:
     false_rejects, false_accepts, unjudged = [], [], []
     own = sum(1 for item in items if item["language"])
-    others = 0
+    others = unjudged_pairs = 0
     for language in FIRST_CLASS:
         for item in items:
             kept = keep_rule(rule, item["text"], language)
             if item["language"] is None:
+                unjudged_pairs += 1
                 if not kept:
                     unjudged.append({"run": language, "text": item["text"][:60]})
             elif item["language"] == language:
@@ -88,7 +89,7 @@ def evaluate(items: list[dict], rule: str) -> dict:
                     false_accepts.append({"run": language, "language": item["language"], "text": item["text"][:70]})
     return {"false_rejects": len(false_rejects), "own_items": own,
             "false_accepts": len(false_accepts), "other_language_items": others,
-            "unjudged_rejected": len(unjudged), "examples": (false_rejects + false_accepts + unjudged)[:12]}
+            "unjudged_rejected": len(unjudged), "unjudged_run_item_pairs": unjudged_pairs, "examples": (false_rejects + false_accepts + unjudged)[:12]}
 
 
 def word_ratios(items: list[dict]) -> dict[str, float]:
@@ -116,7 +117,7 @@ def main() -> None:
         for rule, numbers in results["sets"][name]["rules"].items():
             print(f"  {rule:18s} false rejects {numbers['false_rejects']}/{numbers['own_items']}  "
                   f"false accepts {numbers['false_accepts']}/{numbers['other_language_items']}  "
-                  f"unjudged rejected {numbers['unjudged_rejected']}")
+                  f"unjudged rejected {numbers['unjudged_rejected']}/{numbers['unjudged_run_item_pairs']}")
     texts = [item["text"] for path in SETS.values() for item in read(path)]
     started = time.perf_counter()
     for text in texts:
