@@ -14,8 +14,11 @@ EXTRAS     ?= train,eval,test,human
 OUTPUT_DIR       ?= data
 NUM_INSTRUCTIONS ?= 100
 SEED_TASKS       ?= seed_tasks.jsonl
-# Empty: the prompt follows the seed tasks' language (prompt.txt, prompt_zh.txt for Chinese).
+# Empty: the prompt follows the seed tasks' language (prompt.txt; prompt_zh.txt for Chinese;
+# prompt_de.txt, prompt_fr.txt, ... prompt_pl.txt for de fr es pt it nl ru pl).
 PROMPT           ?=
+# Empty: detected from the seed tasks (python -m generate.check_seeds shows it); or en, de, fr, ...
+LANGUAGE         ?=
 BACKEND          ?= auto
 API              ?=
 # ---- train ----
@@ -50,6 +53,7 @@ help: ## List targets and variables
 	@echo "Variables (make <target> VAR=value):"
 	@echo "  generate: OUTPUT_DIR=$(OUTPUT_DIR) NUM_INSTRUCTIONS=$(NUM_INSTRUCTIONS) MODEL=<model> SEED_TASKS=$(SEED_TASKS)"
 	@echo "            PROMPT=<prompt file; default: by the seeds' language> BACKEND=$(BACKEND) (auto|openai|batch|local) API=<completions|chat>"
+	@echo "            LANGUAGE=<en|de|fr|es|pt|it|nl|ru|pl|zh|ja|ko|th|other; default: detected from the seeds>"
 	@echo "  report:   OUTPUT_DIR=$(OUTPUT_DIR) (a generate run's folder)"
 	@echo "  train:    MODEL=<hf path or id> DATA=$(DATA) OUTPUT_DIR=<dir> NPROC=$(NPROC) PORT=$(PORT) FSDP='$(FSDP)'"
 	@echo "            several machines: NNODES=$(NNODES) NODE_RANK=$(NODE_RANK) MASTER_ADDR=$(MASTER_ADDR) (same PORT on every node)"
@@ -74,7 +78,8 @@ setup: $(STAMP) ## Create .venv and install the pipeline with its train and test
 
 generate: $(STAMP) ## Generate instruction data -> OUTPUT_DIR/alpaca_data.json
 	$(PY) -m generate --output_dir "$(OUTPUT_DIR)" --seed_tasks_path "$(SEED_TASKS)" \
-	  $(if $(PROMPT),--prompt_path "$(PROMPT)") --num_instructions_to_generate $(NUM_INSTRUCTIONS) \
+	  $(if $(PROMPT),--prompt_path "$(PROMPT)") $(if $(LANGUAGE),--language $(LANGUAGE)) \
+	  --num_instructions_to_generate $(NUM_INSTRUCTIONS) \
 	  --backend $(BACKEND) $(if $(MODEL),--model_name "$(MODEL)") $(if $(API),--api $(API)) $(ARGS)
 
 report: $(STAMP) ## HTML report with plots of OUTPUT_DIR's data -> OUTPUT_DIR/generate_report.html
@@ -139,6 +144,7 @@ bench: $(STAMP) ## Run the CPU benchmarks; results in bench/results/*.json
 	OMP_NUM_THREADS=1 $(PY) bench/dedup.py
 	$(PY) bench/generate_throughput.py
 	OMP_NUM_THREADS=1 $(PY) bench/recover.py
+	$(PY) bench/language_id.py
 
 lint: $(STAMP) ## Byte-compile everything and run ruff if installed
 	$(PY) -m compileall -q core generate train recover assess tests bench
