@@ -82,7 +82,6 @@ class Calls:
         self._clients: dict[str, OpenAIClient] = {}
         self._counted: set[int] = set()
         self._prompt_uncounted: set[int] = set()  # answers without usage whose prompt is not counted yet
-        self._out = 0
         self._at_start = len(journal.results)
         self.count_journal()
         self.budget = SpendBudget(max_cost_usd, self.stats.cost_usd)
@@ -177,20 +176,21 @@ class Calls:
         bounds = {request.index: worst_case_cost_usd(request, role.settings.max_tokens, role.prices, 1.0)
                   for _, request in todo}
 
+        answered_before = self.requests_total
+
         def requests() -> Iterator[GenerationRequest]:
-            for _, request in todo:
-                if self.max_requests is not None and self.requests_total + self._out >= self.max_requests:
+            for sent, (_, request) in enumerate(todo):
+                # Every call let out is answered (and journaled) or fails the run: count it now.
+                if self.max_requests is not None and answered_before + sent >= self.max_requests:
                     self.capped = "max_requests"
                     return
                 if not self.budget.try_reserve(bounds[request.index]):
                     self.capped = "max_cost_usd"
                     return
-                self._out += 1
                 yield request
 
         for result in self._client(role).run(requests()):
             self.journal.append_result(result)  # durable before it is used
-            self._out -= 1
             self.budget.release(bounds[result.request.index])
             self.budget.pay(self._count(result, role))
             answers[keys[result.request.index]] = result.completions[0]

@@ -5,7 +5,7 @@ answerer and select's complexity scorer, and fails on cue.
         model = EvolveModel()
         model.install(server)            # answers /v1/chat/completions
         ...
-        model.calls                      # Counter: role -> calls answered
+        model.calls                      # Counter: role -> calls answered (rewrite, judge, answer, complexity)
 
     python -m tests.fakes.evolve_model --port_file /tmp/port   # the same, from a shell
 
@@ -74,8 +74,18 @@ class EvolveModel:
         self.latency_s = latency_s
         self.complexity = dict(complexity or {})
         self.calls: Counter[str] = Counter()
+        self.languages: Counter[str] = Counter()  # calls per language of the prompt
+        self.abandoned = 0  # answers ready after their client had gone (killed): not counted above
+        # With `hold_after` set, calls beyond that many answered wait until `release()`: a test
+        # kills its client at a known point, with calls in flight that were never answered.
+        self.hold_after: int | None = None
+        self._released = threading.Event()
         self._patterns = _patterns()
         self._lock = threading.Lock()
+
+    def release(self) -> None:
+        """Let the held calls go on (see `hold_after`)."""
+        self._released.set()
 
     def install(self, server: OpenAIServer) -> None:
         server.add_route("POST", "/v1/chat/completions", self.handle)
@@ -147,7 +157,17 @@ class EvolveModel:
         if self.latency_s:
             time.sleep(self.latency_s)
         with self._lock:
+            held = self.hold_after is not None and sum(self.calls.values()) >= self.hold_after
+        if held:
+            self._released.wait(60)
+        if request.client_gone():  # a killed client: answered to nobody, not counted (as the server does)
+            with self._lock:
+                self.abandoned += 1
+            return RouteResponse(499, {"error": {"message": "client gone", "type": "server_error", "code": None,
+                                                 "param": None}})
+        with self._lock:
             self.calls[role if role in ("judge", "answer", "complexity") else "rewrite"] += 1
+            self.languages[self.recognise(prompt)[0]] += 1
         prompt_tokens = len(prompt) // 4 + 1
         completion_tokens = len(text) // 4 + 1
         return RouteResponse(200, {
