@@ -192,3 +192,49 @@ def test_cli_prints_what_it_chose(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert capsys.readouterr().err.strip().endswith(
         f"chose 5 of 12 items (k=5) by rating, rouge closeness <= 0.7: skipped 3 too close, 1 unscored -> "
         f"{tmp_path / 'best.json'} (why: {tmp_path / 'best.choices.jsonl'})")
+
+
+@pytest.fixture
+def selected_folder(tmp_path: Path) -> Path:
+    """A run folder after `generate.rate` (its scores) and a selection of 5 into best.json."""
+    data = _data(tmp_path)
+    _scores(tmp_path)
+    select(SelectConfig(input=data, output=tmp_path / "best.json", k=5, diversity="rouge", progress=False))
+    return tmp_path
+
+
+def test_report_has_a_selection_section(selected_folder: Path) -> None:
+    from generate.quality.report.build import build_report
+
+    page = build_report(selected_folder).read_text(encoding="utf-8")
+    assert '<h2 id="selection-best">Selection: best</h2>' in page
+    assert ("<tr><th>rule</th><td>the best 5 by rating, skipping an item whose rouge similarity to one already "
+            "chosen is above 0.7</td></tr>") in page
+    assert "<tr><th>skipped as too close</th><td>3</td></tr>" in page
+    # The best skipped: item 1 (rank 2), too close to item 0, with its ROUGE-L.
+    choices = [json.loads(line) for line in (selected_folder / "best.choices.jsonl").read_text().splitlines()]
+    assert (f"<tr><td>2</td><td>#1</td><td>4.5</td><td>{ITEMS[1][0]}</td><td>#0 ({choices[1]['similarity']:.3f}): "
+            f"{ITEMS[0][0]}</td></tr>") in page
+    assert page.count('<img id="plot-selection-best"') == 1
+
+
+def test_selection_section_renders_in_chromium(selected_folder: Path, browser, tmp_path_factory) -> None:
+    from generate.quality.report.build import build_report
+
+    path = build_report(selected_folder)
+    browser.get(path.as_uri())
+    decoded = browser.execute_script(
+        "return [...document.images].filter(i => i.complete && i.naturalWidth > 0).map(i => i.id);")
+    assert "plot-selection-best" in decoded
+    heading = browser.find_element("id", "selection-best")
+    assert heading.text == "Selection: best" and heading.is_displayed()
+    rows = browser.execute_script(
+        "return [...document.querySelectorAll('h3')].map(h => [h.textContent, h.nextElementSibling.rows.length]);")
+    assert rows == [["Best chosen", 6], ["Best skipped as too close", 4]]  # header + 5 chosen; header + 3
+    browser.execute_script("document.getElementById('selection-best').scrollIntoView();")
+    shot = tmp_path_factory.mktemp("shot") / "selection.png"
+    assert browser.save_screenshot(str(shot))
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)
+    assert (pixels[..., :3].mean(axis=2) < 0.9).mean() > 0.02  # not blank
