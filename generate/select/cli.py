@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     config: SelectConfig = parsed.config
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    for name in ("openai", "httpx", "httpcore"):
+    for name in ("openai", "httpx", "httpx2", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
         with sigterm_raises():
