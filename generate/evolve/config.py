@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from core import flags
 from core.exit_codes import ConfigError
+from generate.evolve.calls import check_call_settings
 from generate.evolve.operations import OPERATIONS
 
 PROG = "generate.evolve"
@@ -72,7 +72,8 @@ class EvolveConfig:
 
     def validate(self) -> None:
         """Reject values that cannot work, naming the flag."""
-        for name in ("rounds", "rewrite_max_tokens", "judge_max_tokens", "answer_max_tokens", "max_concurrency"):
+        check_call_settings(self)
+        for name in ("rounds", "rewrite_max_tokens", "judge_max_tokens", "answer_max_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be >= 1 (got {getattr(self, name)})")
         unknown = [op for op in self.operations if op not in OPERATIONS]
@@ -85,20 +86,6 @@ class EvolveConfig:
             raise ConfigError(f"--similarity_threshold must be in [0, 1] (got {self.similarity_threshold:g})")
         if self.stall_candidates < 0:
             raise ConfigError(f"--stall_candidates must be >= 0 (0 turns the guard off; got {self.stall_candidates})")
-        if self.max_requests is not None and self.max_requests < 1:
-            raise ConfigError(f"--max_requests must be >= 1 (got {self.max_requests}); leave it out for no cap")
-        if self.max_cost_usd is not None and not (math.isfinite(self.max_cost_usd) and self.max_cost_usd > 0):
-            raise ConfigError(f"--max_cost_usd must be > 0 USD (got {self.max_cost_usd:g}); leave it out for no cap")
-        if self.max_retries < 0:
-            raise ConfigError(f"--max_retries must be >= 0 (got {self.max_retries})")
-        if self.request_timeout <= 0:
-            raise ConfigError(f"--request_timeout must be > 0 seconds (got {self.request_timeout:g})")
-        for name in ("price_input", "price_output"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ConfigError(f"--{name} must be >= 0 USD per 1M tokens (got {value:g})")
-        if not self.model_name.strip():
-            raise ConfigError("--model_name must not be empty")
         if self.output.resolve() == self.input.resolve():
             raise ConfigError(f"{self.output}: OUT must be another file than IN (IN is never written)")
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from core import flags
 from core.exit_codes import ConfigError
+from generate.evolve.calls import check_call_settings
 
 PROG = "generate.select"
 # What "too close" means by default: ROUGE-L F above the generate stage's dedup threshold; for
@@ -61,23 +61,12 @@ class SelectConfig:
 
     def validate(self) -> None:
         """Reject values that cannot work, naming the flag."""
-        for name in ("k", "max_tokens", "max_concurrency"):
+        check_call_settings(self)
+        for name in ("k", "max_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be >= 1 (got {getattr(self, name)})")
         if self.max_similarity is not None and not 0.0 <= self.max_similarity <= 1.0:
             raise ConfigError(f"--max_similarity must be in [0, 1] (got {self.max_similarity:g})")
-        if self.max_requests is not None and self.max_requests < 1:
-            raise ConfigError(f"--max_requests must be >= 1 (got {self.max_requests}); leave it out for no cap")
-        if self.max_cost_usd is not None and not (math.isfinite(self.max_cost_usd) and self.max_cost_usd > 0):
-            raise ConfigError(f"--max_cost_usd must be > 0 USD (got {self.max_cost_usd:g}); leave it out for no cap")
-        if self.max_retries < 0:
-            raise ConfigError(f"--max_retries must be >= 0 (got {self.max_retries})")
-        if self.request_timeout <= 0:
-            raise ConfigError(f"--request_timeout must be > 0 seconds (got {self.request_timeout:g})")
-        for name in ("price_input", "price_output"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ConfigError(f"--{name} must be >= 0 USD per 1M tokens (got {value:g})")
         if self.output.resolve() == self.input.resolve():
             raise ConfigError(f"{self.output}: OUT must be another file than IN (IN is never written)")
         if self.embedding_model is not None and self.diversity == "rouge":
