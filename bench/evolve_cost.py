@@ -29,13 +29,18 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from core.openai_client.cost import PRICES_DATE, PRICES_PER_MILLION, count_tokens, estimate_cost_usd  # noqa: E402
-from core.records import read_examples  # noqa: E402
-from generate.dispatch import MESSAGE_OVERHEAD_TOKENS  # noqa: E402
-from generate.evolve.operations import OPERATIONS  # noqa: E402
-from generate.evolve.prompts import load  # noqa: E402
-from generate.quality.rate import judge_prompt  # noqa: E402
-from generate.seeds.tasks import load_seed_tasks  # noqa: E402
+from core.openai_client.cost import (
+    PRICES_DATE,
+    PRICES_PER_MILLION,
+    count_tokens,
+    estimate_cost_usd,
+)
+from core.records import read_examples
+from generate.dispatch import MESSAGE_OVERHEAD_TOKENS
+from generate.evolve.operations import OPERATIONS
+from generate.evolve.prompts import load
+from generate.quality.rate import judge_prompt
+from generate.seeds.tasks import load_seed_tasks
 
 MODELS = ("gpt-4o-mini", "gpt-4.1-mini", "gpt-4.1", "gpt-4o")
 TOKENIZER_MODEL = "gpt-4o-mini"  # o200k_base, the encoding of every model above

@@ -38,7 +38,11 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from generate.select.choose import choose_by_embedding, choose_by_rouge
-    from generate.select.embed import check_default_weights, default_model_dir, embed_texts
+    from generate.select.embed import (
+        check_default_weights,
+        default_model_dir,
+        embed_texts,
+    )
 
     torch.set_num_threads(args.threads)
     folder = default_model_dir()

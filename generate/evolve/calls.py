@@ -80,7 +80,7 @@ def check_call_settings(config: Any) -> None:
 
 def call_index(role: str, key: str, prompt: str) -> int:
     """The journal number of a call (see ROLE_SPAN)."""
-    digest = hashlib.sha256(f"{key}\x1f{prompt}".encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(f"{key}\x1f{prompt}".encode()).hexdigest()
     return ROLE_NUMBERS[role] * ROLE_SPAN + int(digest[:14], 16)
 
 

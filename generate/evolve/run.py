@@ -35,9 +35,20 @@ from generate.dedup.index import Deduplicator
 from generate.dedup.tokens import TokenizerName
 from generate.evolve.calls import Calls, Role
 from generate.evolve.config import EvolveConfig
-from generate.evolve.eliminate import copied_prompt_words, is_refusal, is_stop_words_only, parse_verdict
+from generate.evolve.eliminate import (
+    copied_prompt_words,
+    is_refusal,
+    is_stop_words_only,
+    parse_verdict,
+)
 from generate.evolve.operations import REWRITES_INPUT, choose_operation
-from generate.evolve.outcome import Candidate, Outcome, RoundCounts, summary_dict, write_outputs
+from generate.evolve.outcome import (
+    Candidate,
+    Outcome,
+    RoundCounts,
+    summary_dict,
+    write_outputs,
+)
 from generate.evolve.prompts import REWRITES, PromptSet, choose_language, load
 from generate.parsing import FilterSettings, rejection_reason
 from generate.quality.detectors import find_defect, normalise_input
@@ -106,8 +117,8 @@ def plan(config: EvolveConfig) -> Plan:
     code, why = choose_language(config.language, instructions, detect_language(instructions).code)
     prompts, english = load(code), load("en")
     generate_settings = language_settings(code, instructions)
-    answers = dict(temperature=config.temperature, top_p=1.0, stop=(), max_concurrency=config.max_concurrency,
-                   max_retries=config.max_retries, request_timeout=config.request_timeout)
+    answers = {"temperature": config.temperature, "top_p": 1.0, "stop": (), "max_concurrency": config.max_concurrency,
+               "max_retries": config.max_retries, "request_timeout": config.request_timeout}
     main_prices = model_prices(config.model_name, config.price_input, config.price_output)
     judge_prices = model_prices(config.judge, config.price_input, config.price_output)
     roles = {

@@ -6,7 +6,15 @@ import logging
 import sys
 
 from core import flags
-from core.exit_codes import EXIT_CAPPED, EXIT_FAILED, EXIT_OK, UserError, error_line, interrupt_status, sigterm_raises
+from core.exit_codes import (
+    EXIT_CAPPED,
+    EXIT_FAILED,
+    EXIT_OK,
+    UserError,
+    error_line,
+    interrupt_status,
+    sigterm_raises,
+)
 from generate.select.config import COMMAND, PROG, SelectConfig
 from generate.select.run import select
 

@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from core.exit_codes import InputError
-from core.files import atomic_write_json, atomic_write_text, missing_dirs, remove_empty_dirs
+from core.files import (
+    atomic_write_json,
+    atomic_write_text,
+    missing_dirs,
+    remove_empty_dirs,
+)
 from core.openai_client.client import ClientSettings
 from core.openai_client.credentials import check_credentials
 from core.openai_client.journal import Journal
@@ -27,7 +32,12 @@ from generate.evolve.run import language_settings, model_prices
 from generate.seeds.language import detect_language
 from generate.select.choose import Choice, choose_by_embedding, choose_by_rouge, text_of
 from generate.select.config import DEFAULT_MAX_SIMILARITY, SelectConfig
-from generate.select.embed import EXTRA_HINT, check_default_weights, default_model_dir, embed_texts
+from generate.select.embed import (
+    EXTRA_HINT,
+    check_default_weights,
+    default_model_dir,
+    embed_texts,
+)
 from generate.select.scores import ask_complexity, read_ratings
 
 log = logging.getLogger("generate.select")

@@ -47,7 +47,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from generate.evolve.prompts import PLACEHOLDERS, available_languages, load
-from tests.fakes.openai_server import OpenAIServer, RouteRequest, RouteResponse, serve_until_signalled
+from tests.fakes.openai_server import (
+    OpenAIServer,
+    RouteRequest,
+    RouteResponse,
+    serve_until_signalled,
+)
 
 CUES = ("CUTOFF", "COPYCAT", "PICTURE", "SAMEY", "MUMBLE", "LONGWINDED", "REFUSE", "APOLOGY", "TERSE", "NOOUT", "TWIN")
 TWIN_SENTENCE = "Explain the twin paradox of special relativity with one worked example and a short summary."

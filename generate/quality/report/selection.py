@@ -84,8 +84,9 @@ def render_selection(selection: Selection) -> str:
     outcomes = summary.get("outcomes") or {}
     anchor = f"selection-{selection.name}"
     facts = [
-        ("rule", f"the best {summary.get('k')} by {summary.get('score')}, skipping an item whose "
-                 f"{summary.get('diversity')} similarity to one already chosen is above {summary.get('max_similarity')}"),
+        ("rule", (f"the best {summary.get('k')} by {summary.get('score')}, skipping an item whose "
+                  f"{summary.get('diversity')} similarity to one already chosen is above "
+                  f"{summary.get('max_similarity')}")),
         ("chosen", f"{summary.get('chosen')} of {summary.get('items')} items -> {summary.get('output')}"),
         ("skipped as too close", outcomes.get("too_close", 0)),
         ("below the cut (k reached first)", outcomes.get("below_cut", 0)),
@@ -94,8 +95,8 @@ def render_selection(selection: Selection) -> str:
     ]
     calls = summary.get("complexity_calls")
     if calls:
-        facts.append(("complexity scores", f"{calls.get('requests')} calls to {calls.get('model')}, "
-                                           f"${calls.get('estimated_cost_usd', 0):.4f}"))
+        facts.append(("complexity scores", (f"{calls.get('requests')} calls to {calls.get('model')}, "
+                                            f"${calls.get('estimated_cost_usd', 0):.4f}")))
     rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in facts)
 
     def neighbour(choice: dict[str, Any]) -> str:
@@ -117,11 +118,11 @@ def render_selection(selection: Selection) -> str:
     png = base64.b64encode(score_plot(selection)).decode("ascii")
     return "\n".join([
         f'<h2 id="{_esc(anchor)}">Selection: {_esc(selection.name)}</h2>',
-        f'<p class="note">From {_esc(selection.name)}{SUMMARY_SUFFIX} and {_esc(selection.name)}.choices.jsonl '
-        f'(python -m generate.select): every item\'s score, rank and outcome.</p>',
+        (f'<p class="note">From {_esc(selection.name)}{SUMMARY_SUFFIX} and {_esc(selection.name)}.choices.jsonl '
+         f'(python -m generate.select): every item\'s score, rank and outcome.</p>'),
         f"<table>{rows}</table>",
-        f'<img id="plot-{_esc(anchor)}" alt="scores of all scored items and of the chosen ones" '
-        f'src="data:image/png;base64,{png}">',
+        (f'<img id="plot-{_esc(anchor)}" alt="scores of all scored items and of the chosen ones" '
+         f'src="data:image/png;base64,{png}">'),
         f"<h3>Best chosen</h3><table>{head}{chosen_rows}</table>",
         f"<h3>Best skipped as too close</h3><table>{head}{skipped_rows or '<tr><td colspan=5>none</td></tr>'}</table>",
     ])

@@ -15,7 +15,13 @@ from generate.evolve.eliminate import (
     parse_verdict,
 )
 from generate.evolve.operations import OPERATIONS, choose_operation, eligible
-from generate.evolve.prompts import PLACEHOLDERS, PromptFileError, available_languages, load, parse_prompt_file
+from generate.evolve.prompts import (
+    PLACEHOLDERS,
+    PromptFileError,
+    available_languages,
+    load,
+    parse_prompt_file,
+)
 from generate.parsing import REJECTION_REASONS
 from generate.quality.detectors import DEFECT_REASONS
 
