@@ -90,6 +90,18 @@ def is_stop_words_only(answer: str, stop_words: frozenset[str]) -> bool:
     return all(token in stop_words for token in unicode_tokenize(answer))
 
 
+_QUOTES = {'"': '"', "'": "'", "“": "”", "„": "“", "«": "»", "「": "」", "『": "』"}
+
+
+def strip_quotes(text: str) -> str:
+    """A rewrite without one pair of quotes around all of it (models often quote what they
+    rewrite; the filters would reject it for starting with punctuation)."""
+    text = text.strip()
+    if len(text) >= 2 and _QUOTES.get(text[0]) == text[-1] and text[0] not in text[1:-1]:
+        return text[1:-1].strip()
+    return text
+
+
 def parse_verdict(text: str) -> bool | None:
     """The judge's verdict: True for `[[yes]]`, False for `[[no]]`, None for neither or both."""
     verdicts = {match.group(1).lower() for match in _VERDICT.finditer(text)}

@@ -40,6 +40,7 @@ from generate.evolve.eliminate import (
     is_refusal,
     is_stop_words_only,
     parse_verdict,
+    strip_quotes,
 )
 from generate.evolve.operations import REWRITES_INPUT, choose_operation
 from generate.evolve.outcome import (
@@ -161,7 +162,7 @@ class Evolution:
         answers = self._ask("rewrite", asked)
         for c in candidates:
             completion = answers[c.key]
-            text = completion.text.strip()
+            text = strip_quotes(completion.text)
             if c.operation in REWRITES_INPUT:
                 c.instruction, c.input = c.parent["instruction"], normalise_input(text)
             else:

@@ -13,6 +13,7 @@ from generate.evolve.eliminate import (
     is_refusal,
     is_stop_words_only,
     parse_verdict,
+    strip_quotes,
 )
 from generate.evolve.operations import OPERATIONS, choose_operation, eligible
 from generate.evolve.prompts import (
@@ -123,3 +124,12 @@ def test_a_broken_prompt_file_is_named(tmp_path: Path) -> None:
     broken.write_text(text.replace("[judge]", "[juge]"), encoding="utf-8")
     with pytest.raises(PromptFileError, match=r"missing section\(s\) \[judge\]"):
         parse_prompt_file(broken)
+
+
+@pytest.mark.parametrize("text, stripped", [
+    ('"Explain the tides."', "Explain the tides."), ("“Explain the tides.”", "Explain the tides."),
+    ("「解释潮汐。」", "解释潮汐。"), ('"Tides" and "waves": compare them.', '"Tides" and "waves": compare them.'),
+    ("Explain the tides.", "Explain the tides."),
+])
+def test_quotes_around_a_rewrite_are_dropped(text: str, stripped: str) -> None:
+    assert strip_quotes(text) == stripped
