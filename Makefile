@@ -21,6 +21,12 @@ PROMPT           ?=
 LANGUAGE         ?=
 BACKEND          ?= auto
 API              ?=
+# ---- evolve / select (DATA below is their input too) ----
+EVOLVED  ?= data/evolved.json
+ROUNDS   ?= 2
+SELECTED ?= data/selected.json
+K        ?= 1000
+SCORE    ?= rating
 # ---- train ----
 DATA   ?= data/alpaca_data.json
 NPROC  ?= 1
@@ -44,7 +50,7 @@ ARGS   ?=
 
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: help setup generate report train train-lora diff recover chat eval human-eval smoke test test-slow test-gpu bench lint clean
+.PHONY: help setup generate report train train-lora diff recover chat eval human-eval evolve select smoke test test-slow test-gpu bench lint clean
 
 help: ## List targets and variables
 	@echo "Targets:"
@@ -55,6 +61,8 @@ help: ## List targets and variables
 	@echo "            PROMPT=<prompt file; default: by the seeds' language> BACKEND=$(BACKEND) (auto|openai|batch|local) API=<completions|chat>"
 	@echo "            LANGUAGE=<en|de|fr|es|pt|it|nl|ru|pl|zh|ja|ko|th|other; default: detected from the seeds>"
 	@echo "  report:   OUTPUT_DIR=$(OUTPUT_DIR) (a generate run's folder)"
+	@echo "  evolve:   DATA=$(DATA) EVOLVED=$(EVOLVED) ROUNDS=$(ROUNDS) MODEL=<model>"
+	@echo "  select:   DATA=$(DATA) SELECTED=$(SELECTED) K=$(K) SCORE=$(SCORE) (rating|complexity|both)"
 	@echo "  train:    MODEL=<hf path or id> DATA=$(DATA) OUTPUT_DIR=<dir> NPROC=$(NPROC) PORT=$(PORT) FSDP='$(FSDP)'"
 	@echo "            several machines: NNODES=$(NNODES) NODE_RANK=$(NODE_RANK) MASTER_ADDR=$(MASTER_ADDR) (same PORT on every node)"
 	@echo "  train-lora: as train (NPROC=1 is one GPU); ARGS='--load_in_4bit True' for QLoRA, '--merge_lora True' for a merged model"
@@ -84,6 +92,12 @@ generate: $(STAMP) ## Generate instruction data -> OUTPUT_DIR/alpaca_data.json
 
 report: $(STAMP) ## HTML report with plots of OUTPUT_DIR's data -> OUTPUT_DIR/generate_report.html
 	$(PY) -m generate.report "$(OUTPUT_DIR)"
+
+evolve: $(STAMP) ## Evolve DATA's instructions deeper and wider -> EVOLVED (failed rewrites eliminated, counted)
+	$(PY) -m generate.evolve "$(DATA)" "$(EVOLVED)" --rounds $(ROUNDS) $(if $(MODEL),--model_name "$(MODEL)") $(ARGS)
+
+select: $(STAMP) ## Choose the best K of DATA by SCORE, skipping near-duplicates -> SELECTED
+	$(PY) -m generate.select "$(DATA)" "$(SELECTED)" --k $(K) --score $(SCORE) $(if $(MODEL),--model_name "$(MODEL)") $(ARGS)
 
 train: OUTPUT_DIR = output/alpaca
 train: $(STAMP) ## Fine-tune MODEL on DATA with FSDP over NPROC processes (x NNODES machines)

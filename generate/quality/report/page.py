@@ -9,6 +9,7 @@ from typing import Any
 from generate.quality.detectors import DEFECT_DESCRIPTIONS, DEFECT_REASONS
 from generate.quality.report.function_words import FUNCTION_WORDS
 from generate.quality.report.load import RunData
+from generate.quality.report.selection import render_selection
 from generate.quality.report.stats import Stats
 from generate.store import NEIGHBOURS_NAME, SCORES_NAME
 
@@ -103,6 +104,7 @@ def render_html(run: RunData, stats: Stats, plots: dict[str, bytes]) -> str:
         parts += ['<h2 id="scores">Judge scores</h2>',
                   f'<p class="note">From {SCORES_NAME} (python -m generate.rate).{kept}</p>',
                   _img("scores", plots["scores"], "judge score histogram")]
+    parts += [render_selection(selection) for selection in run.selections]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
