@@ -12,7 +12,9 @@ A candidate goes through these checks in this order and counts under the first t
 3. the answer: `answer_truncated`, `answer_refusal` (the generate stage's refusal detector,
    or an apology phrase of the language in an answer shorter than `SHORT_ANSWER_UNITS`),
    `answer_stop_words_only` (a non-empty answer whose words are all stop words: "It is.",
-   "..."), then the quality detectors (`generate.quality.detectors.find_defect`);
+   "..."), `wrong_language` (the generate stage's language check, the input examples standing
+   in for seed tasks: an instruction or answer out of the data's language), then the quality
+   detectors (`generate.quality.detectors.find_defect`);
 4. `similar`: the generate stage's ROUGE-L dedup against the input's instructions and every
    instruction kept before (generate/dedup/).
 """
@@ -29,10 +31,12 @@ from generate.parsing import REJECTION_REASONS, instruction_length
 from generate.quality.detectors import DEFECT_REASONS, refusal
 
 # The generate filters that judge one instruction (parsing's other reasons judge an answer's blocks).
-FILTER_REASONS: tuple[str, ...] = tuple(r for r in REJECTION_REASONS if r not in ("truncated", "malformed", "similar"))
+FILTER_REASONS: tuple[str, ...] = tuple(r for r in REJECTION_REASONS
+                                        if r not in ("truncated", "malformed", "wrong_language", "similar"))
 REWRITE_REASONS: tuple[str, ...] = ("rewrite_truncated", "copies_prompt", *FILTER_REASONS)
 JUDGE_REASONS: tuple[str, ...] = ("no_information_gain",)
-ANSWER_REASONS: tuple[str, ...] = ("answer_truncated", "answer_refusal", "answer_stop_words_only", *DEFECT_REASONS)
+ANSWER_REASONS: tuple[str, ...] = ("answer_truncated", "answer_refusal", "answer_stop_words_only", "wrong_language",
+                                   *DEFECT_REASONS)
 ELIMINATION_REASONS: tuple[str, ...] = (*REWRITE_REASONS, *JUDGE_REASONS, *ANSWER_REASONS, "similar")
 
 # An apology counts as a failed answer only in a short answer: a long, useful answer may

@@ -55,6 +55,8 @@ from generate.parsing import FilterSettings, rejection_reason
 from generate.quality.detectors import find_defect, normalise_input
 from generate.run_lock import RunLock
 from generate.seeds.language import PROFILES, detect_language, resolve_language
+from generate.seeds.language_check import LanguagePolicy
+from generate.seeds.tasks import SeedTask
 
 log = logging.getLogger("generate.evolve")
 
@@ -82,6 +84,9 @@ class Plan:
     filters: FilterSettings
     tokenizer: TokenizerName
     roles: dict[str, Role]
+    # The generate stage's language check, with the input examples standing in for seed tasks:
+    # a rewrite or answer that drifts out of the data's language is eliminated as wrong_language.
+    language_policy: LanguagePolicy
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -130,9 +135,12 @@ def plan(config: EvolveConfig) -> Plan:
         "answer": Role("answer", ClientSettings(model=config.model_name, max_tokens=config.answer_max_tokens,
                                                 **answers), main_prices),
     }
+    examples = [SeedTask(item["instruction"], item["input"], item["output"], line=n)
+                for n, item in enumerate(items, start=1)]
+    policy = LanguagePolicy.for_run(generate_settings, examples, detect_language(instructions).code)
     check_credentials()
     return Plan(config, items, code, why, prompts, english, FilterSettings.from_config(generate_settings),
-                generate_settings.dedup_tokenizer, roles)
+                generate_settings.dedup_tokenizer, roles, policy)
 
 
 class Evolution:
@@ -204,6 +212,8 @@ class Evolution:
                 c.eliminate("answer_refusal")
             elif is_stop_words_only(c.output, prompts.stop_words | english.stop_words):
                 c.eliminate("answer_stop_words_only")
+            elif (wrong := self.plan.language_policy.check(c.instruction, c.output)) is not None:
+                c.eliminate("wrong_language", f"{wrong.field} in {wrong.language}")
             else:
                 defect = find_defect({"instruction": c.instruction, "input": c.input, "output": c.output})
                 if defect is not None:

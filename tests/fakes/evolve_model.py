@@ -58,6 +58,26 @@ CUES = ("CUTOFF", "COPYCAT", "PICTURE", "SAMEY", "MUMBLE", "LONGWINDED", "REFUSE
 TWIN_SENTENCE = "Explain the twin paradox of special relativity with one worked example and a short summary."
 _SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "ti", "so", "va", "de", "pu")
 _HAN = "山水火木金土日月风云花草鸟鱼书画茶酒春夏秋冬东西南北学问思行知言道理心身家国城市路桥河海天地人"
+# Languages the generate stage checks by default: real words, so the language check (which judges
+# rewrites and answers) reads them as the run's language; English keeps made-up words.
+_WORDS = {
+    "de": ("Erkläre", "die der das und ist nicht mit für auf dem eine sich auch wie wird bei "
+                      "Wasser Schule Garten immer heute warum schnell"),
+    "fr": ("Explique", "le la les et est pas avec pour sur une des aussi comme dans très "
+                       "maison école jardin toujours pourquoi vite"),
+    "es": ("Explica", "el la los y es no con para por una las también como muy cuando "
+                      "casa escuela jardín siempre porque rápido"),
+    "pt": ("Explique", "o a os e é não com para uma das também como muito quando "
+                       "casa escola jardim sempre porque rápido você"),
+    "it": ("Spiega", "il la gli e è non con per una delle anche come molto quando "
+                     "casa scuola giardino sempre perché veloce"),
+    "nl": ("Leg uit", "de het een en is niet met voor op ook als zijn wordt bij "
+                      "water school tuin altijd waarom snel"),
+    "ru": ("Объясни", "и в не на что это как для по из также очень когда "
+                      "вода школа сад всегда почему быстро"),
+    "pl": ("Wyjaśnij", "i w nie na że jest jak dla się także bardzo kiedy "
+                       "woda szkoła ogród zawsze dlaczego szybko"),
+}
 
 
 def _template_pattern(template: str) -> re.Pattern[str]:
@@ -108,6 +128,9 @@ class EvolveModel:
         rng = random.Random(hashlib.sha256(seed.encode("utf-8")).hexdigest())
         if language == "zh":
             return "请" + "".join(rng.choice(_HAN) for _ in range(words)) + "。"
+        if language in _WORDS:
+            lead, vocabulary = _WORDS[language]
+            return lead + " " + " ".join(rng.choice(vocabulary.split()) for _ in range(words)) + "."
         made_up = [rng.choice(_SYLLABLES) + rng.choice(_SYLLABLES) + rng.choice(_SYLLABLES) for _ in range(words)]
         return "Explain " + " ".join(made_up) + "."
 
@@ -129,7 +152,8 @@ class EvolveModel:
                     "TERSE": "It is.", "NOOUT": "<nooutput>"}.get(next(iter(sorted(cues & {
                         "REFUSE", "APOLOGY", "TERSE", "NOOUT"})), ""), "")
             if not text:
-                text = "Here is the answer, step by step. " + self._sentence(prompt, 24, language)
+                lead = "" if language in _WORDS else "Here is the answer, step by step. "
+                text = lead + self._sentence(prompt, 24, language)
             if "LONGWINDED" in cues:
                 finish = "length"
         elif role == "complexity":

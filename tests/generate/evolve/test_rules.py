@@ -45,7 +45,7 @@ def test_reasons_in_order() -> None:
     assert ELIMINATION_REASONS == (
         "rewrite_truncated", "copies_prompt", "too_short", "too_long", "blacklisted", "banned_prefix",
         "punctuation_start", "non_ascii_start", "no_dedup_tokens", "no_information_gain", "answer_truncated",
-        "answer_refusal", "answer_stop_words_only", *DEFECT_REASONS, "similar")
+        "answer_refusal", "answer_stop_words_only", "wrong_language", *DEFECT_REASONS, "similar")
     assert set(REJECTION_REASONS) - set(ELIMINATION_REASONS) == {"truncated", "malformed"}
 
 
