@@ -7,12 +7,15 @@ why their candidates were rejected) for the stall guard and its message.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from core.openai_client.request import GenerationResult
 from generate.config import GenerateConfig
 from generate.dedup.index import Deduplicator
 from generate.parsing import FilterSettings, parse_answer, rejection_reason
 from generate.quality.detectors import screen
+from generate.quality.evidence import ALL_ON, Hit, Settings
+from generate.quality.rejected import RejectedLog
 from generate.seeds.tasks import SeedTask
 from generate.store import OutputStore
 from generate.summary import RunStats
@@ -34,8 +37,11 @@ REASON_FLAGS = {
 class Processor:
     """Turns answers, in index order, into kept items; stops adding at exactly the target."""
 
-    def __init__(self, config: GenerateConfig, tasks: list[SeedTask], store: OutputStore, stats: RunStats) -> None:
+    def __init__(self, config: GenerateConfig, tasks: list[SeedTask], store: OutputStore, stats: RunStats,
+                 quality: Settings = ALL_ON, rejected_log: RejectedLog | None = None) -> None:
         self.config = config
+        self.quality = quality  # the detector rules that run: --quality_disable, relaxed by the seeds
+        self.rejected_log = rejected_log
         self.filters = FilterSettings.from_config(config)
         self.dedup = Deduplicator(
             [task.instruction for task in tasks],
@@ -54,10 +60,11 @@ class Processor:
     def process(self, result: GenerationResult) -> int:
         """Parse, filter and dedup one answer; returns how many items it added."""
         self.stats.requests_processed += 1
+        defects: list[list[tuple[Any, Hit]]] = [[] for _ in result.completions]  # per completion, with evidence
         parsed = [
             screen(parse_answer(completion.text, completion.finish_reason, self.config.num_prompt_instructions,
-                                self.config.api), self.config.quality_filters)
-            for completion in result.completions
+                                self.config.api), self.config.quality_filters, self.quality, found)
+            for completion, found in zip(result.completions, defects)
         ]
         reasons = [[rejection_reason(c.instruction, self.filters) for c in candidates] for candidates, _ in parsed]
         # One dedup call for the whole answer (batched nearest-neighbour search: several times
@@ -69,8 +76,9 @@ class Processor:
         decisions = iter(self.dedup.add_many(passing, max_kept=target - len(self.store)))
         added = 0
         rejections: Counter[str] = Counter()
-        for (candidates, rejected), why in zip(parsed, reasons):
+        for completion, ((candidates, rejected), why) in enumerate(zip(parsed, reasons)):
             rejections.update(rejected)
+            self._record_defects(result.request.index, completion, defects[completion])
             for candidate, reason in zip(candidates, why):
                 if self.done:
                     # The target is exact: later candidates are left for a longer run.
@@ -101,6 +109,13 @@ class Processor:
             self.streak += 1
             self.streak_rejected.update(rejections)
         return added
+
+    def _record_defects(self, request: int, completion: int, found: list[tuple[Any, Hit]]) -> None:
+        """Count the rejections by rule and queue them, with their evidence, for generate_rejected.jsonl."""
+        for candidate, hit in found:
+            self.stats.rejected_by_rule[hit.rule] += 1
+            if self.rejected_log is not None:
+                self.rejected_log.add(request, completion, candidate, hit)
 
     def stall_message(self) -> str:
         """One line: how many requests kept nothing, the main reasons, and the flags to change."""

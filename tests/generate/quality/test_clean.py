@@ -41,14 +41,14 @@ def test_clean_cli(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [
         "kept 3 of 11 items; removed 8 (72.73%)",
-        "  empty_output        1",
-        "  no_output_marker    1",
-        "  merged_instruction  1",
-        "  input_reference     1",
-        "  control_chars       1",
-        "  echo_output         1",
-        "  refusal             1",
-        "  cut_off_code        1",
+        "  empty_output        1  (by rule: blank 1)",
+        "  no_output_marker    1  (by rule: tag 1)",
+        "  merged_instruction  1  (by rule: header 1)",
+        "  input_reference     1  (by rule: url 1)",
+        "  control_chars       1  (by rule: char 1)",
+        "  echo_output         1  (by rule: echo 1)",
+        "  refusal             1  (by rule: language_model 1)",
+        "  cut_off_code        1  (by rule: fence 1)",
         "'no input' spellings normalised to \"\": 4",
         f"wrote {tmp_path / 'clean.json'} and {tmp_path / 'removed.json'}",
     ]
@@ -58,7 +58,14 @@ def test_clean_cli(tmp_path: Path) -> None:
     removed = json.loads((tmp_path / "removed.json").read_text())
     assert [r["defect"] for r in removed] == ["no_output_marker", "input_reference", "merged_instruction", "refusal",
                                              "echo_output", "empty_output", "control_chars", "cut_off_code"]
-    assert removed[0] == {**ITEMS[2], "defect": "no_output_marker"}
+    assert removed[0] == {**ITEMS[2], "defect": "no_output_marker",
+                          "evidence": {"rule": "no_output_marker.tag", "field": "output", "span": [0, 10],
+                                       "match": "<nooutput>"}}
+    for record in removed:  # every removal carries its evidence, and the span points at the match
+        evidence = record["evidence"]
+        start, end = evidence["span"]
+        assert record[evidence["field"]][start:end] == evidence["match"]
+        assert evidence["rule"].split(".")[0] == record["defect"]
     assert hashlib.sha256(source.read_bytes()).hexdigest() == before  # IN untouched
 
 
@@ -66,7 +73,7 @@ def test_jsonl_input_and_missing_input_key(tmp_path: Path) -> None:
     source = tmp_path / "data.jsonl"
     source.write_text('{"instruction": "Name a fruit.", "output": "Apple", "id": 1}\n\n'
                       '{"instruction": "Name a fruit.", "input": "n/a", "output": "N/A"}\n', encoding="utf-8")
-    result, total = clean.clean_file(source, tmp_path / "out.json")
+    result, total, _, _ = clean.clean_file(clean.CleanConfig(source, tmp_path / "out.json"))
     assert total == 2 and result.counts == {"no_output_marker": 1} and result.normalised_inputs == 1
     assert json.loads((tmp_path / "out.json").read_text()) == [
         {"instruction": "Name a fruit.", "output": "Apple", "id": 1, "input": ""}]
