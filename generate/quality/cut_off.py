@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from generate.quality.context import FENCE, STRINGS, looks_like_code
+from generate.quality.context import CODE_LINE, FENCE, STRINGS, looks_like_code
 from generate.quality.evidence import ALL_ON, Hit, Item, Settings, hit
 
 _PAIRS = (("{", "}"), ("(", ")"), ("[", "]"))
@@ -22,6 +22,18 @@ _LINE_COMMENT = re.compile(r"^[ \t]*(?://|#(?!include|define|if|endif|else|pragm
 # Inline "//" and "#" are ambiguous: Python's floor division (n // 2), "http://", Perl's
 # split //, Bash's ${#array[@]}.
 _INLINE_COMMENT = re.compile(r"(?<!:)//[^\n]*|(?<![\w${])#[^\n]*")
+# Lines of code that CODE_LINE (statements and blocks) does not see: an assignment, a call,
+# a query, a shebang, a shell substitution.
+_MORE_CODE = re.compile(
+    r"^\s*(?:[A-Za-z_$][\w.$]*(?:\[[^\]\n]*\])?\s*(?:[-+*/%|&]|//)?=(?!=)\s*\S"
+    r"|[A-Za-z_][\w.]*\([^\n]*$|#!|(?:SELECT|FROM|WHERE|INSERT INTO|UPDATE|DELETE FROM|CREATE TABLE|ORDER BY"
+    r"|GROUP BY|JOIN|LEFT JOIN|HAVING|VALUES|AND|OR)\b|[^\n]*\$\()")
+
+
+def _code_lines(text: str) -> int:
+    return sum(1 for line in text.splitlines() if CODE_LINE.search(line) or _MORE_CODE.match(line))
+
+
 _JS_REGEX = re.compile(r"(?<=[(=,:])\s*/(?:\\.|\[(?:\\.|[^\]\\\n])*\]|[^/\\\n\[])+/[gimsuy]*")
 
 
@@ -56,7 +68,7 @@ def cut_off_code(item: Item, settings: Settings = ALL_ON) -> Hit | None:
     if output.rstrip()[-1:] in ("(", "[", "{"):
         end = len(output.rstrip())
         return hit("cut_off_code.brackets", "output", output, start=end - 1, end=end)
-    if not looks_like_code(output):
+    if not (looks_like_code(output) or _code_lines(output) >= 2):
         return None
     # Every reading of the ambiguous markers must leave a bracket open: inline "//" and "#"
     # as comments or not, strings confined to a line or not.

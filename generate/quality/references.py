@@ -20,22 +20,19 @@ from generate.quality.evidence import ALL_ON, Hit, Item, Settings, hit
 _URL = re.compile(r"https?://\S+|\bwww\.[\w-]+\.\w+\S*"
                   r"|\b[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|io|edu|gov|info|co|uk|de|fr|ai|dev|ly|be)/\S*",
                   re.IGNORECASE)
-# The instruction asks for what is behind a link: a verb that consumes it ...
-_URL_VERB = re.compile(
-    r"\b(?:summari[sz]e|summary|overview|gist|tl;?dr|read|visit|watch|listen|review|analy[sz]e|describe|explain|browse|open|go to"
-    r"|look at|check out|proofread|translate|paraphrase|classify|critique|based on|according to"
-    r"|using the (?:linked|given|following))\b", re.IGNORECASE)
-# ... or, for an input that is only a link, a noun for its content ("the article", "this post").
+# A noun for what is behind a link ("the article", "this post").
 _URL_CONTENT = re.compile(
     r"\b(?:article|page|webpage|website|web site|site|post|blog|link|linked|video|document|paper|story|news"
     r"|content|recipe|tweet|thread|podcast|report|essay|thesis|lecture|episode|pdf)s?\b", re.IGNORECASE)
-# ... or operates on the link as a string, which the text does contain.
+# A task on the link as a string, which the text does contain.
 _URL_AS_TEXT = re.compile(
     r"\b(?:shorten|parse|validate|valid|encode|decode|escape|normali[sz]e|split|domain|host(?:name)?|path"
     r"|query (?:string|parameters?)|parameters?|protocol|scheme|slug|hyperlink|anchor|href|markdown|html"
     r"|regex|regular expression|format|cite|citation|bibliography|reference list)\b",
     re.IGNORECASE)
 _LINK_WORDS = 5  # an input with fewer words than this besides its links is "only a link"
+# The answer calls a tool with a quoted argument: request('https://...'), shell('whois host').
+_TOOL_CALL = re.compile(r"\b[A-Za-z_]\w*\(\s*['\"`]")
 
 _MEDIA = r"(?:image|picture|photo|photograph|screenshot|video|audio|recording|attachment|scan|drawing)s?"
 # "the attached photo", "the uploaded file": a determiner (or the start of a sentence) before
@@ -49,6 +46,10 @@ _ATTACHED = re.compile(
 _MEDIA_POINTER = re.compile(
     rf"\b(?:following|given|provided|above|below|this|these|that)\s+({_MEDIA})\b"
     rf"|\b({_MEDIA})\s+(?:above|below|attached|provided)\b", re.IGNORECASE)
+# "the photo I sent", "the file we shared": material the user gave elsewhere.
+_SENT = re.compile(rf"\b(?:the|this|that|these|those|my|our)\s+(?:{_MEDIA}|files?|documents?|pdfs?|spreadsheets?)"
+                   r"\s+(?:(?:that|which)\s+)?(?:i|we)(?:'ve| have)?\s+(?:just\s+)?(?:sent|shared|uploaded|attached"
+                   r"|included|posted|forwarded|took|showed you|gave you)\b", re.IGNORECASE)
 _SEE_ATTACHED = re.compile(r"\b(?:see|find|check|open|view)\s+(?:the\s+)?(?:attached|enclosed|attachment)\b",
                            re.IGNORECASE)
 # A placeholder standing for media: "<image>", "[Picture of a house]"; not HTML with a source.
@@ -83,31 +84,40 @@ _INTRODUCED = re.compile(r"\b(?:given|provided|attached|shown|uploaded|receive[s
                          r"(?:\s+\w+){0,3}\s*$", re.IGNORECASE)
 
 
+def _names_the_subject(label: str, instruction: str) -> bool:
+    """A link's label ("moment library:") whose words the instruction uses, while the instruction
+    asks nothing of a page, article or post: the link only says where the subject lives."""
+    words = [word for word in re.findall(r"\w+", label.casefold()) if len(word) > 2]
+    if not words or _URL_CONTENT.search(label) or _URL_CONTENT.search(instruction):
+        return False
+    used = set(re.findall(r"\w+", instruction.casefold()))
+    return all(word in used for word in words)
+
+
 def _url_hit(item: Item) -> Hit | None:
     inp, instruction, output = item["input"], item["instruction"], item["output"]
     link_in_input = _URL.search(inp)
-    only_a_link = bool(link_in_input) and len(_URL.sub(" ", inp).split()) < _LINK_WORDS
     link_in_instruction = _URL.search(instruction)
-    if only_a_link:
-        # An input that is only a link stands for its content whatever the instruction says
-        # (a task on the link's text, a tool or code that takes it are let through below).
-        field, match, asked = "input", link_in_input, True
+    if link_in_input and len(_URL.sub(" ", inp).split()) < _LINK_WORDS:
+        # An input that is only a link stands for its content whatever the instruction says,
+        # unless it is a labelled link to something the instruction itself names and works on:
+        # "moment library: https://momentjs.com/" for "use the moment library in a project".
+        if _names_the_subject(inp[:link_in_input.start()], instruction):
+            return None
+        field, match = "input", link_in_input
     elif link_in_instruction and len(inp.split()) < _LINK_WORDS:
+        # A link in the instruction with (almost) no input: the task is about what is behind it.
         field, match = "instruction", link_in_instruction
-        # "Summarize https://...", "the article at https://...", "what does https://... say"
-        asked = (_URL_VERB.search(_URL.sub(" ", instruction))
-                 or re.search(_URL_CONTENT.pattern + r"\s+(?:at|on|from|in|of)\s+(?:the\s+)?(?:url\s+|link\s+|website\s+)?['\"]?"
-                              + re.escape(match.group(0)[:20]), instruction, re.IGNORECASE)
-                 or re.search(r"\bwhat does\s+['\"]?" + re.escape(match.group(0)[:20]), instruction, re.IGNORECASE))
     else:
         return None
-    if not asked:
-        return None
-    # The link is the task's material, not a pointer: the answer is code that takes it, passes
-    # it (or a link) to a tool ("request('https://...')"), or the task works on the link's text.
-    host = re.split(r"[/?#'\"`,;)\s]", re.sub(r"^(?:https?://)?(?:www\.)?", "", match.group(0), flags=re.I))[0].rstrip(".:")
+    # The link is the task's material, not a pointer: the answer is code that takes it, calls a
+    # tool with it ("request('https://...')"), reproduces it (a tweet that gives the address),
+    # or the task works on the link's own text (parse it, shorten it, cite it).
+    link = match.group(0).rstrip(".,;:!?)\"'")
+    host = re.split(r"[/?#'\"`,;)\s]", re.sub(r"^(?:https?://)?(?:www\.)?", "", link, flags=re.I))[0].rstrip(".:")
+    bare = re.sub(r"^https?://", "", link, flags=re.I)
     if (output_is_code(output) or looks_like_code(inp) or re.search(r"=\s*['\"]|<a\s|href\s*=", inp)
-            or quoted_literal(host, output) or re.search(r"\w\(\s*['\"`](?:https?://|www\.)", output)
+            or quoted_literal(host, output) or _TOOL_CALL.search(output) or bare.casefold() in output.casefold()
             or _URL_AS_TEXT.search(_URL.sub(" ", instruction))):
         return None
     return hit("input_reference.url", field, item[field], match)
@@ -123,7 +133,7 @@ def _media_hit(item: Item) -> Hit | None:
             return hit("input_reference.media", "instruction", instruction, word)
     for field in ("input", "instruction"):
         text = item[field]
-        for pattern in (_GIVEN_MEDIA, _ATTACHED, _SEE_ATTACHED, _PLACEHOLDER, _MEDIA_ZH):
+        for pattern in (_GIVEN_MEDIA, _ATTACHED, _SENT, _SEE_ATTACHED, _PLACEHOLDER, _MEDIA_ZH):
             match = pattern.search(text)
             if match:
                 return hit("input_reference.media", field, text, match)
