@@ -51,7 +51,7 @@ from generate.config import GenerateConfig
 from generate.dispatch import PRIOR_KEPT_PER_PROMPT, DispatchGate, worst_case_cost_usd
 from generate.processor import Processor
 from generate.quality.domain import settings_for_run
-from generate.quality.evidence import Settings
+from generate.quality.evidence import ALL_ON, Settings
 from generate.quality.rejected import RejectedLog
 from generate.resume_settings import data_settings, describe_change, prompt_as_sent
 from generate.run_lock import RunLock
@@ -78,7 +78,7 @@ class Plan:
     settings: dict[str, Any]  # what the journal must agree on to resume
     prices: tuple[float, float] | None
     price_factor: float
-    quality: Settings = Settings()  # the defect rules that run: --quality_disable, relaxed by the seed tasks
+    quality: Settings = ALL_ON  # the defect rules that run: --quality_disable, relaxed by the seed tasks
 
     @property
     def model(self) -> str:
@@ -110,7 +110,7 @@ def plan(config: GenerateConfig, environ: Mapping[str, str] | None = None) -> Pl
     # The seeds set the defect rules: a rule that fires on enough of them is relaxed for the run
     # (check_seeds, logged above by prepare_run, says which and why).
     quality = (settings_for_run(tasks, config.quality_disable, config.quality_enforce).settings
-               if config.quality_filters == "on" else Settings())
+               if config.quality_filters == "on" else ALL_ON)
     return Plan(config, tasks, prompt_text, backend_name, settings, prices, price_factor, quality)
 
 

@@ -68,7 +68,7 @@ _MEDIA_INPUT = re.compile(rf"\s*[<\[(]?\s*(?:an?\s+)?{_MEDIA}\s*(?:of|showing|:)
 
 def _stem(word: str) -> str:
     word = word.casefold()
-    return word[:-1] if word.endswith("s") else word
+    return word.removesuffix("s")
 
 
 def _has_antecedent(text: str, match: re.Match[str]) -> bool:
@@ -85,10 +85,10 @@ _INTRODUCED = re.compile(r"\b(?:given|provided|attached|shown|uploaded|receive[s
 
 
 def _names_the_subject(label: str, instruction: str) -> bool:
-    """A link's label ("moment library:") whose words the instruction uses, while the instruction
-    asks nothing of a page, article or post: the link only says where the subject lives."""
+    """A link's label ("moment library:") whose words the instruction uses, and which names no page,
+    article or post: the link only says where the subject the task works on lives."""
     words = [word for word in re.findall(r"\w+", label.casefold()) if len(word) > 2]
-    if not words or _URL_CONTENT.search(label) or _URL_CONTENT.search(instruction):
+    if not words or _URL_CONTENT.search(label):
         return False
     used = set(re.findall(r"\w+", instruction.casefold()))
     return all(word in used for word in words)
@@ -114,8 +114,8 @@ def _url_hit(item: Item) -> Hit | None:
     # tool with it ("request('https://...')"), reproduces it (a tweet that gives the address),
     # or the task works on the link's own text (parse it, shorten it, cite it).
     link = match.group(0).rstrip(".,;:!?)\"'")
-    host = re.split(r"[/?#'\"`,;)\s]", re.sub(r"^(?:https?://)?(?:www\.)?", "", link, flags=re.I))[0].rstrip(".:")
-    bare = re.sub(r"^https?://", "", link, flags=re.I)
+    host = re.split(r"[/?#'\"`,;)\s]", re.sub(r"^(?:https?://)?(?:www\.)?", "", link, flags=re.IGNORECASE))[0].rstrip(".:")
+    bare = re.sub(r"^https?://", "", link, flags=re.IGNORECASE)
     if (output_is_code(output) or looks_like_code(inp) or re.search(r"=\s*['\"]|<a\s|href\s*=", inp)
             or quoted_literal(host, output) or _TOOL_CALL.search(output) or bare.casefold() in output.casefold()
             or _URL_AS_TEXT.search(_URL.sub(" ", instruction))):

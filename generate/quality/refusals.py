@@ -15,7 +15,12 @@ from __future__ import annotations
 
 import re
 
-from generate.quality.context import asks_for_role, inside_string, output_is_code, role_name
+from generate.quality.context import (
+    asks_for_role,
+    inside_string,
+    output_is_code,
+    role_name,
+)
 from generate.quality.evidence import ALL_ON, Hit, Item, Settings, hit
 
 # The model speaking as itself: never a persona a task asks for.
@@ -60,15 +65,15 @@ _APOLOGY = (r"(?:(?:i'?m|i am|we'?re|we are)\s+)?(?:so\s+|very\s+|really\s+|trul
             r"(?:sorry|afraid|unfortunately|regrettably|sadly|alas|i apologi[sz]e|apologies|my apologies)")
 # Not being able to, stated in the first person (or of the request).
 _UNABLE = (r"(?:i|we)\s*(?:can(?:no|')?t|could(?:n't| not)|am (?:not able|unable)|'m (?:not able|unable)|do(?:n't| not) (?:have|know)"
-           r"|won'?t|will not|must (?:respectfully |politely )?decline|am not in a position|have no (?:way|means|ability|access))"
+           r"|won'?t|will not|must (?:respectfully |politely )?decline|am not in a position|have no (?:way|means|ability|access|interest|knowledge))"
            r"|(?:this|that|it)\s*(?:'s|is)\s*(?:not possible|impossible|beyond|outside|not something)")
 _DECLINE_START = re.compile("|".join(f"(?:{p})" for p in (
     # "I'm sorry, but I cannot ...", "Regrettably, I cannot ...", "Sorry, that's beyond what I can do."
     rf"^\W*{_APOLOGY}\W*(?:but\s+)?(?:{_UNABLE})[^.!?\n]*",
     r"^\W*(?:(?:i'?m|i am) afraid\W+)?(?:that'?s|that is|this is|it'?s) not something (?:i|we) can[^.!?\n]*",
     # "That's outside of my capabilities", "This is beyond what I can do"
-    r"^\W*(?:that'?s|that is|this is|it'?s|this (?:request|task|question) is)\s+(?:outside|beyond)\s+(?:of\s+)?"
-    r"(?:my|what (?:i|we))\b[^.!?\n]*",
+    (r"^\W*(?:that'?s|that is|this is|it'?s|this (?:request|task|question) is)\s+(?:outside|beyond)\s+(?:of\s+)?"
+    r"(?:my|what (?:i|we))\b[^.!?\n]*"),
     rf"^\W*(?:i|we) won'?t be able to (?:\w+\s+){{0,2}}?{_TASK_VERB}\b[^.!?\n]*",
     (r"^\W*(?:i|we)\s*(?:can(?:no|')?t|am unable to|'m unable to|am not able to|'m not able to)\s+"
      rf"(?:\w+\s+){{0,2}}?{_TASK_VERB}\b[^.!?\n]*"),
