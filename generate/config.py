@@ -148,8 +148,8 @@ class GenerateConfig:
     quality_filters: Literal["on", "off"] = field(default="on", metadata=flags.doc(
         "on: after parsing, normalise 'no input' spellings to \"\" and drop items with a known "
         "defect (empty or N/A output, merged blocks, URL/picture inputs, control characters, "
-        "echoed instruction, refusal, cut-off code), each counted under its own reason; "
-        "off: the reference's filters only."))
+        "echoed instruction, refusal, cut-off code), each counted under its own reason and written "
+        "with its evidence to generate_rejected.jsonl; off: the reference's filters only."))
     quality_disable: tuple[str, ...] = field(default=(), metadata=flags.doc(
         "Defect detectors or rules to switch off, comma-separated (refusal, input_reference.url, ...; "
         "python -m generate.clean --list_rules lists them)."))
