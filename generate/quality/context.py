@@ -48,9 +48,12 @@ CODE_LINE = re.compile(
     r"|(?:for|if|elif|else|while|with|try|except|finally)\b[^\n]*:\s*$)"
     r"|[{;]\s*$",
 )
-# Shell lines, which CODE_LINE (written for brackets) does not see.
-_SHELL_LINE = re.compile(r"^#!|^\s*(?:echo|fi|done|then|do|esac|export|cd|curl|wget|sudo|pip|npm|git|ls|grep|awk|sed)\b",
-                         re.MULTILINE)
+# Shell lines, which CODE_LINE (written for brackets) does not see: a shebang, a block keyword
+# alone on its line, or a lowercase command with its arguments and no sentence end. A line of
+# prose may start with "then" or "do" too ("then slowly I am ready for the day.").
+_SHELL_LINE = re.compile(r"^#!|^[ \t]*(?:fi|done|then|do|esac|else)[ \t]*;?[ \t]*$"
+                         r"|^[ \t]*(?:\$[ \t]+)?(?:echo|export|cd|curl|wget|sudo|pip3?|npm|git|ls|grep|awk|sed)"
+                         r"(?:[ \t]+[^\s]+)*[ \t]*(?<![.!?:])$", re.MULTILINE)
 # String literals confined to one line.
 STRINGS = re.compile(r"\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'|`(?:\\.|[^`\\])*`")
 
