@@ -56,6 +56,7 @@ from generate.quality.rejected import RejectedLog
 from generate.resume_settings import data_settings, describe_change, prompt_as_sent
 from generate.run_lock import RunLock
 from generate.seeds.check import prepare_run
+from generate.seeds.language_check import summary_block
 from generate.seeds.tasks import SeedTask, build_request
 from generate.store import DATA_NAME, JOURNAL_NAME, SUMMARY_NAME, OutputStore
 from generate.summary import RunStats, write_summary
@@ -197,6 +198,7 @@ class Run:
                          quality_disabled=sorted(settled.quality.disabled))
         store = OutputStore(output_dir)
         processor = Processor(config, settled.tasks, store, stats, settled.quality, RejectedLog(output_dir))
+        stats.language = summary_block(config, processor.language)
         return cls(settled, output_dir, started, journal, stats, store, processor)
 
     @property

@@ -48,6 +48,10 @@ class RunStats:
     rejected_by_rule: Counter[str] = field(default_factory=Counter)
     quality_relaxed: list[dict[str, str]] = field(default_factory=list)  # [{"rule", "reason"}]: relaxed by the seeds
     quality_disabled: list[str] = field(default_factory=list)  # --quality_disable
+    # The run's language, its settings and the language check; wrong_language rejections by
+    # (language found, field).
+    language: dict[str, Any] = field(default_factory=dict)
+    language_rejected: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def summary(
         self,
@@ -97,8 +101,16 @@ class RunStats:
                 "requests_averaged": len(first),
             },
             "backend_stats": backend_stats,
+            "language": {**self.language, "rejected_by_language": self._language_rejections()},
             "python": platform.python_version(),
         }
+
+    def _language_rejections(self) -> dict[str, dict[str, int]]:
+        """wrong_language rejections as {language found: {"instruction": n, "output": m}}, most first."""
+        table: dict[str, dict[str, int]] = {}
+        for (language, where), count in sorted(self.language_rejected.items(), key=lambda kv: -kv[1]):
+            table.setdefault(language, {"instruction": 0, "output": 0})[where] += count
+        return table
 
 
 def write_summary(path: Path, summary: dict[str, Any]) -> None:
