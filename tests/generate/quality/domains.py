@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 # A reading assistant: its tasks take a link and answer from the page (three of four seeds).
 WEB_READER_SEEDS = [
     ("Summarize the page in two sentences.", "https://example.com/blog/solar",
@@ -15,12 +12,3 @@ WEB_READER_SEEDS = [
     ("Write a haiku about rain.", "", "Soft rain on tin roofs / the gutter hums a low song / night tastes of wet stone"),
 ]
 
-
-def write_seeds(path: Path, tasks: list[tuple[str, str, str]], prefix: str = "seed") -> Path:
-    """`tasks` as a seed file in the reference schema, ids `<prefix>_0`, `<prefix>_1`, ..."""
-    with path.open("w", encoding="utf-8") as handle:
-        for number, (instruction, inp, out) in enumerate(tasks):
-            handle.write(json.dumps({"id": f"{prefix}_{number}", "name": f"t{number}", "instruction": instruction,
-                                     "instances": [{"input": inp, "output": out}], "is_classification": False},
-                                    ensure_ascii=False) + "\n")
-    return path

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from generate.quality import clean
-from tests.generate.quality.domains import WEB_READER_SEEDS, write_seeds
+from tests.generate.quality.domains import WEB_READER_SEEDS
+from tests.generate.seed_files import write_seeds
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 

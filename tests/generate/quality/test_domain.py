@@ -17,7 +17,8 @@ from generate.quality.domain import (
 )
 from generate.quality.evidence import Relaxation, Settings
 from generate.seeds.tasks import load_seed_tasks
-from tests.generate.quality.domains import WEB_READER_SEEDS, write_seeds
+from tests.generate.quality.domains import WEB_READER_SEEDS
+from tests.generate.seed_files import write_seeds
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 REFERENCE_SEEDS = REPO_ROOT.parent / "shared" / "data" / "reference_seed_tasks.jsonl"

@@ -24,7 +24,8 @@ from tests.fakes.openai_server import (
     RouteResponse,
     synthetic_item,
 )
-from tests.generate.quality.domains import WEB_READER_SEEDS, write_seeds
+from tests.generate.quality.domains import WEB_READER_SEEDS
+from tests.generate.seed_files import write_seeds
 
 RELAXED = [{"rule": "input_reference.url",
             "reason": "fires on 3 of 4 seed tasks (75%; threshold 2): ids seed_0, seed_1, seed_2"}]

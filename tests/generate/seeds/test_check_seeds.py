@@ -11,7 +11,8 @@ from generate.config import config_from_flags
 from generate.run import generate
 from generate.seeds.check import main
 from generate.seeds.tasks import SeedTaskError, load_seed_tasks
-from tests.generate.quality.domains import WEB_READER_SEEDS, write_seeds
+from tests.generate.quality.domains import WEB_READER_SEEDS
+from tests.generate.seed_files import write_seeds
 
 
 def _line(instruction: str, task_id: str, inp: str = "", out: str = "ok") -> str:
