@@ -8,16 +8,25 @@ PY         := $(VENV)/bin/python
 # The test environment pins torch: an unpinned `torch` would pull a multi-GB CUDA build.
 # On a GPU machine, set TORCH_SPEC to the build you want (e.g. TORCH_SPEC='torch>=2.6').
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS     ?= train,eval,test
+EXTRAS     ?= train,eval,test,human
 
 # ---- generate ----
 OUTPUT_DIR       ?= data
 NUM_INSTRUCTIONS ?= 100
 SEED_TASKS       ?= seed_tasks.jsonl
-# Empty: the prompt follows the seed tasks' language (prompt.txt, prompt_zh.txt for Chinese).
+# Empty: the prompt follows the seed tasks' language (prompt.txt; prompt_zh.txt for Chinese;
+# prompt_de.txt, prompt_fr.txt, ... prompt_pl.txt for de fr es pt it nl ru pl).
 PROMPT           ?=
+# Empty: detected from the seed tasks (python -m generate.check_seeds shows it); or en, de, fr, ...
+LANGUAGE         ?=
 BACKEND          ?= auto
 API              ?=
+# ---- evolve / select (DATA below is their input too) ----
+EVOLVED  ?= data/evolved.json
+ROUNDS   ?= 2
+SELECTED ?= data/selected.json
+K        ?= 1000
+SCORE    ?= rating
 # ---- train ----
 DATA   ?= data/alpaca_data.json
 NPROC  ?= 1
@@ -35,6 +44,7 @@ DIFF   ?=
 # ---- chat / eval ----
 JUDGE    ?= gpt-4.1
 EVAL_DIR ?= output/eval
+HUMAN_DIR ?= output/human-eval
 # ---- train, diff, recover: OVERWRITE=1 replaces a non-empty output folder ----
 OVERWRITE ?=
 # ---- any stage ----
@@ -42,7 +52,7 @@ ARGS   ?=
 
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: help setup generate report train train-lora diff recover chat eval smoke test test-slow test-gpu bench lint clean
+.PHONY: help setup generate report train train-lora diff recover chat eval human-eval evolve select smoke test test-slow test-gpu bench lint clean
 
 help: ## List targets and variables
 	@echo "Targets:"
@@ -51,7 +61,10 @@ help: ## List targets and variables
 	@echo "Variables (make <target> VAR=value):"
 	@echo "  generate: OUTPUT_DIR=$(OUTPUT_DIR) NUM_INSTRUCTIONS=$(NUM_INSTRUCTIONS) MODEL=<model> SEED_TASKS=$(SEED_TASKS)"
 	@echo "            PROMPT=<prompt file; default: by the seeds' language> BACKEND=$(BACKEND) (auto|openai|batch|local) API=<completions|chat>"
+	@echo "            LANGUAGE=<en|de|fr|es|pt|it|nl|ru|pl|zh|ja|ko|th|other; default: detected from the seeds>"
 	@echo "  report:   OUTPUT_DIR=$(OUTPUT_DIR) (a generate run's folder)"
+	@echo "  evolve:   DATA=$(DATA) EVOLVED=$(EVOLVED) ROUNDS=$(ROUNDS) MODEL=<model>"
+	@echo "  select:   DATA=$(DATA) SELECTED=$(SELECTED) K=$(K) SCORE=$(SCORE) (rating|complexity|both)"
 	@echo "  train:    MODEL=<hf path or id> DATA=$(DATA) OUTPUT_DIR=output/alpaca NPROC=$(NPROC) PORT=$(PORT) FSDP='$(FSDP)'"
 	@echo "            OVERWRITE=1 replaces a non-empty OUTPUT_DIR (train, train-lora, diff: DIFF, recover: TUNED)"
 	@echo "            several machines: NNODES=$(NNODES) NODE_RANK=$(NODE_RANK) MASTER_ADDR=$(MASTER_ADDR) (same PORT on every node)"
@@ -60,6 +73,7 @@ help: ## List targets and variables
 	@echo "  recover:  RAW=<base model> DIFF=<diff dir> TUNED=<output dir>"
 	@echo "  chat:     MODEL=<checkpoint dir> (ARGS='--prompt \"...\"' answers once)"
 	@echo "  eval:     MODEL=<checkpoint dir> JUDGE=$(JUDGE) (none: answers only) EVAL_DIR=$(EVAL_DIR)"
+	@echo "  human-eval: EVAL_DIR=$(EVAL_DIR) (the run whose pairs people compare) HUMAN_DIR=$(HUMAN_DIR)"
 	@echo "  any:      ARGS='--flag value ...' passes further flags; TORCH_SPEC='$(TORCH_SPEC)'"
 	@echo "Environment: OPENAI_API_KEY, OPENAI_BASE_URL (vLLM, llama.cpp, Ollama: http://host:port/v1)."
 
@@ -79,11 +93,18 @@ setup: $(STAMP) ## Create .venv and install the pipeline with its train and test
 
 generate: $(STAMP) ## Generate instruction data -> OUTPUT_DIR/alpaca_data.json
 	$(PY) -m generate --output_dir "$(OUTPUT_DIR)" --seed_tasks_path "$(SEED_TASKS)" \
-	  $(if $(PROMPT),--prompt_path "$(PROMPT)") --num_instructions_to_generate $(NUM_INSTRUCTIONS) \
+	  $(if $(PROMPT),--prompt_path "$(PROMPT)") $(if $(LANGUAGE),--language $(LANGUAGE)) \
+	  --num_instructions_to_generate $(NUM_INSTRUCTIONS) \
 	  --backend $(BACKEND) $(if $(MODEL),--model_name "$(MODEL)") $(if $(API),--api $(API)) $(ARGS)
 
 report: $(STAMP) ## HTML report with plots of OUTPUT_DIR's data -> OUTPUT_DIR/generate_report.html
 	$(PY) -m generate.report "$(OUTPUT_DIR)"
+
+evolve: $(STAMP) ## Evolve DATA's instructions deeper and wider -> EVOLVED (failed rewrites eliminated, counted)
+	$(PY) -m generate.evolve "$(DATA)" "$(EVOLVED)" --rounds $(ROUNDS) $(if $(MODEL),--model_name "$(MODEL)") $(ARGS)
+
+select: $(STAMP) ## Choose the best K of DATA by SCORE, skipping near-duplicates -> SELECTED
+	$(PY) -m generate.select "$(DATA)" "$(SELECTED)" --k $(K) --score $(SCORE) $(if $(MODEL),--model_name "$(MODEL)") $(ARGS)
 
 train: OUTPUT_DIR = output/alpaca
 train: $(STAMP) ## Fine-tune MODEL on DATA with FSDP over NPROC processes (x NNODES machines)
@@ -125,6 +146,9 @@ eval: $(STAMP) ## Answer the eval set with MODEL, judge each answer against the 
 	@test -n "$(MODEL)" || { echo "make eval: set MODEL=<checkpoint directory>, e.g. MODEL=output/alpaca" >&2; exit 2; }
 	$(PY) -m assess --model "$(MODEL)" --judge_model "$(JUDGE)" --output_dir "$(EVAL_DIR)" $(ARGS)
 
+human-eval: $(STAMP) ## Blind pairwise comparison by people of EVAL_DIR's pairs, on a local page -> HUMAN_DIR
+	$(PY) -m assess.human --eval_dir "$(EVAL_DIR)" --output_dir "$(HUMAN_DIR)" $(ARGS)
+
 smoke: $(STAMP) ## Whole pipeline offline in minutes: loopback API, tiny model, 2-process FSDP, diff, recover
 	OMP_NUM_THREADS=1 $(PY) -m tests.smoke_pipeline --workdir smoke
 
@@ -141,6 +165,7 @@ bench: $(STAMP) ## Run the CPU benchmarks; results in bench/results/*.json
 	OMP_NUM_THREADS=1 $(PY) bench/dedup.py
 	$(PY) bench/generate_throughput.py
 	OMP_NUM_THREADS=1 $(PY) bench/recover.py
+	$(PY) bench/language_id.py
 
 lint: $(STAMP) ## Byte-compile everything and run ruff if installed
 	$(PY) -m compileall -q core generate train recover assess tests bench
@@ -160,14 +185,17 @@ train train-lora diff recover: override ARGS += $(if $(OVERWRITE),--overwrite $(
 # Errors in make's words: each target tells the commands which flags its variables set, and
 # their one-line errors name the variable (SEED_TASKS) instead of the flag (--seed_tasks_path).
 generate:         export ALPACA_MAKE_VARIABLES = output_dir=OUTPUT_DIR seed_tasks_path=SEED_TASKS prompt_path=PROMPT \
-  num_instructions_to_generate=NUM_INSTRUCTIONS backend=BACKEND model_name=MODEL api=API
+  language=LANGUAGE num_instructions_to_generate=NUM_INSTRUCTIONS backend=BACKEND model_name=MODEL api=API
 report:           export ALPACA_MAKE_VARIABLES = folder=OUTPUT_DIR output_dir=OUTPUT_DIR
+evolve:           export ALPACA_MAKE_VARIABLES = input=DATA output=EVOLVED rounds=ROUNDS model_name=MODEL
+select:           export ALPACA_MAKE_VARIABLES = input=DATA output=SELECTED k=K score=SCORE model_name=MODEL
 train train-lora: export ALPACA_MAKE_VARIABLES = model_name_or_path=MODEL data_path=DATA output_dir=OUTPUT_DIR fsdp=FSDP \
   overwrite=OVERWRITE
 diff:             export ALPACA_MAKE_VARIABLES = path_raw=RAW path_tuned=TUNED path_diff=DIFF overwrite=OVERWRITE
 recover:          export ALPACA_MAKE_VARIABLES = path_raw=RAW path_diff=DIFF path_tuned=TUNED overwrite=OVERWRITE
 chat:             export ALPACA_MAKE_VARIABLES = model=MODEL
 eval:             export ALPACA_MAKE_VARIABLES = model=MODEL judge_model=JUDGE output_dir=EVAL_DIR
+human-eval:       export ALPACA_MAKE_VARIABLES = eval_dir=EVAL_DIR output_dir=HUMAN_DIR
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis smoke

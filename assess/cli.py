@@ -24,11 +24,13 @@ def _headline(summary: dict) -> str:
     if rate is None:
         return f"no task could be judged ({results['unparseable']} unparseable verdicts); details in {folder}"
     low, high = results["ci95_bootstrap"] or (rate, rate)
+    controlled = (summary.get("length_controlled") or {}).get("win_rate")
     return (
         f"{summary['contestant']} vs {summary['reference']}: win rate {rate:.3f} "
         f"(95% CI {low:.3f}-{high:.3f}; {results['wins']} wins, {results['ties']} ties, "
-        f"{results['losses']} losses, {results['unparseable']} unparseable) judged by {summary['judge_model']}; "
-        f"details in {folder}"
+        f"{results['losses']} losses, {results['unparseable']} unparseable)"
+        + (f", length-controlled {controlled:.3f}" if controlled is not None else "")
+        + f" judged by {summary['judge_model']}; details in {folder}"
     )
 
 

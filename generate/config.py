@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from core import flags
 from core.exit_codes import ConfigError
+from generate.quality.detectors import check_rule_names
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -16,7 +17,8 @@ ApiName = Literal["completions", "chat"]
 BackendChoice = Literal["auto", "openai", "batch", "local"]
 DedupTokenizer = Literal["rouge", "unicode"]
 LogLevel = Literal["debug", "info", "warning", "error"]
-LanguageChoice = Literal["auto", "en", "zh", "ja", "ko", "th", "other"]
+LanguageChoice = Literal["auto", "en", "de", "fr", "es", "pt", "it", "nl", "ru", "pl", "zh", "ja", "ko", "th", "other"]
+LanguageCheck = Literal["auto", "on", "off"]
 LocalPrecision = Literal["auto", "fp32", "bf16", "int8"]
 
 # The reference's blacklist: instructions a text-only model cannot follow.
@@ -115,11 +117,17 @@ class GenerateConfig:
         "local backend: torch device (auto, cpu, cuda, cuda:1, ...)."))
     # --- language of the seed tasks (generate/seeds/language.py) --------------------------
     language: LanguageChoice = field(default="auto", metadata=flags.doc(
-        "auto: detected from the seed instructions' script; en keeps the reference's settings; "
-        "zh, ja, th: lengths in characters, blacklist matched as substrings; ko, other: words. "
-        "Every non-English choice uses the unicode dedup tokenizer and no ASCII-start rule. "
-        "Flags left at their defaults (--dedup_tokenizer, --blacklist, --min/max_instruction_words, "
-        "--reject_non_ascii_start, --prompt_path) follow the language; flags you set win."))
+        "auto: detected from the seed instructions (their script, then py3langid); en keeps the "
+        "reference's settings; de, fr, es, pt, it, nl, ru, pl: their own blacklist, word lengths and "
+        "prompt_<lang>.txt; zh, ja, th: lengths in characters, blacklist matched as substrings; ko, "
+        "other: words, no blacklist. Every non-English choice uses the unicode dedup tokenizer and no "
+        "ASCII-start rule. Flags left at their defaults (--dedup_tokenizer, --blacklist, "
+        "--min/max_instruction_words, --reject_non_ascii_start, --prompt_path) follow the language; "
+        "flags you set win."))
+    language_check: LanguageCheck = field(default="auto", metadata=flags.doc(
+        "Reject generated items whose instruction or output is in another language than the seeds' "
+        "(reason wrong_language; py3langid, offline). auto: on for de, fr, es, pt, it, nl, ru, pl; off "
+        "for en (the reference's decisions) and the languages not adapted; on: also for en, zh, ja, ko, th."))
     # --- end of the language block -------------------------------------------------------
     # --- batch backend: the service's limits ------------------------------------------------
     # The Batch API caps the prompt tokens an organisation may have queued per model (the
@@ -147,8 +155,14 @@ class GenerateConfig:
     quality_filters: Literal["on", "off"] = field(default="on", metadata=flags.doc(
         "on: after parsing, normalise 'no input' spellings to \"\" and drop items with a known "
         "defect (empty or N/A output, merged blocks, URL/picture inputs, control characters, "
-        "echoed instruction, refusal, cut-off code), each counted under its own reason; "
-        "off: the reference's filters only."))
+        "echoed instruction, refusal, cut-off code), each counted under its own reason and written "
+        "with its evidence to generate_rejected.jsonl; off: the reference's filters only."))
+    quality_disable: tuple[str, ...] = field(default=(), metadata=flags.doc(
+        "Defect detectors or rules to switch off, comma-separated (refusal, input_reference.url, ...; "
+        "python -m generate.clean --list_rules lists them)."))
+    quality_enforce: tuple[str, ...] = field(default=(), metadata=flags.doc(
+        "Defect rules kept on even when the seed tasks would relax them (a rule that fires on at "
+        "least 2 seed tasks, and 1% of them, is relaxed for the run: the domain answers that way)."))
     report: bool = field(default=True, metadata=flags.doc(
         "python -m generate: write generate_report.html (plots of the data; python -m generate.report) at the end."))
     # --- end of data quality block ---------------------------------------------------------
@@ -199,6 +213,8 @@ def validate(config: GenerateConfig) -> None:
         value = getattr(config, name)
         if value is not None and value < 0:
             raise ConfigError(f"--{name} must be >= 0 USD per 1M tokens (got {value})")
+    check_rule_names(config.quality_disable, "--quality_disable")
+    check_rule_names(config.quality_enforce, "--quality_enforce")
     if not config.model_name.strip():
         raise ConfigError("--model_name must not be empty")
     if not config.output_dir.strip():
@@ -206,7 +222,9 @@ def validate(config: GenerateConfig) -> None:
 
 
 def _show_default(name: str, value: Any) -> str | None:
-    """Defaults inside the repository read `<repo>/prompt.txt`, not this machine's path."""
+    """Defaults inside the repository read `<repo>/prompt.txt`, not this machine's path; an empty list reads "none"."""
+    if value == ():
+        return "none"
     if isinstance(value, str) and value.startswith(str(REPO_ROOT)):
         return "<repo>/" + Path(value).name
     return None

@@ -1,14 +1,17 @@
 """The numbers the report shows: lengths in the language's units, leading verbs and their objects,
-ROUGE-L to the nearest instruction, defects with examples, rejections, cost and scores.
+ROUGE-L to the nearest instruction, defects with examples, rejections, cost, scores and languages.
 
-The verb/object split is a heuristic (no parser can be installed offline): for text with
-spaces, the verb is the first word after polite fillers ("please", "can you", an adverb in -ly), and
-no verb is counted when that word is a determiner, pronoun, preposition, question word or
-auxiliary ("The", "What", "Is", "Given"); the object is
-the next word that is not a determiner, pronoun, number, preposition or common adjective;
-for Chinese, the first two characters after "请"/"帮我"... (one when a numeral or measure
-word follows: "写一首" -> "写"), and as object the next two after numerals, measure words,
-"以下", "关于".... Lengths are counted in the run's language units:
+The verb/object split is a heuristic (no parser can be installed offline). For text with
+spaces, words are split on Unicode letters (so "Erkläre" is one word), and the run's
+language picks the word lists (function_words.py: en, de, fr, es, pt, it, nl, ru, pl): the
+verb is the first word after polite fillers ("please", "bitte", "por favor", an English
+adverb in -ly), and no verb is counted when that word is an article, pronoun, preposition,
+question word or auxiliary ("The", "Was", "Comment"); the object is the next word that is
+not an article, pronoun, number, preposition or common adjective. A language without lists
+gets an honest fallback: the first word as the verb and the next word of at least four
+letters as the object. For Chinese, the first two characters after "请"/"帮我"... (one when a
+numeral or measure word follows: "写一首" -> "写"), and as object the next two after
+numerals, measure words, "以下", "关于".... Lengths are counted in the run's language units:
 words for text with spaces, characters for Chinese/Japanese/Korean (each CJK character is
 one unit, other words count one each).
 """
@@ -27,9 +30,14 @@ from generate.parsing import parse_answer
 from generate.quality.detectors import (
     DEFECT_REASONS,
     find_defect,
+    find_hit,
     is_no_input,
     normalise_input,
 )
+from generate.quality.evidence import Relaxation, Settings
+from generate.quality.rejected import REJECTED_NAME, read_rejected
+from generate.quality.report.function_words import ELIDING, FUNCTION_WORDS
+from generate.quality.report.languages import LanguageStats, language_stats
 from generate.quality.report.load import RunData
 from generate.store import JOURNAL_NAME
 
@@ -60,14 +68,6 @@ def dominant_unit(texts: Sequence[str]) -> str:
     return "characters" if letters and cjk / letters > 0.5 else "words"
 
 
-_FILLERS = frozenset(["please", "kindly", "now", "then", "also", "just", "you", "can", "could", "would", "will", "let's", "lets", "i", "we"])
-_NOT_OBJECTS = frozenset(
-    ["a", "an", "the", "this", "that", "these", "those", "some", "any", "each", "every", "all", "both", "either", "neither", "such", "another", "other", "following", "given", "provided", "above", "below", "same", "next", "previous", "last", "first", "second", "third", "new", "short", "brief", "simple", "good", "few", "several", "many", "more", "most", "much", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "me", "us", "my", "our", "your", "his", "her", "its", "their", "them", "him", "it", "you", "i", "we", "they", "of", "to", "for", "in", "on", "at", "by", "with", "from", "about", "into", "as", "and", "or", "but", "not", "how", "what", "which", "who", "whom", "whose", "why", "when", "where", "whether", "if", "than", "up", "out", "down", "over", "under", "between", "among", "through", "during", "without", "within", "is", "are", "be", "been", "being", "creative", "detailed", "interesting", "funny", "unique", "catchy", "appropriate", "suitable", "possible", "different"]
-)
-# First words that show the instruction does not open with a verb (a question, a noun phrase).
-_NOT_VERBS = _NOT_OBJECTS | frozenset(
-    ["based", "using", "according", "there", "here", "is", "are", "was", "were", "do", "does", "did", "has", "have", "had", "should", "may", "might", "must", "given", "suppose", "imagine", "assuming"]
-) - frozenset(["list", "find"])
 _ZH_PREFIXES = ("请你", "请帮我", "请", "帮我", "你能", "能否", "可以", "麻烦")
 # After the verb: numbers with their measure word, demonstratives, "关于"..., skipped before the object.
 _ZH_SKIP = re.compile(
@@ -78,7 +78,19 @@ _ZH_SKIP = re.compile(
 _ZH_ONE_CHAR_VERB_NEXT = frozenset("一两三四五六七八九十几个首篇段份些句封条则种组项张道下这那")
 
 
-def verb_object(instruction: str) -> tuple[str, str] | None:
+_WORD = re.compile(r"[^\W\d_]+(?:['\-][^\W\d_]+)*|\d+")
+# An elided French or Italian article or pronoun: "l'automne" -> "automne", "dell'anno" -> "anno".
+_ELISION = re.compile(r"^(?:l|d|j|m|n|t|c|qu|jusqu|lorsqu|puisqu|dell|dall|nell|sull|all|un|quest|quell)'(?=\w)")
+
+
+def _split_words(text: str, language: str) -> list[str]:
+    words = _WORD.findall(text.lower().replace("’", "'"))
+    if language in ELIDING:
+        words = [_ELISION.sub("", word) for word in words]
+    return words
+
+
+def verb_object(instruction: str, language: str = "en") -> tuple[str, str] | None:
     """(leading verb, its object) by the heuristic in the module docstring; None when not found."""
     text = instruction.strip()
     if _CJK.match(text):
@@ -95,13 +107,21 @@ def verb_object(instruction: str) -> tuple[str, str] | None:
         rest = _ZH_SKIP.sub("", text[size:])
         obj = rest[:2]
         return verb, obj if len(_CJK.findall(obj)) == 2 else ""
-    words = re.findall(r"[a-z][a-z'-]*|\d+", text.lower())
-    while words and (words[0] in _FILLERS or (words[0].endswith("ly") and len(words) > 1)):
-        words.pop(0)  # "please", "can you", "briefly"
-    if not words or words[0].isdigit() or words[0] in _NOT_VERBS:
+    words = _split_words(text, language)
+    lists = FUNCTION_WORDS.get(language)
+    if lists is None:
+        # No word lists for this language: the first word and the next one of four letters or more.
+        words = [word for word in words if not word.isdigit()]
+        if not words:
+            return None
+        return words[0], next((word for word in words[1:] if len(word) >= 4), "")
+    suffix = lists.adverb_suffix
+    while words and (words[0] in lists.fillers or (suffix and words[0].endswith(suffix) and len(words) > 1)):
+        words.pop(0)  # "please", "can you", "briefly", "bitte"
+    if not words or words[0].isdigit() or words[0] in lists.not_verbs:
         return None
     verb = words[0]
-    obj = next((w for w in words[1:] if w not in _NOT_OBJECTS and not w.isdigit()), "")
+    obj = next((w for w in words[1:] if w not in lists.not_objects and not w.isdigit()), "")
     return verb, obj
 
 
@@ -117,12 +137,36 @@ class Stats:
     rouge_seed: list[float]
     rouge_kept: list[float]
     defects: Counter[str]
-    examples: dict[str, list[dict[str, str]]]
-    rejected_examples: dict[str, list[dict[str, str]]]  # from the journal's answers, for classes the data lacks
+    examples: dict[str, list[dict[str, Any]]]  # items, each with its "evidence"
+    # From generate_rejected.jsonl (with "evidence"), else the journal's answers, for classes the data lacks.
+    rejected_examples: dict[str, list[dict[str, Any]]]
     rejected: dict[str, int]
     cost_usd: float | None
     cost_per_kept: float | None
     scores: list[float]
+    language: LanguageStats
+    quality: Settings  # the rules the run used: its --quality_disable and the seeds' relaxations
+
+
+def run_quality_settings(summary: dict[str, Any]) -> Settings:
+    """The detector settings a run used, from its summary (none recorded: every rule on)."""
+    relaxed = tuple(Relaxation(str(r.get("rule")), str(r.get("reason", ""))) for r in summary.get("quality_relaxed") or []
+                    if isinstance(r, dict))
+    disabled = frozenset(str(name) for name in summary.get("quality_disabled") or [])
+    return Settings(disabled=disabled, relaxed=relaxed)
+
+
+def rejected_examples(folder: Path, wanted: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Up to EXAMPLES_PER_DEFECT rejected candidates of each `wanted` class, with their evidence:
+    from generate_rejected.jsonl, or, for a run written before that file existed, the journal."""
+    if not (folder / REJECTED_NAME).is_file():
+        return journal_examples(folder, wanted)
+    found: dict[str, list[dict[str, Any]]] = {}
+    for record in read_rejected(folder):
+        name = record.get("defect")
+        if name in wanted and len(found.setdefault(name, [])) < EXAMPLES_PER_DEFECT:
+            found[name].append(record)
+    return {name: items for name, items in found.items() if items}
 
 
 def journal_examples(folder: Path, wanted: Sequence[str]) -> dict[str, list[dict[str, str]]]:
@@ -168,7 +212,8 @@ def compute_stats(run: RunData) -> Stats:
     lengths = {key: [count_units(item[key]) for item in items] for key in ("instruction", "input", "output")}
     with_input = sum(1 for item in items if item["input"].strip() and not is_no_input(item["input"]))
 
-    pairs = [verb_object(item["instruction"]) for item in items]
+    language = language_stats(run)
+    pairs = [verb_object(item["instruction"], language.code) for item in items]
     found = [pair for pair in pairs if pair is not None]
     verb_counts = Counter(verb for verb, _ in found)
     objects: dict[str, Counter[str]] = {}
@@ -189,16 +234,19 @@ def compute_stats(run: RunData) -> Stats:
         (rouge_kept if nearest is not None and nearest in earlier else rouge_seed).append(score)
         earlier.add(item["instruction"])
 
-    defects: Counter[str] = Counter()
-    examples: dict[str, list[dict[str, str]]] = {}
-    for item in items:
-        reason = find_defect(item)
-        if reason is not None:
-            defects[reason] += 1
-            if len(examples.setdefault(reason, [])) < EXAMPLES_PER_DEFECT:
-                examples[reason].append(item)
-
+    # The kept data under the rules the run used: a rule the seeds relaxed is the domain's way
+    # of answering, not a defect left behind.
     summary = run.summary or {}
+    quality = run_quality_settings(summary)
+    defects: Counter[str] = Counter()
+    examples: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        hit = find_hit(item, quality)
+        if hit is not None:
+            defects[hit.detector] += 1
+            if len(examples.setdefault(hit.detector, [])) < EXAMPLES_PER_DEFECT:
+                examples[hit.detector].append({**item, "evidence": hit.evidence()})
+
     rejected = {k: int(v) for k, v in (summary.get("rejected") or {}).items() if isinstance(v, (int, float))}
     cost = summary.get("estimated_cost_usd")
     kept = summary.get("kept") or len(items)
@@ -207,8 +255,8 @@ def compute_stats(run: RunData) -> Stats:
     return Stats(unit=unit, lengths=lengths, with_input=with_input, verbs=verbs,
                  verb_share=len(found) / len(items) if items else 0.0, rouge_seed=rouge_seed,
                  rouge_kept=rouge_kept, defects=defects, examples=examples,
-                 rejected_examples=journal_examples(
+                 rejected_examples=rejected_examples(
                      run.folder, [n for n in DEFECT_REASONS if rejected.get(n) and n not in examples]),
                  rejected=rejected,
                  cost_usd=cost if isinstance(cost, (int, float)) else None, cost_per_kept=cost_per_kept,
-                 scores=scores)
+                 scores=scores, quality=quality, language=language)

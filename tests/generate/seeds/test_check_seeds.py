@@ -11,6 +11,8 @@ from generate.config import config_from_flags
 from generate.run import generate
 from generate.seeds.check import main
 from generate.seeds.tasks import SeedTaskError, load_seed_tasks
+from tests.generate.quality.domains import WEB_READER_SEEDS
+from tests.generate.seed_files import write_seeds
 
 
 def _line(instruction: str, task_id: str, inp: str = "", out: str = "ok") -> str:
@@ -45,7 +47,12 @@ def test_bom_is_accepted_and_a_clean_chinese_file_passes(tmp_path: Path, capsys)
     start = lines.index("--- first prompt (request 0 of seed 42, 3 examples) ---")
     assert lines[lines.index("--- end of prompt ---") - 1] == "4. 指令："
     assert sum(line.startswith(("1. 指令：", "2. 指令：", "3. 指令：")) for line in lines[start:]) == 3
-    assert lines[-1] == "check_seeds: 0 errors, 0 warnings"
+    assert "language check: off: not tuned for this language (--language_check on turns it on)" in lines
+    # Four seeds: three of them in every prompt.
+    assert lines[-1] == "check_seeds: 0 errors, 1 warning"
+    assert [line for line in lines if line.startswith("warning:")] == [(
+        "warning: only 4 seeds: below about 50 the prompts repeat (each shows 3 of them, so every seed is in about "
+        "75% of the prompts) and generated tasks drift toward copies of them; write more seeds (docs/seed_tasks.md)")]
 
 
 def test_non_utf8_is_named_with_file_and_byte_offset(tmp_path: Path, capsys) -> None:
@@ -74,7 +81,10 @@ def test_duplicate_ids_are_errors_and_near_duplicate_seeds_are_named(tmp_path: P
     suffix = ": generated tasks this close to a seed are dropped, so it adds nothing"
     assert f"warning: seed s2 is a near-duplicate of seed s0 (ROUGE-L 0.89 > 0.7){suffix}" in lines
     assert f"warning: seed s3 repeats seed s1{suffix}" in lines
-    assert lines[-1] == "check_seeds: 1 error, 2 warnings"
+    assert "warning: only 5 seeds: below about 50 the prompts repeat (each shows 3 of them, so every seed is in " \
+           "about 60% of the prompts) and generated tasks drift toward copies of them; write more seeds " \
+           "(docs/seed_tasks.md)" in lines
+    assert lines[-1] == "check_seeds: 1 error, 3 warnings"
     assert not any(line.startswith("--- first prompt") for line in lines)  # not with errors
 
 
@@ -85,7 +95,7 @@ def test_forcing_english_on_chinese_seeds_names_each_filter_and_flag(tmp_path: P
     ids = "ids zh_0, zh_1, zh_2, zh_3"
     assert status == 0
     assert "language: en (English), set by --language" in lines
-    assert [line for line in lines if line.startswith("warning:")] == [
+    assert [line for line in lines if line.startswith("warning:")][1:] == [
         f"warning: the minimum length (4 words) rejects 4 of your 4 seeds: {ids}; change it with --min_instruction_words",
         f"warning: the ASCII-start rule rejects 4 of your 4 seeds: {ids}; change it with "
         "--reject_non_ascii_start=False (or --language)",
@@ -100,7 +110,7 @@ def test_bad_flags_and_missing_path_exit_2(tmp_path: Path, capsys) -> None:
     assert capsys.readouterr().err == ("generate.check_seeds: error: give SEED_TASKS.jsonl: usage: "
                                        "python -m generate.check_seeds SEED_TASKS.jsonl [--flag value ...]\n")
     assert main([str(tmp_path / "x.jsonl"), "--language=xx"]) == 2
-    assert "--language must be one of auto, en, zh, ja, ko, th, other (got 'xx')" in capsys.readouterr().err
+    assert "--language must be one of auto, en, de, fr, es, pt, it, nl, ru, pl, zh, ja, ko, th, other (got 'xx')" in capsys.readouterr().err
     assert main([str(tmp_path / "absent.jsonl")]) == 1
     assert capsys.readouterr().out.splitlines()[0] == (
         f"error: {tmp_path / 'absent.jsonl'}: cannot read (No such file or directory); set --seed_tasks_path")
@@ -117,3 +127,31 @@ def test_a_run_stops_on_seed_errors_before_any_request(tmp_path: Path, clean_env
         generate(config_from_flags({"seed_tasks_path": str(path), "output_dir": str(out), "progress": False,
                                     "num_prompt_instructions": 1}))
     assert not out.exists()
+
+
+def test_url_seeds_relax_the_url_rule_and_defects_in_seeds_are_named(tmp_path: Path, capsys) -> None:
+    seeds = write_seeds(tmp_path / "web.jsonl", WEB_READER_SEEDS)
+    status, lines = _run(capsys, str(seeds))
+    assert status == 0
+    assert ("warning: defect rule input_reference.url fires on 3 of your 4 seed tasks (ids seed_0, seed_1, seed_2; "
+            "e.g. input 'https://example.com/blog/solar'): relaxed for this run, since your domain answers this way "
+            "(--quality_enforce=input_reference.url keeps it on)") in lines
+    status, lines = _run(capsys, str(seeds), "--quality_enforce", "input_reference.url")
+    assert [line for line in lines if "defect rule" in line] == [
+        ("warning: defect rule input_reference.url fires on 3 of your 4 seed tasks (ids seed_0, seed_1, seed_2; "
+        "e.g. input 'https://example.com/blog/solar'): kept on by --quality_enforce")]
+    status, lines = _run(capsys, str(seeds), "--quality_filters", "off")
+    assert "defect detectors: off (--quality_filters off)" in lines and not any("defect rule" in line for line in lines)
+    # A seed with a defect no domain has is named, and nothing is relaxed for it.
+    broken = write_seeds(tmp_path / "broken.jsonl", [*WEB_READER_SEEDS[3:], ("Name a fruit.", "", "")] * 2, prefix="b")
+    status, lines = _run(capsys, str(broken))
+    assert ("warning: defect rule empty_output.blank fires on 2 of your 4 seed tasks (ids b_1, b_3; e.g. output ''): "
+            "fix them; this rule finds a defect in any domain, so examples never relax it "
+            "(--quality_disable=empty_output.blank switches it off)") in lines
+    status, lines = _run(capsys, str(seeds), "--quality_disable", "refusals")
+    assert status == 2
+
+
+def test_clean_seeds_relax_nothing(seed_file: Path, capsys) -> None:
+    _status, lines = _run(capsys, str(seed_file))
+    assert "defect detectors: no rule fires on any of the 8 seed tasks; none is relaxed" in lines
