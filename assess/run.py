@@ -92,7 +92,14 @@ def load_inputs(config: EvalConfig) -> Inputs:
     """Read and check the set, the reference, the contestant and the endpoints; write nothing
     but the cache of a default download."""
     validate_eval(config)
-    # What fails in an instant first: no judge endpoint, no model, before any download.
+    # A name from the table (`self_instruct`, `alpaca_eval`, ...) or a path; a path given
+    # without a reference is judged against the default set's reference (it may cover it).
+    named = NAMED_SETS.get(config.eval_set.strip() or DEFAULT_SET_NAME)
+    given = Path(config.eval_set).expanduser()
+    if not named and not given.exists() and not given.suffix and "/" not in config.eval_set:
+        raise EvalInputError(f"--eval_set {config.eval_set}: no such file, and not a named set "
+                             f"({', '.join(NAMED_SETS)})")
+    # What fails in an instant next: no judge endpoint, no model, before any download.
     if config.judged:
         check_credentials()  # the judge needs an endpoint
     if config.model:
@@ -100,13 +107,7 @@ def load_inputs(config: EvalConfig) -> Inputs:
     elif not config.contestant_base_url:
         check_credentials()  # the API contestant's endpoint
     cache = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
-    # A name from the table (`self_instruct`, `alpaca_eval`, ...) or a path; a path given
-    # without a reference is judged against the default set's reference (it may cover it).
-    named = NAMED_SETS.get(config.eval_set.strip() or DEFAULT_SET_NAME)
-    eval_path = cached_download(named.tasks, cache) if named else Path(config.eval_set).expanduser()
-    if not named and not eval_path.exists() and not eval_path.suffix and "/" not in config.eval_set:
-        raise EvalInputError(f"--eval_set {config.eval_set}: no such file, and not a named set "
-                             f"({', '.join(NAMED_SETS)})")
+    eval_path = cached_download(named.tasks, cache) if named else given
     items = load_eval_set(eval_path)
     if config.max_items:
         items = items[:config.max_items]

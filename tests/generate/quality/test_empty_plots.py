@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from generate.quality.detectors import DEFECT_REASONS
+from generate.quality.evidence import ALL_ON
+from generate.quality.report.languages import LanguageStats
 from generate.quality.report.plots import plot_defects
 from generate.quality.report.stats import Stats
 
@@ -32,7 +34,8 @@ def drawn(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 def _stats(defects: Counter[str], rejected: dict[str, int]) -> Stats:
     return Stats(unit="words", lengths={}, with_input=0, verbs=[], verb_share=0.0, rouge_seed=[], rouge_kept=[],
                  defects=defects, examples={}, rejected_examples={}, rejected=rejected, cost_usd=None,
-                 cost_per_kept=None, scores=[])
+                 cost_per_kept=None, scores=[], language=LanguageStats("en", "English", "test", None),
+                 quality=ALL_ON)
 
 
 def test_no_defect_at_all_is_said_not_drawn(drawn: list[Any]) -> None:
