@@ -45,6 +45,8 @@ DIFF   ?=
 JUDGE    ?= gpt-4.1
 EVAL_DIR ?= output/eval
 HUMAN_DIR ?= output/human-eval
+# ---- train, diff, recover: OVERWRITE=1 replaces a non-empty output folder ----
+OVERWRITE ?=
 # ---- any stage ----
 ARGS   ?=
 
@@ -63,9 +65,10 @@ help: ## List targets and variables
 	@echo "  report:   OUTPUT_DIR=$(OUTPUT_DIR) (a generate run's folder)"
 	@echo "  evolve:   DATA=$(DATA) EVOLVED=$(EVOLVED) ROUNDS=$(ROUNDS) MODEL=<model>"
 	@echo "  select:   DATA=$(DATA) SELECTED=$(SELECTED) K=$(K) SCORE=$(SCORE) (rating|complexity|both)"
-	@echo "  train:    MODEL=<hf path or id> DATA=$(DATA) OUTPUT_DIR=<dir> NPROC=$(NPROC) PORT=$(PORT) FSDP='$(FSDP)'"
+	@echo "  train:    MODEL=<hf path or id> DATA=$(DATA) OUTPUT_DIR=output/alpaca NPROC=$(NPROC) PORT=$(PORT) FSDP='$(FSDP)'"
+	@echo "            OVERWRITE=1 replaces a non-empty OUTPUT_DIR (train, train-lora, diff: DIFF, recover: TUNED)"
 	@echo "            several machines: NNODES=$(NNODES) NODE_RANK=$(NODE_RANK) MASTER_ADDR=$(MASTER_ADDR) (same PORT on every node)"
-	@echo "  train-lora: as train (NPROC=1 is one GPU); ARGS='--load_in_4bit True' for QLoRA, '--merge_lora True' for a merged model"
+	@echo "  train-lora: as train, OUTPUT_DIR=output/alpaca-lora (NPROC=1 is one GPU); ARGS='--load_in_4bit True' for QLoRA, '--merge_lora True' for a merged model"
 	@echo "  diff:     RAW=<base model> TUNED=<fine-tuned model> DIFF=<diff dir>"
 	@echo "  recover:  RAW=<base model> DIFF=<diff dir> TUNED=<output dir>"
 	@echo "  chat:     MODEL=<checkpoint dir> (ARGS='--prompt \"...\"' answers once)"
@@ -74,11 +77,15 @@ help: ## List targets and variables
 	@echo "  any:      ARGS='--flag value ...' passes further flags; TORCH_SPEC='$(TORCH_SPEC)'"
 	@echo "Environment: OPENAI_API_KEY, OPENAI_BASE_URL (vLLM, llama.cpp, Ollama: http://host:port/v1)."
 
+# Said on stderr: `answer=$$(make chat ARGS='--prompt ...')` captures the answer alone, first use included.
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]" "$(TORCH_SPEC)"
+	@echo "make: installing the pipeline and its dependencies into $(VENV) (extras $(EXTRAS); $(TORCH_SPEC))" >&2
+	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV) >&2
+	@$(PY) -m pip install --quiet --upgrade pip >&2
+	@$(PY) -m pip install --quiet "$(TORCH_SPEC)" >&2
+	@# setuptools' note on every editable install of a flat layout ("Editable installation. Please
+	@# be careful with folders...") is about its own mechanism, not this project: not shown.
+	@PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet -e ".[$(EXTRAS)]" "$(TORCH_SPEC)" >&2
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -107,7 +114,7 @@ train: $(STAMP) ## Fine-tune MODEL on DATA with FSDP over NPROC processes (x NNO
 	  --model_name_or_path "$(MODEL)" --data_path "$(DATA)" --output_dir "$(OUTPUT_DIR)" \
 	  --bf16 True --num_train_epochs 3 --per_device_train_batch_size 4 --gradient_accumulation_steps 8 \
 	  --save_strategy steps --save_steps 2000 --save_total_limit 1 --learning_rate 2e-5 \
-	  --weight_decay 0. --warmup_ratio 0.03 --lr_scheduler_type cosine --logging_steps 1 \
+	  --weight_decay 0. --warmup_steps 0.03 --lr_scheduler_type cosine --logging_steps 1 \
 	  $(if $(strip $(FSDP)),--fsdp "$(FSDP)") --tf32 True $(ARGS)
 
 # One GPU: LoRA r 16 (alpha 32) on every linear projection of the decoder layers, lr 3e-4, batch
@@ -120,7 +127,7 @@ train-lora: $(STAMP) ## Fine-tune MODEL on DATA with LoRA on one GPU; the adapte
 	  --lora_r 16 --lora_alpha 32 --lora_dropout 0.05 --lora_target_modules all-linear \
 	  --bf16 True --num_train_epochs 3 --per_device_train_batch_size 4 --gradient_accumulation_steps 32 \
 	  --gradient_checkpointing True --save_strategy steps --save_steps 200 --save_total_limit 1 \
-	  --learning_rate 3e-4 --weight_decay 0. --warmup_ratio 0.03 --lr_scheduler_type cosine \
+	  --learning_rate 3e-4 --weight_decay 0. --warmup_steps 0.03 --lr_scheduler_type cosine \
 	  --logging_steps 1 --tf32 True $(ARGS)
 
 diff: $(STAMP) ## Write DIFF = TUNED - RAW, with an integrity manifest
@@ -133,7 +140,7 @@ recover: $(STAMP) ## Rebuild TUNED = RAW + DIFF, checking every tensor
 
 chat: $(STAMP) ## Talk to a trained checkpoint (MODEL=...), answers streamed; ARGS='--prompt "..."' answers once
 	@test -n "$(MODEL)" || { echo "make chat: set MODEL=<checkpoint directory>, e.g. MODEL=output/alpaca" >&2; exit 2; }
-	$(PY) -m assess.chat --model "$(MODEL)" $(ARGS)
+	@$(PY) -m assess.chat --model "$(MODEL)" $(ARGS)
 
 eval: $(STAMP) ## Answer the eval set with MODEL, judge each answer against the reference with JUDGE
 	@test -n "$(MODEL)" || { echo "make eval: set MODEL=<checkpoint directory>, e.g. MODEL=output/alpaca" >&2; exit 2; }
@@ -163,6 +170,32 @@ bench: $(STAMP) ## Run the CPU benchmarks; results in bench/results/*.json
 lint: $(STAMP) ## Byte-compile everything and run ruff if installed
 	$(PY) -m compileall -q core generate train recover assess tests bench
 	@if $(PY) -m ruff --version >/dev/null 2>&1; then $(PY) -m ruff check core generate train recover assess tests bench; else echo "ruff not installed: pip install ruff"; fi
+
+# A misspelt variable (`make generate NUM_INSTRUCTION=5`) would be ignored without a word and the
+# run would use the default: refuse it, naming the closest known variable.
+KNOWN_VARIABLES := MODEL $(shell sed -n 's/^\([A-Z][A-Z0-9_]*\) *[?:]*=.*/\1/p' $(firstword $(MAKEFILE_LIST)))
+UNKNOWN_VARIABLES := $(filter-out $(KNOWN_VARIABLES),$(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v))))
+ifneq ($(UNKNOWN_VARIABLES),)
+$(error $(shell $(PYTHON_SYS) -c 'import difflib, sys; known = sys.argv[2].split(); print("; ".join("unknown variable " + name + "".join(" (did you mean " + m + "?)" for m in difflib.get_close_matches(name, known, 1, 0.6)) for name in sys.argv[1].split()))' "$(UNKNOWN_VARIABLES)" "$(KNOWN_VARIABLES)"); make help lists them)
+endif
+
+# OVERWRITE=1 becomes --overwrite 1, after any ARGS='...' the user gave.
+train train-lora diff recover: override ARGS += $(if $(OVERWRITE),--overwrite $(OVERWRITE))
+
+# Errors in make's words: each target tells the commands which flags its variables set, and
+# their one-line errors name the variable (SEED_TASKS) instead of the flag (--seed_tasks_path).
+generate:         export ALPACA_MAKE_VARIABLES = output_dir=OUTPUT_DIR seed_tasks_path=SEED_TASKS prompt_path=PROMPT \
+  language=LANGUAGE num_instructions_to_generate=NUM_INSTRUCTIONS backend=BACKEND model_name=MODEL api=API
+report:           export ALPACA_MAKE_VARIABLES = folder=OUTPUT_DIR output_dir=OUTPUT_DIR
+evolve:           export ALPACA_MAKE_VARIABLES = input=DATA output=EVOLVED rounds=ROUNDS model_name=MODEL
+select:           export ALPACA_MAKE_VARIABLES = input=DATA output=SELECTED k=K score=SCORE model_name=MODEL
+train train-lora: export ALPACA_MAKE_VARIABLES = model_name_or_path=MODEL data_path=DATA output_dir=OUTPUT_DIR fsdp=FSDP \
+  overwrite=OVERWRITE
+diff:             export ALPACA_MAKE_VARIABLES = path_raw=RAW path_tuned=TUNED path_diff=DIFF overwrite=OVERWRITE
+recover:          export ALPACA_MAKE_VARIABLES = path_raw=RAW path_diff=DIFF path_tuned=TUNED overwrite=OVERWRITE
+chat:             export ALPACA_MAKE_VARIABLES = model=MODEL
+eval:             export ALPACA_MAKE_VARIABLES = model=MODEL judge_model=JUDGE output_dir=EVAL_DIR
+human-eval:       export ALPACA_MAKE_VARIABLES = eval_dir=EVAL_DIR output_dir=HUMAN_DIR
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis smoke

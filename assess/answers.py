@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from assess.api_client import make_client, messages_prompt
 from assess.config import EvalConfig
@@ -91,15 +92,17 @@ def answer_all(config: EvalConfig, items: Sequence[EvalItem], journal: Journal) 
         logger.info("resuming: %d of %d answers already in %s", len(answers), len(items), journal.path)
     bar = tqdm(total=len(items), initial=len(items) - len(pending), desc="answers", unit="task",
                disable=not config.progress, dynamic_ncols=True)
-    try:
-        results = _api_answers(config, pending, journal) if config.model_api else _local_answers(config, pending)
-        for result in results:
-            journal.append_result(result)  # durable before it counts
-            answers[result.request.index] = result.completions[0].text
-            _account(stats, result)
-            bar.update(1)
-    finally:
-        bar.close()
+    # Log lines (the model loading) go above the bar instead of being glued to it.
+    with logging_redirect_tqdm():
+        try:
+            results = _api_answers(config, pending, journal) if config.model_api else _local_answers(config, pending)
+            for result in results:
+                journal.append_result(result)  # durable before it counts
+                answers[result.request.index] = result.completions[0].text
+                _account(stats, result)
+                bar.update(1)
+        finally:
+            bar.close()
     return answers, stats
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 from assess.config import EVAL_COMMAND, EvalConfig
-from assess.run import evaluate
+from assess.run import ANSWERS_NAME, evaluate
 from core import flags
 from core.exit_codes import EXIT_OK, UserError, error_line, interrupt_status
 
@@ -14,12 +15,14 @@ PROG = "assess"
 
 
 def _headline(summary: dict) -> str:
+    """The last line: the result, and where the files are."""
+    folder = Path(summary["config"]["output_dir"])
     results = summary.get("results")
     if not results:
-        return f"{summary['tasks']} answers written (no judge)"
+        return f"{summary['tasks']} answers written to {folder / ANSWERS_NAME} (no judge)"
     rate = results["win_rate"]
     if rate is None:
-        return f"no task could be judged ({results['unparseable']} unparseable verdicts)"
+        return f"no task could be judged ({results['unparseable']} unparseable verdicts); details in {folder}"
     low, high = results["ci95_bootstrap"] or (rate, rate)
     controlled = (summary.get("length_controlled") or {}).get("win_rate")
     return (
@@ -27,7 +30,7 @@ def _headline(summary: dict) -> str:
         f"(95% CI {low:.3f}-{high:.3f}; {results['wins']} wins, {results['ties']} ties, "
         f"{results['losses']} losses, {results['unparseable']} unparseable)"
         + (f", length-controlled {controlled:.3f}" if controlled is not None else "")
-        + f" judged by {summary['judge_model']}"
+        + f" judged by {summary['judge_model']}; details in {folder}"
     )
 
 

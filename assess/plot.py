@@ -56,6 +56,14 @@ def plot_categories(categories: dict[str, dict[str, Any]], overall: dict[str, An
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if not overall["n"]:  # nothing judged: say so rather than draw an empty "all tasks (0)" bar
+        fig, ax = plt.subplots(figsize=(9, 2.5))
+        ax.text(0.5, 0.5, "none: no task was judged", ha="center", va="center", transform=ax.transAxes, color="#666")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(title, fontsize=10)
+        _save(fig, path)
+        return
     rows = [("all tasks", overall)] + sorted(
         ((name, c) for name, c in categories.items() if c["n"]), key=lambda kv: (-kv[1]["n"], kv[0]))
     labels = [f"{name} ({c['n']})" for name, c in rows]
@@ -87,6 +95,13 @@ def plot_categories(categories: dict[str, dict[str, Any]], overall: dict[str, An
     ax.set_title(heading, fontsize=10, pad=22)
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, fontsize=7, frameon=False)
     fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> None:
+    """Write the figure to `path` atomically and free it."""
+    import matplotlib.pyplot as plt
+
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)
     plt.close(fig)

@@ -92,14 +92,22 @@ def load_inputs(config: EvalConfig) -> Inputs:
     """Read and check the set, the reference, the contestant and the endpoints; write nothing
     but the cache of a default download."""
     validate_eval(config)
-    cache = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
     # A name from the table (`self_instruct`, `alpaca_eval`, ...) or a path; a path given
     # without a reference is judged against the default set's reference (it may cover it).
     named = NAMED_SETS.get(config.eval_set.strip() or DEFAULT_SET_NAME)
-    eval_path = cached_download(named.tasks, cache) if named else Path(config.eval_set).expanduser()
-    if not named and not eval_path.exists() and not eval_path.suffix and "/" not in config.eval_set:
+    given = Path(config.eval_set).expanduser()
+    if not named and not given.exists() and not given.suffix and "/" not in config.eval_set:
         raise EvalInputError(f"--eval_set {config.eval_set}: no such file, and not a named set "
                              f"({', '.join(NAMED_SETS)})")
+    # What fails in an instant next: no judge endpoint, no model, before any download.
+    if config.judged:
+        check_credentials()  # the judge needs an endpoint
+    if config.model:
+        check_model_dir(config.model, "--model")
+    elif not config.contestant_base_url:
+        check_credentials()  # the API contestant's endpoint
+    cache = Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
+    eval_path = cached_download(named.tasks, cache) if named else given
     items = load_eval_set(eval_path)
     if config.max_items:
         items = items[:config.max_items]
@@ -117,11 +125,6 @@ def load_inputs(config: EvalConfig) -> Inputs:
                 f"reference {reference_path}: covers none of the {len(items)} tasks of {eval_path} "
                 f"(answers are matched by instruction and input); pass the reference answers for this set"
             )
-        check_credentials()  # the judge needs an endpoint
-    if config.model:
-        check_model_dir(config.model, "--model")
-    elif not config.contestant_base_url:
-        check_credentials()  # the API contestant's endpoint
     name = config.name or (Path(config.model).expanduser().resolve().name if config.model else config.model_api)
     if config.reference_name:
         reference_name = config.reference_name

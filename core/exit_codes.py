@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from core.make_vars import in_make_terms
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -60,8 +62,9 @@ class Terminated(KeyboardInterrupt):
 
 
 def error_line(prog: str, message: object) -> str:
-    """The one line a CLI prints for a user's mistake: `prog: error: message`."""
-    return f"{prog}: error: {message}"
+    """The one line a CLI prints for a user's mistake: `prog: error: message`, its flags named
+    as the make variables that set them when a Makefile target runs the command."""
+    return f"{prog}: error: {in_make_terms(str(message))}"
 
 
 def interrupt_status(err: BaseException) -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import difflib
 import math
 import sys
 import types
@@ -192,6 +193,16 @@ def _required(f: dataclasses.Field) -> bool:
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
 
 
+def did_you_mean(name: str, known: Sequence[str] | Mapping[str, Any], prefix: str = "") -> str:
+    """" did you mean --x?" for the known name closest to a misspelt one ("" when none is close).
+
+    A name that starts a known one (`--num_instruction`) means the shortest it starts; else the
+    most similar by difflib's ratio."""
+    starting = sorted((k for k in known if k.startswith(name)), key=len)
+    close = starting[:1] or difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" did you mean {prefix}{close[0]}?" if close else ""
+
+
 def wants_help(argv: Sequence[str]) -> bool:
     """`-h` or `--help` anywhere, or `help` as the first argument."""
     return any(arg in ("-h", "--help") for arg in argv) or (bool(argv) and argv[0] == "help")
@@ -217,7 +228,8 @@ def parse(command: Command, argv: Sequence[str]) -> Parsed:
             name = name.replace("-", "_")
             if name not in fields:
                 hint = command.unknown_flag_hint(name) if command.unknown_flag_hint else None
-                raise ConfigError(hint or f"unknown flag --{name}; run `{command.see} --help` for the list of flags")
+                raise ConfigError(hint or f"unknown flag --{name};{did_you_mean(name, fields, '--')} "
+                                          f"run `{command.see} --help` for the list of flags")
             if not has_value:
                 if i < len(argv) and not argv[i].startswith("--"):
                     raw = argv[i]
@@ -258,7 +270,7 @@ def parse_group(group: CommandGroup, argv: Sequence[str]) -> Parsed:
         raise HelpRequested(group_help_text(group))
     if name not in group.commands:
         choices = " or ".join(f"`python -m {group.prog} {c} ...`" for c in group.commands)
-        raise ConfigError(f"unknown command {name!r}; use {choices}")
+        raise ConfigError(f"unknown command {name!r};{did_you_mean(name, group.commands)} use {choices}")
     parsed = parse(group.commands[name], argv[1:])
     return Parsed(parsed.config, parsed.given, name)
 

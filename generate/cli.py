@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from core import flags
+from core.make_vars import in_make_terms
 from core.exit_codes import (
     EXIT_CAPPED,
     EXIT_INTERRUPTED,
@@ -77,24 +79,50 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(config.log_level)
     if "num_cpus" in parsed.given:
         log.info("--num_cpus is accepted for compatibility and ignored: dedup runs in this process")
+    ended: list[dict[str, Any]] = []  # the summary, once the run has written one
     try:
         with sigterm_raises():
-            summary = generate(config)
+            summary = generate(config, on_summary=ended.append, model_given="model_name" in parsed.given)
     except StallError as err:  # not a mistake: the run stopped paying for nothing
-        print(f"{PROG}: {err}", file=sys.stderr)
-        return err.exit_code
+        return _stopped(config, ended, err.exit_code, f"{PROG}: {in_make_terms(str(err))}")
     except UserError as err:
-        print(error_line(PROG, err), file=sys.stderr)
-        return err.exit_code
+        return _stopped(config, ended, err.exit_code, error_line(PROG, err))
     except KeyboardInterrupt as err:
         status = interrupt_status(err)
-        print(f"{PROG}: interrupted; rerun the same command to resume" if status == EXIT_INTERRUPTED else
-              f"{PROG}: terminated (SIGTERM); summary written, rerun the same command to resume", file=sys.stderr)
-        return status
+        what = "interrupted" if status == EXIT_INTERRUPTED else "terminated (SIGTERM)"
+        kept = "summary written, " if ended else ""
+        return _stopped(config, ended, status, f"{PROG}: {what}; {kept}rerun the same command to resume")
+    try:
+        report = _report(config)
+    except KeyboardInterrupt:  # Ctrl-C while the page is drawn: the data is complete, the page is not
+        print(_headline(summary), file=sys.stderr)
+        print(f"{PROG}: interrupted while writing the report; python -m generate.report {config.output_dir} "
+              "writes it", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if report is not None:
+        print(f"report: {report}", file=sys.stderr)
     print(_headline(summary), file=sys.stderr)
-    if config.report:  # generate_report.html; a failure is logged, never raised
-        write_run_report(config.output_dir)
     cap_lines = _cap_lines(config, summary)
     for line in cap_lines:
-        print(line, file=sys.stderr)
+        print(in_make_terms(line), file=sys.stderr)
     return EXIT_CAPPED if cap_lines else EXIT_OK
+
+
+def _report(config: GenerateConfig) -> Path | None:
+    """generate_report.html, when asked for; a failure is logged, never raised."""
+    return write_run_report(config.output_dir) if config.report else None
+
+
+def _stopped(config: GenerateConfig, ended: list[dict[str, Any]], status: int, line: str) -> int:
+    """A run that ended early: its report (when it got answers), then its last line, which
+    names the report. A second Ctrl-C while the report is written skips it."""
+    report = None
+    if ended and ended[0]["requests"]:  # answers to show: a run that got none has no report
+        try:
+            report = _report(config)
+        except KeyboardInterrupt:
+            report = None
+    if report is not None:
+        line += f" (report: {report})"
+    print(line, file=sys.stderr)
+    return status

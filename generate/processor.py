@@ -31,7 +31,7 @@ REASON_FLAGS = {
     "punctuation_start": "--reject_punctuation_start",
     "non_ascii_start": "--reject_non_ascii_start",
     "truncated": "--max_tokens",
-    "malformed": "--prompt_path",
+    "malformed": "--api / --model_name",  # the model does not follow the numbered format
     "wrong_language": "--model_name (one that writes the seeds' language) / --language_check off",
 }
 

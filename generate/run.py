@@ -24,12 +24,13 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from core.exit_codes import ConfigError, InputError, Terminated
 from core.files import missing_dirs, remove_empty_dirs
@@ -45,6 +46,7 @@ from generate.backends.factory import (
     PRICE_FACTORS,
     check_backend_credentials,
     create_backend,
+    model_for_endpoint,
     resolve_backend_name,
 )
 from generate.config import GenerateConfig
@@ -86,12 +88,15 @@ class Plan:
         return self.settings["model_name"]
 
 
-def plan(config: GenerateConfig, environ: Mapping[str, str] | None = None) -> Plan:
-    """Check credentials, seeds and prompt, settle the language and prices; write nothing."""
+def plan(config: GenerateConfig, environ: Mapping[str, str] | None = None, model_given: bool = True) -> Plan:
+    """Check credentials, seeds and prompt, settle the model, language and prices; write nothing.
+    `model_given` False: --model_name was left at its default (a self-hosted server then
+    names the model, `model_for_endpoint`)."""
     backend_name = resolve_backend_name(config, environ)
     check_backend_credentials(backend_name, environ)
     # Check the seeds, settle the language (tokenizer, filters, prompt).
     config, tasks, prompt_text = prepare_run(config)
+    config, priced_by_name = model_for_endpoint(config, backend_name, model_given, environ)
     prompt_text = prompt_as_sent(prompt_text)
     if config.num_prompt_instructions > len(tasks):
         raise ConfigError(
@@ -101,8 +106,8 @@ def plan(config: GenerateConfig, environ: Mapping[str, str] | None = None) -> Pl
     settings = data_settings(config, backend_name, tasks, prompt_text)
     price_factor = PRICE_FACTORS[backend_name]
     # Free (a local model): a known zero, whatever the model's name.
-    prices = (0.0, 0.0) if price_factor == 0 else price_for(settings["model_name"], config.price_input,
-                                                             config.price_output)
+    prices = (0.0, 0.0) if price_factor == 0 else price_for(settings["model_name"] if priced_by_name else "",
+                                                             config.price_input, config.price_output)
     if config.max_cost_usd is not None and prices is None:
         raise ConfigError(
             f"--max_cost_usd needs the price of model {settings['model_name']!r}, which the built-in table lacks: "
@@ -135,7 +140,8 @@ def _refuse_a_smaller_target(output_dir: Path, target: int) -> None:
         )
 
 
-def generate(config: GenerateConfig, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def generate(config: GenerateConfig, environ: Mapping[str, str] | None = None,
+             on_summary: Callable[[dict[str, Any]], None] | None = None, model_given: bool = True) -> dict[str, Any]:
     """Run (or resume) generation until `num_instructions_to_generate` items are kept; returns the summary.
 
     A cap (`--max_requests`, `--max_cost_usd`) ends the run cleanly: the summary says
@@ -144,12 +150,15 @@ def generate(config: GenerateConfig, environ: Mapping[str, str] | None = None) -
     `UserError` (GenerationError, ConfigError, SeedTaskError, JournalError, RunLockError, a
     file that cannot be written) with a one-line message; whatever was journaled before a
     failure is kept and the next run resumes from it. The summary is written in every case
-    but a failed start.
+    but a failed start, and then handed to `on_summary` (before any exception goes on: the
+    command line writes the report of a stalled or interrupted run too).
     """
     started = time.monotonic()
-    settled = plan(config, environ)
+    settled = plan(config, environ, model_given)
     output_dir = Path(config.output_dir)
     new_dirs = missing_dirs(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise InputError(f"--output_dir {config.output_dir} is a file; choose a folder path")
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # a file in the way, no permission, a read-only place
@@ -161,7 +170,7 @@ def generate(config: GenerateConfig, environ: Mapping[str, str] | None = None) -
         remove_empty_dirs(new_dirs)
         raise
     try:
-        run = Run.open(settled, output_dir, started)
+        run = Run.open(settled, output_dir, started, on_summary)
         return run.execute()
     finally:
         lock.release()
@@ -185,9 +194,11 @@ class Run:
     backend: Backend | None = None
     gate: DispatchGate | None = None
     error: str | None = None
+    on_summary: Callable[[dict[str, Any]], None] | None = None  # told the summary once it is written
 
     @classmethod
-    def open(cls, settled: Plan, output_dir: Path, started: float) -> Run:
+    def open(cls, settled: Plan, output_dir: Path, started: float,
+             on_summary: Callable[[dict[str, Any]], None] | None = None) -> Run:
         """Open (or create) the journal and the output files."""
         config = settled.config
         journal = Journal.open(output_dir / JOURNAL_NAME, settled.settings,
@@ -199,7 +210,7 @@ class Run:
         store = OutputStore(output_dir)
         processor = Processor(config, settled.tasks, store, stats, settled.quality, RejectedLog(output_dir))
         stats.language = summary_block(config, processor.language)
-        return cls(settled, output_dir, started, journal, stats, store, processor)
+        return cls(settled, output_dir, started, journal, stats, store, processor, on_summary=on_summary)
 
     @property
     def config(self) -> GenerateConfig:
@@ -253,8 +264,11 @@ class Run:
         self.replay()
         bar = tqdm(total=self.config.num_instructions_to_generate, initial=len(self.store), desc="kept",
                    unit="instr", disable=not self.config.progress, dynamic_ncols=True)
+        bar.set_postfix(requests=self.stats.requests_total, refresh=False)
+        summary: dict[str, Any] = {}
         try:
-            self.collect(bar)
+            with logging_redirect_tqdm():  # log lines above the bar, not glued to it
+                self.collect(bar)
             if self.stats.stopped_by == "stall":
                 raise StallError(self.processor.stall_message())
         except BaseException as err:
@@ -266,8 +280,14 @@ class Run:
         finally:
             if self.gate is not None:
                 self.gate.close()
-            bar.close()
-            summary = self.finish()
+            try:
+                summary = self.finish()
+                if summary:  # the bar ends on the count the summary and the last line give
+                    bar.set_postfix(requests=summary["requests"], refresh=True)
+            finally:
+                bar.close()
+            if summary and self.on_summary is not None:
+                self.on_summary(summary)
         return summary
 
     def replay(self) -> None:
@@ -347,6 +367,7 @@ class Run:
         self.journal.append_result(result)  # durable before it is used (or counted)
         self.account(result)
         stats.requests_this_run += 1
+        bar.set_postfix(requests=stats.requests_total, refresh=False)  # shown at the next update
         added = 0
         running = stats.stopped_by is None
         if running:
@@ -372,7 +393,6 @@ class Run:
         self.store.write(wait=self.processor.done)
         self.write_rejected()
         bar.update(added)
-        bar.set_postfix(requests=stats.requests_total, refresh=False)
         stats.processing_ms.append(1000 * (time.perf_counter() - tick))
         if stats.stopped_by is not None and hasattr(self.backend, "unused_results"):
             # The Batch backend does not wait (up to 24 h) for batches still running; it hands

@@ -20,7 +20,21 @@ from core.exit_codes import (
     sigterm_raises,
 )
 from recover import make_diff, recover
+from recover.result import RecoverResult
 from recover.usage import COMMANDS
+
+
+def _outcome(result: RecoverResult) -> str:
+    """The last line of a recovery: what was written, and what checked it."""
+    n = f"{result.tensors} tensor{'s' if result.tensors != 1 else ''}"
+    done = f"recovered {n} into {result.output_dir} ({result.dtype})" if result.output_dir else \
+        f"recovered {n} in memory (nothing written: no --path_tuned)"
+    if result.verified_with_manifest:
+        return f"{done}; every tensor matched the sha256 in the diff's manifest"
+    if result.naive_check_passed is not None:
+        verdict = "passed" if result.naive_check_passed else "FAILED"
+        return f"{done}; no manifest in the diff, the seed's sum check {verdict} (sum {result.naive_sum:.4f})"
+    return f"{done}; no manifest in the diff: unchecked (--check_integrity_naively True runs the seed's sum check)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                 result = recover(parsed.config)
                 if result.inference is not None:
                     print(result.inference.prompt + result.inference.response)
+                print(f"{parsed.command}: {_outcome(result)}", file=sys.stderr)
     except UserError as exc:
         print(error_line(prog, exc), file=sys.stderr)
         return exc.exit_code

@@ -13,8 +13,9 @@
    equal the fine-tuned ones to fp32 rounding.
 
 Each stage prints one line with its time; the first failure stops the run with a message
-and the tail of that stage's log (all logs are kept under <workdir>/logs). Exit status 0
-only when every check passed.
+and the tail of that stage's log (all logs are kept under <workdir>/logs). A stage whose
+output holds a warning fails too: on its own data and settings the pipeline has nothing to
+warn about. Exit status 0 only when every check passed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -74,6 +76,11 @@ class Smoke:
                 raise SmokeFailure(f"{name} did not finish within {self.timeout_s:g} s\n{_tail(log_path)}") from None
         if proc.returncode != 0:
             raise SmokeFailure(f"{name} exited with status {proc.returncode}\n{_tail(log_path)}")
+        # The pipeline run on its own data and settings has nothing to warn about: a warning
+        # here is noise the project makes, which a user would meet on every run.
+        noise = warning_lines(log_path.read_text(errors="replace"))
+        if noise:
+            raise SmokeFailure(f"{name} printed {len(noise)} warning line(s); the first: {noise[0]}")
 
     def start_server(self) -> str:
         port_file = self.workdir / "server.port"
@@ -121,7 +128,8 @@ class Smoke:
             raise SmokeFailure(f"{out / 'generate_summary.json'}: expected backend {backend}, kept {target}, finished; "
                                f"got {summary.get('backend')}, {summary.get('kept')}, {summary.get('finished')}")
         cost = summary.get("estimated_cost_usd")
-        return (f"{target} instructions, {summary['requests']} requests, "
+        requests = summary["requests"]
+        return (f"{target} instructions, {requests} request{'' if requests == 1 else 's'}, "
                 f"{summary['prompt_tokens']}+{summary['completion_tokens']} tokens, est. ${cost:.4f}"
                 + (" (Batch API: half price)" if backend == "batch" else ""))
 
@@ -138,7 +146,7 @@ class Smoke:
             "-m", "train", "--model_name_or_path", str(self.workdir / "base"),
             "--data_path", str(self.workdir / "data" / "alpaca_data.json"), "--output_dir", str(out),
             "--num_train_epochs", "1", "--max_steps", "4", "--per_device_train_batch_size", "2",
-            "--gradient_accumulation_steps", "1", "--learning_rate", "1e-3", "--model_max_length", "256",
+            "--gradient_accumulation_steps", "1", "--learning_rate", "1e-3", "--model_max_length", "1024",
             "--fsdp", "full_shard auto_wrap", "--fsdp_transformer_layer_cls_to_wrap", "LlamaDecoderLayer",
             "--save_strategy", "no", "--logging_steps", "1",
         ])
@@ -192,6 +200,17 @@ class Smoke:
             ("make_diff", self.make_diff),
             ("recover", self.recover),
         ]
+
+
+# A warning as a user sees one: our logging's WARNING lines, Python warnings (FutureWarning,
+# UserWarning, ...: "SomethingWarning:"), and transformers' logger, which prints only
+# warnings and errors, as "[transformers] ...".
+WARNING_LINE = re.compile(r"\bWARNING\b|\b[A-Z]\w*Warning\b:|^\[transformers\] ")
+
+
+def warning_lines(output: str) -> list[str]:
+    """The lines of a command's output that are warnings (progress bars' carriage returns split lines)."""
+    return [line.strip() for line in re.split(r"[\r\n]+", output) if WARNING_LINE.search(line.strip())]
 
 
 def _tail(path: Path, lines: int = 25) -> str:

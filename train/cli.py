@@ -11,7 +11,9 @@ from collections.abc import Sequence
 
 from core import flags
 from core.exit_codes import EXIT_OK, UserError
+from core.make_vars import in_make_terms
 from train.config import TrainConfig
+from train.output_dir import check_output_dir
 from train.usage import COMMAND
 
 logger = logging.getLogger(__name__)
@@ -27,12 +29,17 @@ def _rank() -> int:
 
 
 def _setup_logging() -> None:
+    """Rank 0 speaks for the run. Every rank reads the same data and config, so a warning one
+    rank has, all have: the others log errors only, and show no transformers progress bars
+    (read when transformers is imported, later)."""
     rank = _rank()
     logging.basicConfig(
-        level=logging.INFO if rank == 0 else logging.WARNING,
+        level=logging.INFO if rank == 0 else logging.ERROR,
         format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if rank != 0:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 
 
 # How long a rank other than 0 waits before printing a user error itself: rank 0 meets the
@@ -51,6 +58,7 @@ def report_error(message: str) -> None:
     """
     if _rank() != 0:
         time.sleep(OTHER_RANK_GRACE_S)
+    message = in_make_terms(message)  # `make train OUTPUT_DIR=...`: the variable, not the flag
     logger.error("%s", message)
     error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
     if error_file:
@@ -70,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging()
     try:
         cfg = parse_config(args)
+        check_output_dir(cfg)  # an earlier run's folder: refused in a second, before torch loads
         # Deferred on purpose: torch and transformers take seconds to import, and `--help` or a
         # bad flag answers at once (under torchrun, before any process group forms).
         from train.hf_backend import require_deepspeed

@@ -57,7 +57,9 @@ class TrainConfig:
         default=None,
         metadata=flags.doc("eager, sdpa, flex_attention, flash_attention_2 or packed_varlen; unset: transformers' (sdpa)."),
     )
-    overwrite_output_dir: bool = field(default=False, metadata=flags.doc("Accepted for compatibility."))
+    overwrite: bool = field(default=False, metadata=flags.doc(
+        "Replace what an earlier run left in --output_dir; without it a non-empty folder is refused."))
+    overwrite_output_dir: bool = field(default=False, metadata=flags.doc("transformers' name of --overwrite."))
 
     # --- schedule
     num_train_epochs: float = field(default=3.0, metadata=flags.doc("Epochs over the training set."))

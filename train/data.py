@@ -32,11 +32,12 @@ class DataError(RecordError):
     """Training data that cannot train anything; the message names the file."""
 
 
-def load_examples(path: str | Path) -> list[dict[str, str]]:
+def load_examples(path: str | Path, flag: str = "data_path") -> list[dict[str, str]]:
     """Alpaca examples (a JSON list, or JSONL) with string instruction/input/output, through the one
-    reader every stage uses (`core.records.read_examples`); one-line errors name the file and item."""
+    reader every stage uses (`core.records.read_examples`); one-line errors name the file and item,
+    and a file that cannot be read, the flag that named it."""
     path = Path(path)
-    records = read_examples(path)
+    records = read_examples(path, hint=f"set --{flag}")
     if not records:
         raise DataError(f"{path}: no examples")
     return [{key: record[key] for key in FIELDS} for record in records]
@@ -63,6 +64,11 @@ class TokenizeStats:
     truncated: int
     dropped_no_supervision: int
 
+    @property
+    def used(self) -> int:
+        """Examples trained on: those read, less those truncation left with nothing to learn."""
+        return self.total - self.dropped_no_supervision
+
 
 # Characters cut from a text before it is tokenized: a first guess of this many per token
 # allowed (real text averages about 4), doubled while the cut text yields too few tokens.
@@ -84,7 +90,8 @@ def _head_ids(tokenizer: Any, text: str, limit: int, add_special_tokens: bool) -
     chars = max(64, limit * CHARS_PER_TOKEN_GUESS)
     while True:
         whole = chars >= len(text)
-        ids = tokenizer(text if whole else text[:chars], add_special_tokens=add_special_tokens)["input_ids"]
+        ids = tokenizer(text if whole else text[:chars], add_special_tokens=add_special_tokens,
+                        verbose=False)["input_ids"]
         if whole:
             return list(ids[:limit]), len(ids) > limit
         if len(ids) > limit + CUT_MARGIN_TOKENS:
@@ -98,7 +105,9 @@ def _heads(tokenizer: Any, texts: list[str], limit: int, add_special_tokens: boo
     short = [i for i, t in enumerate(texts) if len(t) <= cut]
     out: list[tuple[list[int], bool]] = [([], False)] * len(texts)
     if short:
-        batch = tokenizer([texts[i] for i in short], add_special_tokens=add_special_tokens)["input_ids"]
+        # verbose=False: the texts are cut here, after tokenizing; the tokenizer's "longer than
+        # the maximum sequence length" warning would be about a truncation already handled.
+        batch = tokenizer([texts[i] for i in short], add_special_tokens=add_special_tokens, verbose=False)["input_ids"]
         for i, ids in zip(short, batch):
             out[i] = (list(ids[:limit]), len(ids) > limit)
     for i, text in enumerate(texts):

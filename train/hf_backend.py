@@ -120,7 +120,8 @@ def train_with_hf_trainer(cfg: TrainConfig, env: DistEnv, prep: Prepared) -> dic
         # Approximate: supervised tokens per epoch times epochs run (the Trainer does not count them).
         "supervised_tokens": int(tokens * epochs),
         "supervised_tokens_per_s": tokens * epochs / runtime if runtime else None,
-        "examples": prep.stats.total,
+        "examples": prep.stats.used,
+        "examples_read": prep.stats.total,
         "truncated_examples": prep.stats.truncated,
         "dropped_examples": prep.stats.dropped_no_supervision,
         "elapsed_s": runtime,

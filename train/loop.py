@@ -45,10 +45,20 @@ class Prepared:
     stats: TokenizeStats
 
 
+def enable_activation_checkpointing(model: torch.nn.Module) -> None:
+    """Recompute activations in backward, non-reentrant. transformers 5 renamed the switch
+    (`gradient_checkpointing_enable` warns, twice per LoRA run); 4.x has only the old name."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 def build_parallel_model(model: torch.nn.Module, cfg: TrainConfig, env: DistEnv) -> tuple[torch.nn.Module, ShardingReport]:
     """Shard with FSDP2 under --fsdp, replicate with DDP for several processes, else plain."""
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_activation_checkpointing(model)
     model.config.use_cache = False
     if cfg.fsdp:
         report = apply_fsdp(model, cfg, env)
@@ -58,9 +68,11 @@ def build_parallel_model(model: torch.nn.Module, cfg: TrainConfig, env: DistEnv)
     else:
         model.to(env.device)
         report = inspect_sharding(model, env, "none")
-    if cfg.fsdp and env.world_size == 1:
-        logger.warning("--fsdp with a single process: the model is wrapped but nothing is sharded "
-                       "(launch with torchrun --nproc_per_node=N to shard over N processes)")
+    if cfg.fsdp and env.world_size == 1 and env.is_main:
+        # Said, not warned: `make train` passes the recipe's --fsdp whatever NPROC is, and one
+        # process training whole layers is a correct run (offload still applies).
+        logger.info("--fsdp with a single process: the layers are wrapped but nothing is sharded "
+                    "(torchrun --nproc_per_node=N, or make train NPROC=N, shards over N processes)")
     if cfg.fsdp and env.world_size > 1 and not report.sharded:
         raise RuntimeError("--fsdp was requested but the parameters are not sharded (see the log)")
     if cfg.torch_compile:
@@ -93,6 +105,23 @@ def warmup_steps_for(cfg: TrainConfig, total_steps: int) -> int:
     if cfg.warmup_steps < 1:
         return math.ceil(total_steps * cfg.warmup_steps)
     return int(cfg.warmup_steps)
+
+
+def fit_warmup(warmup: int, total_steps: int, learning_rate: float) -> tuple[int, str | None]:
+    """The warmup a run of `total_steps` can have, and what to say when it was cut.
+
+    The warmup's first step runs at learning rate 0 and the rate reaches --learning_rate only
+    when the warmup ends. A warmup as long as the run never gets there, and a one-step run
+    (`--max_steps 1` with the recipe's 3%, rounded up to one step) trains at 0: the saved
+    model is the base, unchanged. So the warmup is cut to end before the last step.
+    """
+    if total_steps > warmup:
+        return warmup, None
+    fitted = total_steps - 1
+    return fitted, (f"a warmup of {warmup} step{'s' if warmup != 1 else ''} (--warmup_steps) would cover the whole "
+                    f"{total_steps}-step run, which would then train below --learning_rate {learning_rate:g} "
+                    f"throughout{' (at 0: the model would not change)' if total_steps == 1 else ''}; "
+                    f"warmup cut to {fitted} step{'s' if fitted != 1 else ''}")
 
 
 def token_loss_sum(model: torch.nn.Module, batch: dict[str, torch.Tensor], env: DistEnv, autocast: bool) -> torch.Tensor:
@@ -144,7 +173,9 @@ class Trainer:
             self.total_steps = max(1, math.ceil(cfg.num_train_epochs * self.steps_per_epoch))
         self.optimizer = build_optimizer(self.model, cfg)
 
-        self.warmup = warmup_steps_for(cfg, self.total_steps)
+        self.warmup, cut = fit_warmup(warmup_steps_for(cfg, self.total_steps), self.total_steps, cfg.learning_rate)
+        if cut and env.is_main:
+            logger.warning("%s", cut)
         self.scheduler = get_scheduler(
             cfg.lr_scheduler_type, self.optimizer, num_warmup_steps=self.warmup, num_training_steps=self.total_steps
         )
@@ -178,7 +209,9 @@ class Trainer:
             f"(micro {1 if self.cfg.packing else self.cfg.per_device_train_batch_size} x accum "
             f"{self.cfg.gradient_accumulation_steps} x world {self.env.world_size}) "
             f"steps={self.total_steps} ({self.steps_per_epoch}/epoch, warmup {self.warmup}) "
-            f"examples={self.prep.stats.total - self.prep.stats.dropped_no_supervision}"
+            f"examples={self.prep.stats.used}"
+            + (f" (of {self.prep.stats.total} read; {self.prep.stats.dropped_no_supervision} dropped)"
+               if self.prep.stats.dropped_no_supervision else "")
         )
 
     def trainer_state(self) -> dict:
@@ -384,7 +417,8 @@ class Trainer:
             "effective_batch_size": self.effective_batch,
             "supervised_tokens": self.supervised_tokens,
             "supervised_tokens_per_s": self.supervised_tokens / self.train_seconds if self.train_seconds > 0 else None,
-            "examples": stats.total,
+            "examples": stats.used,
+            "examples_read": stats.total,
             "truncated_examples": stats.truncated,
             "dropped_examples": stats.dropped_no_supervision,
             "elapsed_s": round(self.train_seconds, 3),

@@ -171,6 +171,8 @@ def apply_lora(cfg: TrainConfig, model: torch.nn.Module, tokenizer: Any, added: 
     # Deferred on purpose: peft is needed only by LoRA runs, and a full fine-tune never imports it.
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
+    from core.checkpoints.adapter_load import peft_wrapping
+
     if cfg.load_in_4bit:
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=cfg.gradient_checkpointing,
@@ -188,7 +190,8 @@ def apply_lora(cfg: TrainConfig, model: torch.nn.Module, tokenizer: Any, added: 
         task_type="CAUSAL_LM",
         trainable_token_indices=token_targets(model, ids) or None,
     )
-    peft_model = get_peft_model(model, config)
+    with peft_wrapping():
+        peft_model = get_peft_model(model, config)
     trainable, total = count_parameters(peft_model)
     logger.info(
         "LoRA r=%d alpha=%g dropout=%g on %s%s: %d trainable of %d parameters (%.3f%%)",

@@ -35,6 +35,7 @@ from train.model_setup import (
     load_model,
     load_tokenizer,
 )
+from train.output_dir import check_output_dir, clear_for_overwrite
 from train.packing import collate_packed, pack_bins
 from train.packing_check import prepare_model_for_packing
 
@@ -42,16 +43,17 @@ logger = logging.getLogger(__name__)
 
 
 def configure_tf32(requested: bool | None, env: DistEnv) -> bool:
-    """Enable TF32 matmuls when asked and supported; warn once (and go on) when not supported."""
+    """Enable TF32 matmuls when asked and supported; say once (and go on) when not supported."""
     if not requested:
         return False
 
     if is_torch_tf32_available():
         enable_tf32(True)
         return True
+    # Not a warning: the recipe (and `make train`) asks for TF32 on every machine, and where
+    # there is none the run is simply exact fp32.
     if env.is_main:
-        logger.warning("--tf32 True: this machine has no TF32 support (needs an Ampere+ GPU); "
-                       "continuing in plain fp32 matmuls")
+        logger.info("--tf32 True: no TF32 on this machine (it needs an Ampere or newer GPU); plain fp32 matmuls")
     return False
 
 
@@ -62,7 +64,7 @@ def prepare(cfg: TrainConfig, env: DistEnv) -> Prepared:
     records = load_examples(cfg.data_path)
     records, eval_records = split_eval(records, cfg.eval_fraction, cfg.seed)
     if cfg.eval_data_path:
-        eval_records = load_examples(cfg.eval_data_path)
+        eval_records = load_examples(cfg.eval_data_path, "eval_data_path")
     check_model_path(cfg.model_name_or_path)
     try:
         tokenizer = load_tokenizer(cfg.model_name_or_path, cfg.model_max_length, cfg.cache_dir)
@@ -118,9 +120,13 @@ def train(cfg: TrainConfig) -> dict:
     try:
         tf32 = configure_tf32(cfg.tf32, env)
         output_dir = Path(cfg.output_dir)
-        # Resolved before loading anything: a wrong checkpoint path fails at once.
+        # Resolved before loading anything: a wrong checkpoint path or a folder holding an
+        # earlier run fails at once.
+        check_output_dir(cfg)
         resume = None if cfg.deepspeed else resolve_resume_path(cfg.resume_from_checkpoint, output_dir)
         prep = prepare(cfg, env)  # data errors stop the run before anything is created
+        if env.is_main:
+            clear_for_overwrite(cfg)
         output_dir.mkdir(parents=True, exist_ok=True)
         if cfg.deepspeed is not None:
             summary = train_with_hf_trainer(cfg, env, prep)

@@ -42,7 +42,7 @@ RECIPE: dict[str, str] = {
 # The other flags by topic; a field listed nowhere (one added later) lands in "Other flags".
 GROUPS: dict[str, tuple[str, ...]] = {
     "Model and data": ("model_max_length", "eval_data_path", "eval_fraction", "cache_dir",
-                       "attn_implementation", "overwrite_output_dir"),
+                       "attn_implementation", "overwrite", "overwrite_output_dir"),
     "Schedule and optimizer": ("max_steps", "warmup_steps", "optim", "adam_beta1", "adam_beta2",
                                "adam_epsilon", "max_grad_norm", "seed"),
     "Evaluation, logging, checkpoints": ("eval_strategy", "eval_steps", "resume_from_checkpoint", "report_to",

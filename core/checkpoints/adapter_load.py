@@ -8,6 +8,9 @@ embeddings to the tokenizer's length first: the new tokens' rows come from the a
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -15,6 +18,16 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from core.checkpoints.adapter import ADAPTER_CONFIG
+
+
+@contextmanager
+def peft_wrapping() -> Iterator[None]:
+    """Around peft wrapping a model: peft asks the model `is_gradient_checkpointing`, a property
+    transformers 5 deprecated, and the FutureWarning it prints on every LoRA run is about
+    neither the user's command nor this code."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def load_adapter_model(adapter_dir: str | Path, base: str | Path | None = None,
@@ -33,4 +46,5 @@ def load_adapter_model(adapter_dir: str | Path, base: str | Path | None = None,
         # avoids random sampling here.
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
     model.config.pad_token_id = tokenizer.pad_token_id
-    return PeftModel.from_pretrained(model, str(adapter_dir)).eval()
+    with peft_wrapping():
+        return PeftModel.from_pretrained(model, str(adapter_dir)).eval()

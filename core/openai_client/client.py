@@ -38,6 +38,7 @@ from core.openai_client.failures import (
     fatal_error,
     is_context_length_error,
 )
+from core.openai_client.models import served_models
 from core.openai_client.pacing import AdaptiveLimiter
 from core.openai_client.request import (
     BackendState,
@@ -199,8 +200,10 @@ class OpenAIClient:
         return scrub(text, self._secret)
 
     def fatal(self, err: Exception, not_found: str | None = None) -> GenerationError:
-        """An SDK error left after retries as a one-line, secret-free GenerationError (`failures`)."""
-        return fatal_error(err, self.where, not_found)
+        """An SDK error left after retries as a one-line, secret-free GenerationError (`failures`);
+        an unknown model is answered with the models the server lists."""
+        served = served_models(self.client) if isinstance(err, openai.NotFoundError) and not_found is None else None
+        return fatal_error(err, self.where, not_found, served)
 
     # --- one HTTP call ---------------------------------------------------------------------
     def request_body(self, prompts: tuple[str, ...], max_tokens: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import openai
 
+from core.openai_client.models import describe_models
 from core.openai_client.request import GenerationError
 from core.redact import scrub
 
@@ -52,10 +53,11 @@ def is_context_length_error(err: openai.BadRequestError, where: Where) -> bool:
         CONTEXT_LENGTH_ERROR.search(server_message(err, where)))
 
 
-def fatal_error(err: Exception, where: Where, not_found: str | None = None) -> GenerationError:
+def fatal_error(err: Exception, where: Where, not_found: str | None = None,
+                served: list[str] | None = None) -> GenerationError:
     """Translate an SDK error left after retries into a one-line, secret-free GenerationError;
     `not_found` names what a 404 is about when it is not the model (the Batch API's batches
-    and files)."""
+    and files); `served` is what the server's /v1/models lists, named when the model is unknown."""
     retries = where.max_retries
     model = where.model
     url = where.base_url
@@ -66,9 +68,11 @@ def fatal_error(err: Exception, where: Where, not_found: str | None = None) -> G
     if isinstance(err, openai.NotFoundError) and not_found is not None:
         return GenerationError(f"{not_found} was not found at {url} (HTTP 404: {server_message(err, where)})")
     if isinstance(err, openai.NotFoundError):
+        said = f"model {model!r} is unknown or retired at {url} (HTTP 404: {server_message(err, where)})"
+        if served:
+            return GenerationError(f"{said}; it serves {describe_models(served, model)}: pick one with --model_name")
         return GenerationError(
-            f"model {model!r} is unknown or retired at {url} (HTTP 404: {server_message(err, where)}); "
-            f"pick a current --model_name, check --api {where.api}, and that OPENAI_BASE_URL ends in /v1"
+            f"{said}; pick a current --model_name, check --api {where.api}, and that OPENAI_BASE_URL ends in /v1"
         )
     if isinstance(err, QuotaExhausted):
         return GenerationError(

@@ -7,13 +7,20 @@ optional dependency of another backend gives a one-line message instead of a tra
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Mapping
+from dataclasses import replace
 
-from core.openai_client.credentials import check_credentials, endpoint_configured
+from core.exit_codes import ConfigError
+from core.openai_client.credentials import check_credentials, endpoint_configured, env_value
+from core.openai_client.models import describe_models, is_openai_endpoint, served_models_at
 from core.openai_client.request import BackendState, GenerationError, SamplingParams
+from core.redact import endpoint_for_messages
 from generate.backends.base import Backend, BackendName
 from generate.backends.local.model_files import local_model_name
 from generate.config import GenerateConfig
+
+log = logging.getLogger(__name__)
 
 _CLASSES: dict[str, tuple[str, str]] = {
     "openai": ("generate.backends.api", "OpenAIBackend"),
@@ -37,6 +44,35 @@ def check_backend_credentials(name: BackendName, environ: Mapping[str, str] | No
     """Fail in an instant, before any file is written, when an API backend has no endpoint."""
     if name in ("openai", "batch"):
         check_credentials(environ)
+
+
+def model_for_endpoint(config: GenerateConfig, name: BackendName, model_given: bool,
+                       environ: Mapping[str, str] | None = None) -> tuple[GenerateConfig, bool]:
+    """The config with the model a self-hosted server serves, and whether the price table may
+    price the run by the model's name.
+
+    --model_name's default is OpenAI's model; a self-hosted server (vLLM, llama.cpp, Ollama)
+    given no model either refuses it or, as llama.cpp does, answers with whatever it runs, and
+    pricing that as gpt-4o-mini would be a made-up number. So with no --model_name and an
+    OPENAI_BASE_URL other than OpenAI's, the model is the one GET /v1/models lists (one
+    listed: that one; several: refused, naming them, unless the default is among them); a
+    server that lists nothing is asked for the default and its cost is unknown.
+    """
+    if model_given or name != "openai" or is_openai_endpoint(environ):
+        return config, True
+    served = served_models_at(environ)
+    url = endpoint_for_messages(env_value("OPENAI_BASE_URL", environ) or "")
+    if not served:
+        log.warning("--model_name is not set and %s gave no list of its models (GET /v1/models); asking for %s, "
+                    "at an unknown cost", url, config.model_name)
+        return config, False
+    if config.model_name in served:
+        return config, True
+    if len(served) > 1:
+        raise ConfigError(f"--model_name is not set and {url} serves {describe_models(served)}: "
+                          "pick one with --model_name")
+    log.info("model: %s, the one model %s serves (--model_name picks another)", served[0], url)
+    return replace(config, model_name=served[0]), True
 
 
 def model_used(name: BackendName, config: GenerateConfig) -> str:

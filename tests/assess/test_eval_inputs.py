@@ -85,7 +85,7 @@ def test_answers_only_without_judge(tiny_chat_model: Path, eval_files, tmp_path:
     out = tmp_path / "answers"
     assert main(["--model", str(tiny_chat_model), "--eval_set", str(eval_set), "--judge_model", "none",
                  "--max_items", "3", "--max_new_tokens", "3", "--output_dir", str(out), "--progress", "False"]) == 0
-    assert "3 answers written (no judge)" in capsys.readouterr().out
+    assert capsys.readouterr().out == f"3 answers written to {out / 'eval_answers.jsonl'} (no judge)\n"
     answers = [json.loads(line) for line in (out / "eval_answers.jsonl").read_text().splitlines()]
     assert [a["instruction"] for a in answers] == [t["instruction"] for t in TASKS[:3]]
     assert sorted(p.name for p in out.iterdir()) == ["eval_answers.journal.jsonl", "eval_answers.jsonl",

@@ -75,6 +75,10 @@ def test_compatibility_spellings() -> None:
     (["--data", "d", "--verbose", "maybe"], "--verbose must be True or False (got 'maybe')"),
     (["--data", "d", "--api", "edits"], "--api must be one of chat, completions (got 'edits')"),
     (["--data", "d", "--bogus", "1"], "unknown flag --bogus; run `python -m tool --help` for the list of flags"),
+    (["--data", "d", "--outptu_dir", "o"], "unknown flag --outptu_dir; did you mean --output_dir? run "
+                                           "`python -m tool --help` for the list of flags"),
+    (["--data", "d", "--verb", "1"], "unknown flag --verb; did you mean --verbose? run `python -m tool --help` "
+                                     "for the list of flags"),
     (["--data", "d", "stray"], "unexpected argument 'stray': every setting is a flag, --name value "
                                "(see `python -m tool --help`)"),
     (["--data"], "--data needs a value (see `python -m tool --help`)"),
@@ -148,3 +152,16 @@ def test_a_group_of_commands() -> None:
     with pytest.raises(flags.HelpRequested) as shown:
         flags.parse_group(group, ["two", "-h"])
     assert shown.value.text.startswith("usage: python -m tool two --data FILE\n")
+
+
+@pytest.mark.parametrize(("name", "said"), [
+    ("num_instruction", " did you mean --num_instructions_to_generate?"),  # the start of a flag: that flag
+    ("num_instructions_to_generat", " did you mean --num_instructions_to_generate?"),
+    ("temprature", " did you mean --temperature?"),  # a typo: the most similar
+    ("seed_task", " did you mean --seed_tasks_path?"),
+    ("xyz", ""),  # nothing close: no guess
+])
+def test_did_you_mean_picks_the_flag_meant(name: str, said: str) -> None:
+    known = ("num_instructions_to_generate", "num_prompt_instructions", "temperature", "top_p", "seed",
+             "seed_tasks_path")
+    assert flags.did_you_mean(name, known, "--") == said

@@ -33,6 +33,8 @@ Faults:
   punctuation or non-ASCII first character) and exact/near repeats; with probability
   `truncate_rate` an answer is cut mid-block with `finish_reason: "length"`.
 
+GET /v1/models lists `models` (a server that accepts any name lists "gpt-4o-mini").
+
 Other modules add routes without editing this file:
 
     server.add_route("POST", "/v1/files", handler)   # handler(RouteRequest) -> RouteResponse
@@ -443,6 +445,12 @@ class OpenAIServer:
             return self._model_call("completions", request)
         if request.method == "POST" and request.path.rstrip("/") == "/v1/chat/completions":
             return self._model_call("chat", request)
+        if request.method == "GET" and request.path.rstrip("/") == "/v1/models":
+            # A server that answers any model name lists OpenAI's default, the one a run that
+            # names no model asks for.
+            listed = self.options.models or ("gpt-4o-mini",)
+            return RouteResponse(200, {"object": "list", "data": [
+                {"id": name, "object": "model", "created": 0, "owned_by": "loopback"} for name in listed]})
         if request.method == "GET" and request.path == "/_stats":
             return RouteResponse(200, {**self.stats(), "answered_times": self.answered_times()})
         return RouteResponse(404, _error_body(f"Invalid URL ({request.method} {request.path})",

@@ -206,7 +206,8 @@ def test_sigterm_writes_the_summary(repo_root, seed_file, prompt_file, tmp_path,
         _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr[-2000:]
     assert stderr.strip().splitlines()[-1] == (
-        "generate: terminated (SIGTERM); summary written, rerun the same command to resume")
+        f"generate: terminated (SIGTERM); summary written, rerun the same command to resume "
+        f"(report: {out / 'generate_report.html'})")
     assert "Traceback" not in stderr
     summary = _summary(out)
     assert summary["stopped_by"] == "terminated" and summary["finished"] is False

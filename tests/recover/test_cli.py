@@ -147,7 +147,8 @@ def test_unknown_flag_is_refused_before_running(tmp_path: Path, capsys: pytest.C
     code = main(["recover", "--path_raw", str(tmp_path), "--path_dif", str(tmp_path)])
     assert code == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        "recover: error: unknown flag --path_dif; run `python -m recover recover --help` for the list of flags"]
+        "recover: error: unknown flag --path_dif; did you mean --path_diff? run `python -m recover recover --help` "
+        "for the list of flags"]
 
 
 @pytest.mark.parametrize(
@@ -262,3 +263,19 @@ def test_a_killed_runs_partial_output_is_removed_by_the_next_run(
     assert sorted(p.name for p in out.iterdir()) == [
         "chat_template.jinja", "config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
         "tokenizer_config.json"]
+
+
+@pytest.mark.parametrize(("manifest", "naive", "said"), [
+    (True, None, "recovered 21 tensors into /m (float32); every tensor matched the sha256 in the diff's manifest"),
+    (False, True, "recovered 21 tensors into /m (float32); no manifest in the diff, the seed's sum check passed "
+                  "(sum 50637.1836)"),
+    (False, None, "recovered 21 tensors into /m (float32); no manifest in the diff: unchecked "
+                  "(--check_integrity_naively True runs the seed's sum check)"),
+])
+def test_the_last_line_says_what_was_written_and_what_checked_it(manifest: bool, naive: bool | None,
+                                                                  said: str) -> None:
+    from recover.cli import _outcome
+    from recover.result import RecoverResult
+
+    result = RecoverResult(Path("/m"), "float32", 21, manifest, 50637.18359 if naive is not None else None, naive, None)
+    assert _outcome(result) == said

@@ -94,7 +94,7 @@ def test_shipped_configs_parse_and_name_their_command() -> None:
 
 BAD_INPUTS = {
     # name: (file contents or None, extra flags, exit status, the one error line; {d} = tmp dir)
-    "missing data file": (None, [], 1, "{d}/alpaca_data.json: cannot read (No such file or directory)"),
+    "missing data file": (None, [], 1, "{d}/alpaca_data.json: cannot read (No such file or directory); set --data_path"),
     "malformed JSON": ('[{"instruction": "a",\n', [], 1,
                        "{d}/alpaca_data.json:2: not valid JSON (Expecting property name enclosed in double quotes, column 1)"),
     "not a list": ('{"instruction": "a"}', [], 1,
@@ -183,10 +183,13 @@ def test_help_recipe_values_are_those_make_train_passes(repo_root: Path) -> None
     passed = {k[2:]: v for k, v in zip(command[::2], command[1::2])}
     assert passed.pop("model_name_or_path") == "m"
     passed.pop("data_path"), passed.pop("output_dir")
+    # The recipe's warmup under its current name (a value below 1 is a fraction of the steps), so
+    # `make train` logs no legacy-flag mapping.
+    assert passed.pop("warmup_steps") == RECIPE["warmup_ratio"]
     assert passed == {k: v for k, v in RECIPE.items() if k in passed and v}
     # What make leaves out has the same effect when left out (no eval; wrap class from the model).
     assert set(RECIPE) - set(passed) - {"model_name_or_path", "data_path", "output_dir"} == {
-        "per_device_eval_batch_size", "evaluation_strategy", "fsdp_transformer_layer_cls_to_wrap"}
+        "per_device_eval_batch_size", "evaluation_strategy", "fsdp_transformer_layer_cls_to_wrap", "warmup_ratio"}
 
 
 @pytest.mark.parametrize(("variables", "expected"), [

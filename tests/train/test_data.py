@@ -30,7 +30,7 @@ class CharTokenizer:
     def _one(self, text: str, add_special_tokens: bool) -> list[int]:
         return ([BOS] if add_special_tokens else []) + [ord(c) + 10 for c in text]
 
-    def __call__(self, text, add_special_tokens: bool = True):
+    def __call__(self, text, add_special_tokens: bool = True, verbose: bool = True):
         if isinstance(text, list):
             return {"input_ids": [self._one(t, add_special_tokens) for t in text]}
         return {"input_ids": self._one(text, add_special_tokens)}
@@ -175,8 +175,8 @@ class CountingTokenizer:
         self.eos_token_id = inner.eos_token_id
         self.calls: list[tuple[int, int]] = []  # (characters in, tokens out) per text
 
-    def __call__(self, text, add_special_tokens: bool = True):
-        out = self.inner(text, add_special_tokens=add_special_tokens)
+    def __call__(self, text, add_special_tokens: bool = True, verbose: bool = True):
+        out = self.inner(text, add_special_tokens=add_special_tokens, verbose=verbose)
         texts, ids = (text, out["input_ids"]) if isinstance(text, list) else ([text], [out["input_ids"]])
         self.calls += [(len(t), len(i)) for t, i in zip(texts, ids)]
         return out

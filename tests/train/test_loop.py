@@ -12,7 +12,7 @@ import torch
 from tests.train.runs import same_response_records
 from train.cli import parse_config
 from train.distributed import init_distributed
-from train.loop import Trainer
+from train.loop import Trainer, fit_warmup
 from train.run import prepare, train
 
 # Measured once with torch 2.13 (CPU) / transformers 5.24; a change means the loss definition,
@@ -132,3 +132,33 @@ def test_packing_gives_the_unpacked_loss(tiny_llama: Path, tmp_path: Path) -> No
     varlen = train(parse_config(_args(tiny_llama, data, tmp_path / "varlen", "--max_steps", "1",
                                       "--packing", "True", "--attn_implementation", "packed_varlen")))
     assert varlen["final_loss"] == pytest.approx(padded["final_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize(("warmup", "total", "fitted", "said"), [
+    (37, 1221, 37, None),  # the recipe on 52K examples: untouched
+    (1, 2, 1, None),  # the first step at 0, the second at the peak
+    (1, 1, 0, "a warmup of 1 step (--warmup_steps) would cover the whole 1-step run, which would then train "
+              "below --learning_rate 0.01 throughout (at 0: the model would not change); warmup cut to 0 steps"),
+    (100, 50, 49, "a warmup of 100 steps (--warmup_steps) would cover the whole 50-step run, which would then "
+                  "train below --learning_rate 0.01 throughout; warmup cut to 49 steps"),
+])
+def test_a_warmup_as_long_as_the_run_is_cut_and_said(warmup: int, total: int, fitted: int, said: str | None) -> None:
+    assert fit_warmup(warmup, total, 1e-2) == (fitted, said)
+
+
+def test_a_one_step_run_with_the_recipes_warmup_trains(tiny_llama: Path, tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """`--max_steps 1` with the recipe's 3 % warmup: the one step runs at --learning_rate, not at 0."""
+    from safetensors.torch import load_file
+
+    data = tmp_path / "data.json"
+    data.write_text(json.dumps(same_response_records(8)))
+    out = tmp_path / "out"
+    train(parse_config(_args(tiny_llama, data, out, "--max_steps", "1", "--warmup_steps", "0.03",
+                             "--learning_rate", "1e-2", "--lr_scheduler_type", "cosine")))
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert history[0]["learning_rate"] == 1e-2
+    assert any("warmup cut to 0 steps" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    base, tuned = load_file(str(tiny_llama / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(base[name], tuned[name])

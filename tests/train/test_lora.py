@@ -4,6 +4,7 @@ adapter reloads to the same logits, the merged model matches, and bad flags get 
 from __future__ import annotations
 
 import json
+import warnings
 import logging
 import math
 from pathlib import Path
@@ -281,8 +282,13 @@ def test_packed_lora_step_has_the_padded_loss(lora_base: Path, tmp_path: Path) -
     data.write_text(json.dumps(same_response_records(8)))
     common = ["--max_steps", "1", "--per_device_train_batch_size", "8", "--lora_dropout", "0"]
     padded = train_run.train(parse_config(_lora_args(lora_base, data, tmp_path / "padded", *common)))
-    packed = train_run.train(parse_config(_lora_args(lora_base, data, tmp_path / "packed", *common, "--packing", "True",
-                                                     "--max_seq_length", "1024", "--gradient_checkpointing", "True")))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        packed = train_run.train(parse_config(_lora_args(lora_base, data, tmp_path / "packed", *common, "--packing",
+                                                         "True", "--max_seq_length", "1024", "--gradient_checkpointing",
+                                                         "True")))
+    # Switching checkpointing on and wrapping with peft: no deprecation warning of either library.
+    assert [str(w.message) for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))] == []
     assert packed["packing"] is True and packed["supervised_tokens"] == padded["supervised_tokens"] == 8 * 9
     assert packed["final_loss"] == pytest.approx(padded["final_loss"], rel=1e-5)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.smoke_pipeline import warning_lines
 from tests.train.runs import REPO_ROOT, free_port, run_torchrun, seed_command
 
 SUMMARY_FIELDS = {
@@ -47,7 +48,8 @@ def test_seed_command_two_processes_sharded_and_learns(seed_run: tuple[Path, sub
     assert proc.returncode == 0, proc.stderr[-4000:]
     log = proc.stderr
     assert log.count("legacy flag mapped:") == 3
-    assert log.count("--tf32 True: this machine has no TF32 support") == 1  # rank 0 only
+    assert log.count("--tf32 True: no TF32 on this machine") == 1  # rank 0 only
+    assert warning_lines(log) == []  # the seed's recipe on clean data: nothing to warn about, on any rank
     assert "world_size=2 backend=gloo device=cpu sharding=fsdp2 (full_shard auto_wrap; 2 x LlamaDecoderLayer; sharded=True" in log
     assert "precision=bf16 packing=False effective_batch=4 (micro 2 x accum 1 x world 2) steps=36" in log
 

@@ -32,5 +32,4 @@ def write_run_report(folder: str | Path) -> Path | None:
     except Exception as err:  # noqa: BLE001 - the data is written; a report problem must not fail the run
         log.warning("could not write the report in %s: %s", folder, err)
         return None
-    log.info("report: %s", path)
     return path

@@ -34,6 +34,9 @@ class RunData:
 def load_run(folder: Path) -> RunData:
     """Read a run folder; a one-line error (naming the file) when its data is missing or malformed."""
     data_path = folder / DATA_NAME
+    if folder.is_file():
+        hint = f": pass its folder, {folder.parent}" if folder.name == DATA_NAME else ""
+        raise InputError(f"{folder} is a file; the report takes a run's folder (its --output_dir){hint}")
     if not folder.is_dir():
         raise InputError(f"{folder}: no such folder (pass a run's --output_dir)")
     if not data_path.is_file():

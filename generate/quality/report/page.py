@@ -47,6 +47,8 @@ def render_html(run: RunData, stats: Stats, plots: dict[str, bytes]) -> str:
         ("model", f"{summary.get('model', '?')} ({summary.get('backend', '?')}, {summary.get('api', '?')} API)"
          if summary else "no generate_summary.json"),
         ("finished", summary.get("finished", "?") if summary else "?"),
+        *([("stopped by", f"{summary['stopped_by']}" + (f": {summary['error']}" if summary.get("error") else ""))]
+          if summary.get("stopped_by") not in (None, "target") else []),
         ("requests", summary.get("requests", "?") if summary else "?"),
         ("estimated cost", "unknown" if stats.cost_usd is None else f"${stats.cost_usd:.4f}"),
         ("cost per kept item", "unknown" if stats.cost_per_kept is None else f"${stats.cost_per_kept:.6f}"),

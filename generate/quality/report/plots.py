@@ -148,10 +148,15 @@ def plot_defects(stats: Stats) -> bytes:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(DEFECT_REASONS) + 1.2))
     rows = range(len(DEFECT_REASONS))
     kept = [stats.defects.get(name, 0) for name in reversed(DEFECT_REASONS)]
     rejected = [stats.rejected.get(name, 0) for name in reversed(DEFECT_REASONS)]
+    if not any(kept) and not any(rejected):  # an axis of zeros would only show matplotlib's default range
+        fig, ax = plt.subplots(figsize=(8, 2.2))
+        _empty(ax, "none: no kept or rejected item has a known defect")
+        ax.set_title("Defects by class")
+        return _png(fig)
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(DEFECT_REASONS) + 1.2))
     ax.barh([r + 0.2 for r in rows], kept, height=0.4, color="#c44e52", label="in the kept data")
     ax.barh([r - 0.2 for r in rows], rejected, height=0.4, color="#dd8452", label="rejected in generation")
     for row, (a, b) in enumerate(zip(kept, rejected)):
