@@ -22,6 +22,7 @@ from core.exit_codes import (
     sigterm_raises,
 )
 from generate.config import COMMAND, GenerateConfig
+from generate.dataset_card import write_dataset_card
 from generate.quality.report.build import write_run_report
 from generate.run import StallError, generate
 
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     print(_headline(summary), file=sys.stderr)
     if config.report:  # generate_report.html; a failure is logged, never raised
         write_run_report(config.output_dir)
+    write_dataset_card(config, summary)  # README.md beside the data; a failure is logged, never raised
     cap_lines = _cap_lines(config, summary)
     for line in cap_lines:
         print(line, file=sys.stderr)
