@@ -13,6 +13,7 @@ from pathlib import Path
 
 from core.checkpoints.adapter import ADAPTER_CONFIG, is_adapter_dir
 from core.checkpoints.adapter_merge import merge_adapter
+from core.files import missing_dirs, remove_empty_dirs
 from export.config import ExportConfig
 from export.errors import ExportError
 from export.gguf_file import GgufSummary, export_gguf
@@ -40,10 +41,23 @@ def _adapter_base(cfg: ExportConfig) -> Path:
         base = json.loads(config_path.read_text())["base_model_name_or_path"]
     except (OSError, ValueError, KeyError) as exc:
         raise ExportError(f"--model {cfg.model}: {config_path} names no base model ({exc}); pass --base") from exc
-    if not base or not Path(base).expanduser().is_dir():
-        raise ExportError(f"--model {cfg.model} is a LoRA adapter whose base {base!r} is not a local folder; "
-                          "pass the base model folder as --base")
-    return Path(base).expanduser()
+    if base and Path(base).expanduser().is_dir():
+        return Path(base).expanduser()
+    cached = _hub_cache_folder(base) if base else None
+    if cached is None:
+        raise ExportError(f"--model {cfg.model} is a LoRA adapter whose base {base!r} is neither a local folder nor "
+                          "in the Hugging Face cache; pass the base model folder as --base")
+    return cached
+
+
+def _hub_cache_folder(repo_id: str) -> Path | None:
+    """The local snapshot of a hub model that training already downloaded (no network)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not a hub id, or not downloaded: the caller says what to pass
+        return None
 
 
 @contextmanager
@@ -88,6 +102,16 @@ def run_export(cfg: ExportConfig) -> ExportResult:
     if cfg.format == "ollama" and (out_dir / MODELFILE).exists() and not cfg.overwrite:
         raise ExportError(f"{out_dir / MODELFILE} exists; pass --overwrite True to replace it")
     keep_merged = cfg.format == "ollama" and cfg.ollama_from == "safetensors"
+    new_dirs = missing_dirs(out_dir)
+    try:
+        return _export(cfg, gguf_path, write_gguf, keep_merged)
+    except BaseException:
+        remove_empty_dirs(new_dirs)  # a refused or failed export leaves no empty folder behind
+        raise
+
+
+def _export(cfg: ExportConfig, gguf_path: Path, write_gguf: bool, keep_merged: bool) -> ExportResult:
+    out_dir = cfg.out_dir
     with checkpoint_to_export(cfg, keep_merged) as (model_dir, merged):
         summary = None
         if write_gguf:

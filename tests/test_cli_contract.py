@@ -13,6 +13,7 @@ import assess.chat
 import assess.cli
 import assess.config
 import export.cli
+import recipe.cli
 import generate.cli
 import generate.dedup.cli
 import generate.quality.clean
@@ -40,6 +41,7 @@ ENTRY_POINTS: list[tuple[str, Callable[[list[str]], int], list[str], str]] = [
     ("assess", assess.cli.main, [], "python -m assess"),
     ("assess.chat", assess.chat.main, [], "python -m assess.chat"),
     ("export", export.cli.main, [], "python -m export"),
+    ("recipe", recipe.cli.main, [], "python -m recipe"),
 ]
 IDS = [" ".join([prog, *words]) for prog, _, words, _ in ENTRY_POINTS]
 
