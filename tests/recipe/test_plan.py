@@ -3,6 +3,8 @@ and a recipe this machine cannot run: every stage's command and why, one line ea
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,19 @@ def test_dry_run_shows_each_decision_and_writes_nothing(repo_root: Path, tmp_pat
     assert [line.split(" (")[0] for line in lines] == ["recipe: run generate", "recipe: run train", "recipe: run eval",
                                                       "recipe: run diff", "recipe: run export"]
     assert "--lora_r=16" in lines[1] and not recipe.workdir.exists()
+
+
+def test_a_failed_stage_is_named_with_the_command_that_reruns_it(tmp_path: Path, capfd) -> None:
+    workdir = tmp_path / "w"
+    missing = tmp_path / "no_such_seeds.jsonl"
+    recipe = parse_recipe(f"workdir: {workdir}\ngenerate: {{seed_tasks_path: {missing}, progress: false}}\n",
+                          tmp_path / "r.yaml", {})
+    assert execute(recipe, environ={**os.environ, "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}) == 1
+    out, err = capfd.readouterr()
+    line = out.splitlines()[-1]
+    assert line.startswith("recipe: generate failed (exit 1) after ")
+    assert line.endswith(f"s; the stages after it did not run. Rerun it alone: {sys.executable} -m generate "
+                         f"--seed_tasks_path={missing} --progress=False --output_dir={workdir / 'data'}  "
+                         "-- or rerun the recipe, which continues here")
+    assert err.strip().splitlines()[-1].startswith("generate: error: ")  # the stage's own line, just above
+    assert RecipeState.load(workdir).stages["generate"].status == "started"
