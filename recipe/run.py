@@ -47,6 +47,7 @@ class Step:
     run: bool
     reason: str
     resume: bool = False  # continue the interrupted run (train: from its last checkpoint)
+    changed: bool = False  # its settings, or a stage it reads from, differ from the last run's
 
 
 def _say(text: str) -> None:
@@ -70,12 +71,16 @@ def plan(recipe: Recipe, state: RecipeState, only: tuple[str, ...] = (), force: 
             continue
         record = state.stages.get(stage)
         upstream = [d for d in DEPENDS[stage] if recipe.has(d)]
-        resume = (stage == "train" and record is not None and record.status == "started"
-                  and any(folders(recipe)["train"].glob(CHECKPOINT_GLOB)))
-        command = stage_command(recipe, stage, port=port, resume=resume)
+        command = stage_command(recipe, stage, port=port)
         digest = fingerprint(command.settings, [digests[d] for d in upstream])
         digests[stage] = digest
         reran = [d for d in upstream if d in running]
+        changed = stage in force or bool(reran) or (record is not None and record.fingerprint != digest)
+        # Only the same training, interrupted, continues from its checkpoint.
+        resume = (stage == "train" and not changed and record is not None and record.status == "started"
+                  and any(command.output.glob(CHECKPOINT_GLOB)))
+        if resume:
+            command = stage_command(recipe, stage, port=port, resume=True)
         missing = [p for p in command.done_files if not p.exists()]
         if stage in force:
             reason = "asked for (--force)"
@@ -84,9 +89,9 @@ def plan(recipe: Recipe, state: RecipeState, only: tuple[str, ...] = (), force: 
         elif record is None:
             reason = "never ran"
         elif record.fingerprint != digest:
-            changed = changed_settings(record.settings, command.settings)
-            reason = ("settings changed: " + ", ".join(changed[:4]) + (" ..." if len(changed) > 4 else "")
-                      if changed else "a stage it reads from changed")
+            names = changed_settings(record.settings, command.settings)
+            reason = ("settings changed: " + ", ".join(names[:4]) + (" ..." if len(names) > 4 else "")
+                      if names else "a stage it reads from changed")
         elif record.status != "done":
             reason = "did not finish" + (": resumes from its last checkpoint" if resume else "")
         elif missing:
@@ -98,7 +103,7 @@ def plan(recipe: Recipe, state: RecipeState, only: tuple[str, ...] = (), force: 
             reason += " (not among --only)"
         if must:
             running.add(stage)
-        steps.append(Step(command, digest, must, reason or "up to date", resume and must))
+        steps.append(Step(command, digest, must, reason or "up to date", resume and must, changed))
     return steps
 
 
@@ -107,18 +112,23 @@ def describe(step: Step) -> str:
     name = step.command.name
     if not step.run:
         return f"skip {name}: {step.reason}"
-    return f"run {name} ({step.reason}): {shlex.join(step.command.argv)}"
+    return f"run {name} ({step.reason}): {_shown(step.command)}"
 
 
-def _prepare_output(step: Step, record_settings: dict[str, str] | None) -> None:
-    """A stage that runs afresh (not resuming) starts from an empty output folder when what is
-    there was made with other settings or from another model."""
+def _shown(command: StageCommand) -> str:
+    """The command as a shell runs it, with the variables the runner sets for it."""
+    return " ".join([*(f"{k}={shlex.quote(v)}" for k, v in command.env.items()), shlex.join(command.argv)])
+
+
+def _prepare_output(step: Step) -> None:
+    """Train and eval start from an empty output folder unless they continue the same run:
+    what is there was made with other settings or from another model."""
     name, output = step.command.name, step.command.output
-    if name in REPLACED_ON_CHANGE and not step.resume and output.exists():
-        same = record_settings == step.command.settings and not step.reason.endswith("runs before it")
-        if name == "eval" and same:
-            return  # an interrupted eval of the same model: its journals resume it
-        shutil.rmtree(output)
+    if name not in REPLACED_ON_CHANGE or step.resume or not output.exists():
+        return
+    if name == "eval" and not step.changed:
+        return  # an interrupted eval of the same model: its journals resume it
+    shutil.rmtree(output)
 
 
 def _after(recipe: Recipe, stage: str) -> None:
@@ -148,7 +158,7 @@ def execute(recipe: Recipe, *, only: tuple[str, ...] = (), force: tuple[str, ...
     if any(problems.values()):
         for step in todo:
             why = problems[step.command.name]
-            line = f"would run {step.command.name}: {shlex.join(step.command.argv)}"
+            line = f"would run {step.command.name}: {_shown(step.command)}"
             _say(line + (f"; cannot here: {'; '.join(why)}" if why else ""))
         blocked = [name for name, why in problems.items() if why]
         _say(f"nothing was run: {', '.join(blocked)} cannot run on this machine")
@@ -159,16 +169,15 @@ def execute(recipe: Recipe, *, only: tuple[str, ...] = (), force: tuple[str, ...
             if not step.run:
                 _say(f"{name}: skipped ({step.reason})")
                 continue
-            previous = state.stages.get(name)
-            _prepare_output(step, previous.settings if previous else None)
-            _say(f"{name}: running ({step.reason}): {shlex.join(step.command.argv)}")
+            _prepare_output(step)
+            _say(f"{name}: running ({step.reason}): {_shown(step.command)}")
             state.started(name, step.digest, step.command.settings)
             started = time.monotonic()
-            status = subprocess.run(step.command.argv, env=environ, check=False).returncode
+            status = subprocess.run(step.command.argv, env={**environ, **step.command.env}, check=False).returncode
             elapsed = time.monotonic() - started
             if status != 0:
                 _say(f"{name} failed (exit {status}) after {elapsed:.1f} s; the stages after it did not run. "
-                     f"Rerun it alone: {shlex.join(step.command.argv)}  -- or rerun the recipe, which continues here")
+                     f"Rerun it alone: {_shown(step.command)}  -- or rerun the recipe, which continues here")
                 return status if 0 < status < 256 else EXIT_FAILED
             _after(recipe, name)
             state.finished(name, elapsed)

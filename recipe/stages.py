@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from recipe.spec import Recipe
@@ -45,6 +45,7 @@ class StageCommand:
     settings: dict[str, str]  # what the stage's result depends on (the port and resume flags excluded)
     output: Path  # the folder the stage writes, under workdir
     done_files: tuple[Path, ...]  # all present once the stage has finished
+    env: dict[str, str] = field(default_factory=dict)  # set for this stage's process
 
 
 def folders(recipe: Recipe) -> dict[str, Path]:
@@ -125,6 +126,7 @@ def stage_command(recipe: Recipe, stage: str, *, port: int | None = None, resume
     # stage's fingerprint (and does not exist yet when the plan is made).
     settings = {**flags, **input_digests(recipe.stages[stage])}
     python = sys.executable
+    env: dict[str, str] = {}
     if stage == "train":
         launch = recipe.launcher
         launcher = [f"--nproc_per_node={launch.nproc_per_node}"]
@@ -134,6 +136,8 @@ def stage_command(recipe: Recipe, stage: str, *, port: int | None = None, resume
             run["resume_from_checkpoint"] = "latest"
         argv = [python, "-m", "train.launch", *launcher, f"--master_port={port or 29500}", "-m", "train",
                 *_as_flags(run)]
+        if launch.device == "cpu":
+            env["CUDA_VISIBLE_DEVICES"] = ""  # gloo processes on the CPU even where GPUs are
     elif stage == "generate":
         argv = [python, "-m", "generate", *_as_flags(flags)]
     elif stage == "eval":
@@ -142,4 +146,4 @@ def stage_command(recipe: Recipe, stage: str, *, port: int | None = None, resume
         argv = [python, "-m", "recover", "make_diff", *_as_flags({**flags, "overwrite": "True"})]
     else:
         argv = [python, "-m", "export", *_as_flags({**flags, "overwrite": "True"})]
-    return StageCommand(stage, argv, settings, folders(recipe)[stage], _done_files(recipe, stage, flags))
+    return StageCommand(stage, argv, settings, folders(recipe)[stage], _done_files(recipe, stage, flags), env)

@@ -14,18 +14,13 @@ from core.cards.front_matter import parse, read_card, render
 from core.cards.loss_curve import loss_points, write_loss_curve
 from core.cards.model_card import add_eval, carry_card, read_facts, training_facts, write_model_card
 from core.exit_codes import InputError
+from tests.markdown_tables import table
 
 TRAIN_SUMMARY = {"world_size": 4, "fsdp": True, "deepspeed": False, "packing": False, "precision": "bf16",
                  "device": "cuda", "train_loss": 1.234567, "final_loss": 0.98765, "steps": 1218,
                  "effective_batch_size": 128, "supervised_tokens": 5123456, "examples": 52002, "elapsed_s": 12345.6}
 EVAL_RESULTS = {"n": 252, "wins": 100, "ties": 20, "losses": 132, "win_rate": 0.436507936, "standard_error": 0.030864,
                 "ci95_bootstrap": [0.376984, 0.496031], "unparseable": 0}
-
-
-def table(body: str, heading: str) -> dict[str, str]:
-    section = body.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    rows = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("| ")]
-    return {name.strip(): value.strip() for name, value in rows[1:]}
 
 
 @pytest.fixture

@@ -17,16 +17,10 @@ from generate.dataset_card import card_header, size_category
 from generate.quality.report.load import load_run
 from generate.quality.report.stats import compute_stats
 from tests.fakes.openai_server import OpenAIServer, ServerOptions
+from tests.markdown_tables import table
 
 # Faults that make every reference filter reject something, so the card's table has rows.
 OPTIONS = ServerOptions(material="synthetic", bad_block_rate=0.3, truncate_rate=0.2)
-
-
-def table(body: str, heading: str) -> dict[str, str]:
-    """The `| name | value |` rows of the first table under `## heading`."""
-    section = body.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    rows = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("| ")]
-    return {name.strip(): value.strip() for name, value in rows[1:]}  # the first row is the header
 
 
 def _run(out: Path, seed_file: Path, prompt_file: Path, target: int) -> int:

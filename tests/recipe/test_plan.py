@@ -80,6 +80,9 @@ def test_an_unfinished_or_missing_stage_runs_again(tmp_path: Path) -> None:
     assert steps["train"].reason == "did not finish: resumes from its last checkpoint" and steps["train"].resume
     assert steps["train"].command.argv[-1] == "--resume_from_checkpoint=latest"
     assert steps["eval"].reason == "train runs before it" and not steps["generate"].run
+    changed = {s.command.name: s for s in plan(_recipe(tmp_path / "w", train_lr="5e-4"), state)}["train"]
+    assert changed.reason == "settings changed: learning_rate" and not changed.resume  # not another run's checkpoint
+    assert not any(arg.startswith("--resume_from_checkpoint") for arg in changed.command.argv)
     state.stages["train"].status = "done"
     assert _decisions(recipe, state)["eval"] == f"{recipe.workdir / 'eval' / 'eval_summary.json'} is missing"
 

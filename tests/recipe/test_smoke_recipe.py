@@ -22,6 +22,7 @@ import pytest
 from core.cards.front_matter import read_card
 from tests.fakes.openai_server import OpenAIServer, ServerOptions
 from tests.fakes.pipeline_server import pipeline_server
+from tests.markdown_tables import table
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RECIPE = REPO_ROOT / "recipes" / "smoke.yaml"
@@ -47,12 +48,6 @@ def _tree(pid: int) -> list[int]:
 
 def _lines(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith("recipe: ")]
-
-
-def _table(body: str, heading: str) -> dict[str, str]:
-    section = body.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
-    rows = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("| ")]
-    return {name.strip(): value.strip() for name, value in rows[1:]}
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +126,7 @@ def test_the_cards_hold_the_runs_own_figures(killed_then_finished, smoke) -> Non
     generated = json.loads((workdir / "data" / "generate_summary.json").read_text())
     header, body = read_card(workdir / "data" / "README.md")
     assert header["task_categories"] == ["text-generation"] and header["size_categories"] == ["n<1K"]
-    assert _table(body, "Cost")["kept"] == str(generated["kept"]) == "12"
+    assert table(body, "Cost")["kept"] == str(generated["kept"]) == "12"
     trained = json.loads((workdir / NAME / "train_summary.json").read_text())
     evaluated = json.loads((workdir / "eval" / "eval_summary.json").read_text())
     for folder in (workdir / NAME, workdir / f"{NAME}-diff"):
@@ -140,12 +135,12 @@ def test_the_cards_hold_the_runs_own_figures(killed_then_finished, smoke) -> Non
         metrics = header["model-index"][0]["results"][0]["metrics"]
         assert metrics[0]["value"] == evaluated["results"]["win_rate"]
         assert metrics[1]["value"] == evaluated["results"]["standard_error"]
-        training = _table(body, "Training")
+        training = table(body, "Training")
         assert training["training loss (mean)"] == f"{trained['train_loss']:.4f}"
         assert training["optimizer steps"] == str(trained["steps"])
         assert training["supervised tokens"] == f"{trained['supervised_tokens']:,}"
         results = evaluated["results"]
-        assert _table(body, "Evaluation")["wins / ties / losses"] == \
+        assert table(body, "Evaluation")["wins / ties / losses"] == \
             f"{results['wins']} / {results['ties']} / {results['losses']}"
         assert (folder / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
         assert (folder / "recipe.yaml").read_text() == RECIPE.read_text()

@@ -345,7 +345,7 @@ def test_recover_from_base_and_adapter_equals_the_merged_model(lora_run: dict[st
                          "--path_diff", str(diff)]) == 0
     assert sorted(p.name for p in diff.iterdir()) == sorted([
         ADAPTER_MANIFEST, "adapter_config.json", ADAPTER_WEIGHTS, "chat_template.jinja", "tokenizer.json",
-        "tokenizer_config.json"])
+        "tokenizer_config.json", "README.md", "model_card.json", "loss_curve.png"])  # the adapter's card, carried
     manifest = json.loads((diff / ADAPTER_MANIFEST).read_text())
     assert len(manifest["base"]) == 21 and manifest["vocab_size"] == 513
     assert recover_main(["recover", "--path_raw", str(lora_base), "--path_diff", str(diff),
