@@ -12,6 +12,7 @@ import pytest
 import assess.chat
 import assess.cli
 import assess.config
+import assess.human.cli
 import export.cli
 import recipe.cli
 import generate.cli
@@ -40,6 +41,7 @@ ENTRY_POINTS: list[tuple[str, Callable[[list[str]], int], list[str], str]] = [
     ("recover", recover.cli.main, ["recover"], "python -m recover recover"),
     ("assess", assess.cli.main, [], "python -m assess"),
     ("assess.chat", assess.chat.main, [], "python -m assess.chat"),
+    ("assess.human", assess.human.cli.main, [], "python -m assess.human"),
     ("export", export.cli.main, [], "python -m export"),
     ("recipe", recipe.cli.main, [], "python -m recipe"),
 ]
