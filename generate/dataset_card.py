@@ -14,6 +14,7 @@ may restrict its use. A license set by hand in the card's header is kept by late
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import statistics
@@ -72,6 +73,11 @@ def card_header(config: GenerateConfig, kept: int, license_id: str) -> dict[str,
     return header
 
 
+def _language_name(summary: dict[str, Any], config: GenerateConfig) -> str:
+    name = (summary.get("language") or {}).get("name")
+    return f"{name} ({config.language})" if name else config.language
+
+
 def _row(name: str, value: Any) -> str:
     return f"| {name} | {value} |"
 
@@ -88,7 +94,7 @@ def card_body(config: GenerateConfig, summary: dict[str, Any], stats: Stats, see
     lines = [f"# {name}", "",
              f"{kept} instruction-following examples (`instruction`, `input`, `output`) written by "
              f"`{summary['model']}` with self-instruct from {seeds} seed tasks, in the format of Stanford "
-             f"Alpaca's data. Language: {config.language}.", "",
+             f"Alpaca's data. Language: {_language_name(summary, config)}.", "",
              "## Dataset structure", "",
              f"`{DATA_NAME}`: a JSON list of {kept} objects with three strings each: `instruction` (the task), "
              f"`input` (its context, `\"\"` when it needs none: {stats.with_input} of {kept} have one) and `output` "
@@ -116,7 +122,8 @@ def card_body(config: GenerateConfig, summary: dict[str, Any], stats: Stats, see
              _row("estimated cost", cost_text), "",
              "## Filters and what they rejected", "",
              "Each generated candidate went through the reference's filters (length, blacklisted words, "
-             "banned starts, punctuation), the defect detectors and the ROUGE-L dedup, in that order.", "",
+             "banned starts, punctuation), the defect detectors, the language check where the run has one and "
+             "the ROUGE-L dedup.", "",
              "| rejected because | candidates |", "|---|---|"]
     rejected = {reason: count for reason, count in (summary.get("rejected") or {}).items() if count}
     lines += [_row(reason, count) for reason, count in sorted(rejected.items(), key=lambda kv: (-kv[1], kv[0]))]
@@ -132,10 +139,9 @@ def card_body(config: GenerateConfig, summary: dict[str, Any], stats: Stats, see
     lines += ["", "## Main figures", "", f"(from the report, `{REPORT_NAME}`, which has the plots)", "",
               "| figure | value |", "|---|---|",
               _row(f"median instruction length ({unit})", _median(lengths["instruction"])),
-              _row(f"median input length, non-empty inputs ({unit})", _median(inputs)),
+              _row(f"median input length, non-empty inputs ({unit})", _median(inputs) if inputs else "n/a (no inputs)"),
               _row(f"median output length ({unit})", _median(lengths["output"])),
-              _row("instructions whose leading verb was found", f"{100 * stats.verb_share:.1f}%"),
-              _row("distinct leading verbs among the top 20", len(stats.verbs))]
+              _row("instructions whose leading verb was found", f"{100 * stats.verb_share:.1f}%")]
     nearest = stats.rouge_seed + stats.rouge_kept
     if nearest:
         lines.append(_row("median ROUGE-L to the nearest seed or earlier instruction", f"{statistics.median(nearest):.3f}"))
@@ -164,7 +170,11 @@ def write_dataset_card(config: GenerateConfig, summary: dict[str, Any]) -> Path 
     folder = Path(config.output_dir)
     try:
         tasks = load_seed_tasks(Path(config.seed_tasks_path))
+        # The language the run settled on (its summary says it; the seeds decide it the same way).
         resolved, _ = resolve_language(config, [task.instruction for task in tasks])
+        code = (summary.get("language") or {}).get("code")
+        if code and code != resolved.language:
+            resolved = dataclasses.replace(resolved, language=code)
         prompt_sha = hashlib.sha256(Path(resolved.prompt_path).read_bytes()).hexdigest()[:12]
         stats = compute_stats(load_run(folder))
         path = folder / CARD_NAME

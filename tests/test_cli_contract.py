@@ -14,13 +14,13 @@ import assess.cli
 import assess.config
 import assess.human.cli
 import export.cli
-import recipe.cli
 import generate.cli
 import generate.dedup.cli
 import generate.quality.clean
 import generate.quality.rate
 import generate.quality.report.cli
 import generate.seeds.check
+import recipe.cli
 import recover.cli
 import recover.usage
 import train.cli
