@@ -22,16 +22,21 @@ class RecipeFlags:
     recipe: str = field(metadata=flags.doc("The recipe file (YAML), e.g. recipes/alpaca-7b-fsdp.yaml."))
     dry_run: bool = field(default=False, metadata=flags.doc(
         "Show each stage's decision (run or skip, and why) and its command; run nothing."))
-    only: tuple[str, ...] = field(default=(), metadata=flags.doc(
+    only: str = field(default="", metadata=flags.doc(
         "Run only these stages (comma-separated: generate, train, eval, diff, export) when they are not up "
         "to date; the others are left as they are."))
-    force: tuple[str, ...] = field(default=(), metadata=flags.doc(
+    force: str = field(default="", metadata=flags.doc(
         "Run these stages (and the ones after them that read from them) even when up to date."))
+
+
+def stage_list(value: str) -> tuple[str, ...]:
+    """`--only`/`--force`: comma-separated stage names."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 def validate(config: RecipeFlags) -> None:
     for name in ("only", "force"):
-        for stage in getattr(config, name):
+        for stage in stage_list(getattr(config, name)):
             if stage not in STAGES:
                 raise ConfigError(f"--{name}: unknown stage {stage!r} (stages: {', '.join(STAGES)})")
 
@@ -59,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with sigterm_raises():
             recipe = load_recipe(Path(config.recipe))
-            return execute(recipe, only=config.only, force=config.force, dry_run=config.dry_run)
+            return execute(recipe, only=stage_list(config.only), force=stage_list(config.force),
+                           dry_run=config.dry_run)
     except UserError as err:
         print(error_line(PROG, err), file=sys.stderr)
         return err.exit_code
