@@ -21,6 +21,12 @@ PROMPT           ?=
 LANGUAGE         ?=
 BACKEND          ?= auto
 API              ?=
+# ---- evolve / select (DATA below is their input too) ----
+EVOLVED  ?= data/evolved.json
+ROUNDS   ?= 2
+SELECTED ?= data/selected.json
+K        ?= 1000
+SCORE    ?= rating
 # ---- train ----
 DATA   ?= data/alpaca_data.json
 NPROC  ?= 1
@@ -49,7 +55,7 @@ ARGS   ?=
 
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: help setup generate report train train-lora diff recover chat eval human-eval export all smoke test test-slow test-gpu bench lint clean
+.PHONY: help setup generate report train train-lora diff recover chat eval human-eval evolve select export all smoke test test-slow test-gpu bench lint clean
 
 help: ## List targets and variables
 	@echo "Targets:"
@@ -60,6 +66,8 @@ help: ## List targets and variables
 	@echo "            PROMPT=<prompt file; default: by the seeds' language> BACKEND=$(BACKEND) (auto|openai|batch|local) API=<completions|chat>"
 	@echo "            LANGUAGE=<en|de|fr|es|pt|it|nl|ru|pl|zh|ja|ko|th|other; default: detected from the seeds>"
 	@echo "  report:   OUTPUT_DIR=$(OUTPUT_DIR) (a generate run's folder)"
+	@echo "  evolve:   DATA=$(DATA) EVOLVED=$(EVOLVED) ROUNDS=$(ROUNDS) MODEL=<model>"
+	@echo "  select:   DATA=$(DATA) SELECTED=$(SELECTED) K=$(K) SCORE=$(SCORE) (rating|complexity|both)"
 	@echo "  train:    MODEL=<hf path or id> DATA=$(DATA) OUTPUT_DIR=<dir> NPROC=$(NPROC) PORT=$(PORT) FSDP='$(FSDP)'"
 	@echo "            several machines: NNODES=$(NNODES) NODE_RANK=$(NODE_RANK) MASTER_ADDR=$(MASTER_ADDR) (same PORT on every node)"
 	@echo "  train-lora: as train (NPROC=1 is one GPU); ARGS='--load_in_4bit True' for QLoRA, '--merge_lora True' for a merged model"
@@ -91,6 +99,12 @@ generate: $(STAMP) ## Generate instruction data -> OUTPUT_DIR/alpaca_data.json
 
 report: $(STAMP) ## HTML report with plots of OUTPUT_DIR's data -> OUTPUT_DIR/generate_report.html
 	$(PY) -m generate.report "$(OUTPUT_DIR)"
+
+evolve: $(STAMP) ## Evolve DATA's instructions deeper and wider -> EVOLVED (failed rewrites eliminated, counted)
+	$(PY) -m generate.evolve "$(DATA)" "$(EVOLVED)" --rounds $(ROUNDS) $(if $(MODEL),--model_name "$(MODEL)") $(ARGS)
+
+select: $(STAMP) ## Choose the best K of DATA by SCORE, skipping near-duplicates -> SELECTED
+	$(PY) -m generate.select "$(DATA)" "$(SELECTED)" --k $(K) --score $(SCORE) $(if $(MODEL),--model_name "$(MODEL)") $(ARGS)
 
 train: OUTPUT_DIR = output/alpaca
 train: $(STAMP) ## Fine-tune MODEL on DATA with FSDP over NPROC processes (x NNODES machines)
@@ -135,6 +149,7 @@ eval: $(STAMP) ## Answer the eval set with MODEL, judge each answer against the 
 
 human-eval: $(STAMP) ## Blind pairwise comparison by people of EVAL_DIR's pairs, on a local page -> HUMAN_DIR
 	$(PY) -m assess.human --eval_dir "$(EVAL_DIR)" --output_dir "$(HUMAN_DIR)" $(ARGS)
+
 export: $(STAMP) ## Export MODEL to a GGUF file for llama.cpp (FORMAT=ollama: and a Modelfile) -> <MODEL>-gguf/
 	@test -n "$(MODEL)" || { echo "make export: set MODEL=<checkpoint or LoRA adapter directory>, e.g. MODEL=output/alpaca" >&2; exit 2; }
 	$(PY) -m export --model "$(MODEL)" --format $(FORMAT) --outtype $(OUTTYPE) $(ARGS)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from core import flags
 from core.exit_codes import ConfigError
+from generate.quality.detectors import check_rule_names
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -154,8 +155,14 @@ class GenerateConfig:
     quality_filters: Literal["on", "off"] = field(default="on", metadata=flags.doc(
         "on: after parsing, normalise 'no input' spellings to \"\" and drop items with a known "
         "defect (empty or N/A output, merged blocks, URL/picture inputs, control characters, "
-        "echoed instruction, refusal, cut-off code), each counted under its own reason; "
-        "off: the reference's filters only."))
+        "echoed instruction, refusal, cut-off code), each counted under its own reason and written "
+        "with its evidence to generate_rejected.jsonl; off: the reference's filters only."))
+    quality_disable: tuple[str, ...] = field(default=(), metadata=flags.doc(
+        "Defect detectors or rules to switch off, comma-separated (refusal, input_reference.url, ...; "
+        "python -m generate.clean --list_rules lists them)."))
+    quality_enforce: tuple[str, ...] = field(default=(), metadata=flags.doc(
+        "Defect rules kept on even when the seed tasks would relax them (a rule that fires on at "
+        "least 2 seed tasks, and 1% of them, is relaxed for the run: the domain answers that way)."))
     report: bool = field(default=True, metadata=flags.doc(
         "python -m generate: write generate_report.html (plots of the data; python -m generate.report) at the end."))
     # --- end of data quality block ---------------------------------------------------------
@@ -206,6 +213,8 @@ def validate(config: GenerateConfig) -> None:
         value = getattr(config, name)
         if value is not None and value < 0:
             raise ConfigError(f"--{name} must be >= 0 USD per 1M tokens (got {value})")
+    check_rule_names(config.quality_disable, "--quality_disable")
+    check_rule_names(config.quality_enforce, "--quality_enforce")
     if not config.model_name.strip():
         raise ConfigError("--model_name must not be empty")
     if not config.output_dir.strip():
@@ -213,7 +222,9 @@ def validate(config: GenerateConfig) -> None:
 
 
 def _show_default(name: str, value: Any) -> str | None:
-    """Defaults inside the repository read `<repo>/prompt.txt`, not this machine's path."""
+    """Defaults inside the repository read `<repo>/prompt.txt`, not this machine's path; an empty list reads "none"."""
+    if value == ():
+        return "none"
     if isinstance(value, str) and value.startswith(str(REPO_ROOT)):
         return "<repo>/" + Path(value).name
     return None

@@ -7,12 +7,15 @@ why their candidates were rejected) for the stall guard and its message.
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from core.openai_client.request import GenerationResult
 from generate.config import GenerateConfig
 from generate.dedup.index import Deduplicator
 from generate.parsing import Candidate, FilterSettings, parse_answer, rejection_reason
 from generate.quality.detectors import screen
+from generate.quality.evidence import ALL_ON, Hit, Settings
+from generate.quality.rejected import RejectedLog
 from generate.seeds.language_check import Rejection, policy_for
 from generate.seeds.tasks import SeedTask
 from generate.store import OutputStore
@@ -36,8 +39,11 @@ REASON_FLAGS = {
 class Processor:
     """Turns answers, in index order, into kept items; stops adding at exactly the target."""
 
-    def __init__(self, config: GenerateConfig, tasks: list[SeedTask], store: OutputStore, stats: RunStats) -> None:
+    def __init__(self, config: GenerateConfig, tasks: list[SeedTask], store: OutputStore, stats: RunStats,
+                 quality: Settings = ALL_ON, rejected_log: RejectedLog | None = None) -> None:
         self.config = config
+        self.quality = quality  # the detector rules that run: --quality_disable, relaxed by the seeds
+        self.rejected_log = rejected_log
         self.filters = FilterSettings.from_config(config)
         self.dedup = Deduplicator(
             [task.instruction for task in tasks],
@@ -59,10 +65,11 @@ class Processor:
     def process(self, result: GenerationResult) -> int:
         """Parse, filter and dedup one answer; returns how many items it added."""
         self.stats.requests_processed += 1
+        defects: list[list[tuple[Any, Hit]]] = [[] for _ in result.completions]  # per completion, with evidence
         parsed = [
             screen(parse_answer(completion.text, completion.finish_reason, self.config.num_prompt_instructions,
-                                self.config.api), self.config.quality_filters)
-            for completion in result.completions
+                                self.config.api), self.config.quality_filters, self.quality, found)
+            for completion, found in zip(result.completions, defects)
         ]
         reasons = [[self._reason(c) for c in candidates] for candidates, _ in parsed]
         # One dedup call for the whole answer (batched nearest-neighbour search: several times
@@ -75,8 +82,9 @@ class Processor:
         added = 0
         rejections: Counter[str] = Counter()
         languages: Counter[tuple[str, str]] = Counter()  # (language found, field) of wrong_language items
-        for (candidates, rejected), why in zip(parsed, reasons):
+        for completion, ((candidates, rejected), why) in enumerate(zip(parsed, reasons)):
             rejections.update(rejected)
+            self._record_defects(result.request.index, completion, defects[completion])
             for candidate, (reason, wrong) in zip(candidates, why):
                 if self.done:
                     # The target is exact: later candidates are left for a longer run.
@@ -113,6 +121,13 @@ class Processor:
             self.streak_rejected.update(rejections)
             self.streak_languages.update(language for language, _ in languages.elements())
         return added
+
+    def _record_defects(self, request: int, completion: int, found: list[tuple[Any, Hit]]) -> None:
+        """Count the rejections by rule and queue them, with their evidence, for generate_rejected.jsonl."""
+        for candidate, hit in found:
+            self.stats.rejected_by_rule[hit.rule] += 1
+            if self.rejected_log is not None:
+                self.rejected_log.add(request, completion, candidate, hit)
 
     def _reason(self, candidate: Candidate) -> tuple[str | None, Rejection | None]:
         """The first filter a candidate fails, the language check last (before dedup)."""

@@ -50,6 +50,9 @@ from generate.backends.factory import (
 from generate.config import GenerateConfig
 from generate.dispatch import PRIOR_KEPT_PER_PROMPT, DispatchGate, worst_case_cost_usd
 from generate.processor import Processor
+from generate.quality.domain import settings_for_run
+from generate.quality.evidence import ALL_ON, Settings
+from generate.quality.rejected import RejectedLog
 from generate.resume_settings import data_settings, describe_change, prompt_as_sent
 from generate.run_lock import RunLock
 from generate.seeds.check import prepare_run
@@ -76,6 +79,7 @@ class Plan:
     settings: dict[str, Any]  # what the journal must agree on to resume
     prices: tuple[float, float] | None
     price_factor: float
+    quality: Settings = ALL_ON  # the defect rules that run: --quality_disable, relaxed by the seed tasks
 
     @property
     def model(self) -> str:
@@ -104,7 +108,11 @@ def plan(config: GenerateConfig, environ: Mapping[str, str] | None = None) -> Pl
             f"--max_cost_usd needs the price of model {settings['model_name']!r}, which the built-in table lacks: "
             f"pass --price_input and --price_output (USD per 1M tokens)"
         )
-    return Plan(config, tasks, prompt_text, backend_name, settings, prices, price_factor)
+    # The seeds set the defect rules: a rule that fires on enough of them is relaxed for the run
+    # (check_seeds, logged above by prepare_run, says which and why).
+    quality = (settings_for_run(tasks, config.quality_disable, config.quality_enforce).settings
+               if config.quality_filters == "on" else ALL_ON)
+    return Plan(config, tasks, prompt_text, backend_name, settings, prices, price_factor, quality)
 
 
 def _refuse_a_smaller_target(output_dir: Path, target: int) -> None:
@@ -185,9 +193,11 @@ class Run:
         journal = Journal.open(output_dir / JOURNAL_NAME, settled.settings,
                                describe=lambda key, old, new: describe_change(config, key, old, new))
         stats = RunStats(backend=settled.backend_name, model=settled.model, api=config.api,
-                         target=config.num_instructions_to_generate)
+                         target=config.num_instructions_to_generate,
+                         quality_relaxed=[relaxation.as_dict() for relaxation in settled.quality.relaxed],
+                         quality_disabled=sorted(settled.quality.disabled))
         store = OutputStore(output_dir)
-        processor = Processor(config, settled.tasks, store, stats)
+        processor = Processor(config, settled.tasks, store, stats, settled.quality, RejectedLog(output_dir))
         stats.language = summary_block(config, processor.language)
         return cls(settled, output_dir, started, journal, stats, store, processor)
 
@@ -205,6 +215,11 @@ class Run:
     def spent_usd(self) -> float:
         return estimate_cost_usd(self.stats.prompt_tokens, self.stats.completion_tokens, self.plan.prices,
                                  self.plan.price_factor) or 0.0
+
+    def write_rejected(self) -> None:
+        """generate_rejected.jsonl up to date with what was processed (never raises)."""
+        if self.processor.rejected_log is not None:
+            self.processor.rejected_log.write()
 
     def stalled(self) -> bool:
         return bool(self.config.stall_requests) and self.processor.streak >= self.config.stall_requests
@@ -268,6 +283,7 @@ class Run:
             log.info("resumed from %s: %d answered requests, %d items kept", self.journal.path,
                      self.stats.requests_total, len(self.store))
             self.store.write(wait=True)  # a fresh run writes its data files with its first answer
+            self.write_rejected()
         self.kept_at_start = len(self.store)
 
     def _requests(self, skip: set[int]) -> Iterator[GenerationRequest]:
@@ -354,6 +370,7 @@ class Run:
             stats.requests_collected_after_stop += len(self.answered)
             self.answered.clear()
         self.store.write(wait=self.processor.done)
+        self.write_rejected()
         bar.update(added)
         bar.set_postfix(requests=stats.requests_total, refresh=False)
         stats.processing_ms.append(1000 * (time.perf_counter() - tick))
@@ -384,6 +401,7 @@ class Run:
             self.account(record_to_result(self.journal.results[index], self.request_at(index)))
             stats.requests_this_run += 1
         write_failure: InputError | None = None
+        self.write_rejected()
         try:
             self.store.write(wait=True)
         except InputError as failure:

@@ -12,7 +12,7 @@ from typing import Any
 
 from core.files import atomic_write_text
 from generate.parsing import REJECTION_REASONS
-from generate.quality.detectors import DEFECT_REASONS
+from generate.quality.detectors import DEFECT_REASONS, RULES
 
 EDGE = 20  # requests averaged for the "first" and "last" processing times
 
@@ -44,6 +44,10 @@ class RunStats:
     # journaled and counted, but not used for the data (a longer run uses them).
     requests_collected_after_stop: int = 0
     accounted: set[int] = field(default_factory=set)  # request indices counted above
+    # The defect detectors' settings for this run and their rejections by rule (generate/quality/).
+    rejected_by_rule: Counter[str] = field(default_factory=Counter)
+    quality_relaxed: list[dict[str, str]] = field(default_factory=list)  # [{"rule", "reason"}]: relaxed by the seeds
+    quality_disabled: list[str] = field(default_factory=list)  # --quality_disable
     # The run's language, its settings and the language check; wrong_language rejections by
     # (language found, field).
     language: dict[str, Any] = field(default_factory=dict)
@@ -74,6 +78,9 @@ class RunStats:
             "target": self.target,
             "kept": self.kept,
             "rejected": {reason: self.rejected.get(reason, 0) for reason in REJECTION_REASONS + DEFECT_REASONS},
+            "rejected_by_rule": {rule: self.rejected_by_rule[rule] for rule in RULES if self.rejected_by_rule.get(rule)},
+            "quality_relaxed": self.quality_relaxed,
+            "quality_disabled": self.quality_disabled,
             "requests": self.requests_total,
             "requests_this_run": self.requests_this_run,
             "requests_resumed_from_journal": self.requests_replayed,

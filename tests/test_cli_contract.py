@@ -16,10 +16,12 @@ import assess.human.cli
 import export.cli
 import generate.cli
 import generate.dedup.cli
+import generate.evolve.cli
 import generate.quality.clean
 import generate.quality.rate
 import generate.quality.report.cli
 import generate.seeds.check
+import generate.select.cli
 import recipe.cli
 import recover.cli
 import recover.usage
@@ -36,6 +38,8 @@ ENTRY_POINTS: list[tuple[str, Callable[[list[str]], int], list[str], str]] = [
     ("generate.clean", generate.quality.clean.main, [], "python -m generate.clean"),
     ("generate.rate", generate.quality.rate.main, [], "python -m generate.rate"),
     ("generate.report", generate.quality.report.cli.main, [], "python -m generate.report"),
+    ("generate.evolve", generate.evolve.cli.main, [], "python -m generate.evolve"),
+    ("generate.select", generate.select.cli.main, [], "python -m generate.select"),
     ("train.tiny_model", train.tiny_model.main, [], "python -m train.tiny_model"),
     ("recover", recover.cli.main, ["make_diff"], "python -m recover make_diff"),
     ("recover", recover.cli.main, ["recover"], "python -m recover recover"),

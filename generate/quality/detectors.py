@@ -1,14 +1,18 @@
-"""Detectors for the known defects of self-instruct data: one small pure function per class.
+"""The defect detectors of self-instruct data: eight classes, each a few named rules.
 
 Each detector takes one Alpaca item (a mapping with "instruction", "input" and "output"
-strings) and answers True when the item has that defect. `DETECTORS` lists them in the
-order they are checked; the name of the first that fires is the item's rejection reason
-(`find_defect`). The "no input" spellings ("<noinput>", "No input", "N/A", ...) are not a
-defect but a normalisation: `normalise_input` turns them into "".
+strings) and answers a `Hit` (the rule that fired and the matched span: the evidence) or
+None. `DETECTORS` lists them in the order they are checked; the first that fires names the
+item's rejection reason (`find_hit`, `find_defect`). `Settings` switch rules off: the user's
+`--disable`, or the domain's own examples (`generate.quality.domain`). The "no input"
+spellings ("<noinput>", "No input", "N/A", ...) are not a defect but a normalisation:
+`normalise_input` turns them into "".
 
-The same functions serve three places: generation (`screen`, after parsing, unless
-`--quality_filters off`), `python -m generate.clean` and the report. docs/quality.md
-describes each rule and its measured false-positive rate.
+The simple classes are here; the three that read the item's context have modules of their
+own: `references` (input_reference), `refusals` (refusal), `cut_off` (cut_off_code). The same
+functions serve generation (`screen`, after parsing, unless `--quality_filters off`),
+`python -m generate.clean` and the report. docs/quality.md describes each rule and its
+measured precision and recall.
 """
 
 from __future__ import annotations
@@ -20,7 +24,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-Item = Mapping[str, str]
+from core.exit_codes import ConfigError
+from generate.quality.cut_off import cut_off_code
+from generate.quality.evidence import ALL_ON, FIELDS, Hit, Item, Settings, hit
+from generate.quality.references import input_reference
+from generate.quality.refusals import refusal
 
 # --- "no input" spellings ------------------------------------------------------------------
 
@@ -48,9 +56,11 @@ def normalise_input(text: str) -> str:
 
 # --- detectors -----------------------------------------------------------------------------
 
-def empty_output(item: Item) -> bool:
+def empty_output(item: Item, settings: Settings = ALL_ON) -> Hit | None:
     """The output is empty or whitespace only."""
-    return not item["output"].strip()
+    if settings.on("empty_output.blank") and not item["output"].strip():
+        return hit("empty_output.blank", "output", item["output"])
+    return None
 
 
 _NO_OUTPUT = re.compile(
@@ -61,11 +71,19 @@ _NO_OUTPUT = re.compile(
 _NO_OUTPUT_TAG = re.compile(r"<\s*no\s*-?\s*output\s*>", re.IGNORECASE)
 
 
-def no_output_marker(item: Item) -> bool:
+def no_output_marker(item: Item, settings: Settings = ALL_ON) -> Hit | None:
     """The output is a placeholder ("<nooutput>", "N/A", "No output", "Not applicable"), or carries
-    the "<nooutput>" tag anywhere."""
+    the "<nooutput>" tag anywhere; not a placeholder the instruction itself names as the answer
+    ("if there is none, print 'N/A'")."""
     output = item["output"]
-    return bool(_NO_OUTPUT.fullmatch(output) or _NO_OUTPUT_TAG.search(output))
+    tag = _NO_OUTPUT_TAG.search(output)
+    if tag and settings.on("no_output_marker.tag"):
+        return hit("no_output_marker.tag", "output", output, tag)
+    if settings.on("no_output_marker.placeholder") and _NO_OUTPUT.fullmatch(output):
+        placeholder = output.strip().rstrip(".").strip()
+        if not re.search(rf"(?<!\w){re.escape(placeholder)}(?!\w)", item["instruction"], re.IGNORECASE):
+            return hit("no_output_marker.placeholder", "output", output)
+    return None
 
 
 # A numbered field header of the generation format ("18. Instruction:", "3. Output:", and the
@@ -77,69 +95,27 @@ _MERGED = re.compile(
 )
 
 
-def merged_instruction(item: Item) -> bool:
+def merged_instruction(item: Item, settings: Settings = ALL_ON) -> Hit | None:
     """The input or output contains another block's header, like "18. Instruction:"."""
-    return bool(_MERGED.search(item["input"]) or _MERGED.search(item["output"]))
+    if not settings.on("merged_instruction.header"):
+        return None
+    for field in ("input", "output"):
+        match = _MERGED.search(item[field])
+        if match:
+            return hit("merged_instruction.header", field, item[field], match)
+    return None
 
 
-_URL = re.compile(r"https?://\S+|\bwww\.[\w-]+\.\w+", re.IGNORECASE)
-# An instruction that sends the model to read, watch or summarise what is behind a link.
-_URL_TASK = re.compile(
-    r"\b(?:summari[sz]e|read|visit|watch|listen|review|analy[sz]e|describe|open|browse|look at|go to"
-    r"|check out|explain|based on|according to)\b", re.IGNORECASE)
-_MEDIA = r"(?:image|picture|photo|photograph|screenshot|video|audio|recording|attachment)s?"
-_MEDIA_REFERENCE = re.compile(
-    # "the attached photo", "this image", "the picture below", "see attached"
-    rf"\b(?:attached|enclosed|uploaded|following|given|provided|above|below|this|these|that)\s+{_MEDIA}\b"
-    rf"|\b{_MEDIA}\s+(?:above|below|attached|provided)\b"
-    r"|\b(?:see|find|check|open|view)\s+(?:the\s+)?(?:attached|enclosed|attachment)\b"
-    # a placeholder standing for media: "<image>", "[Picture of a house]", "<img src=...>"
-    rf"|[<\[]\s*(?:img\b|{_MEDIA}\b)"
-    # a media file name
-    r"|\b[\w-]+\.(?:jpe?g|png|gif|bmp|webp|tiff?|heic|mp3|mp4|wav|mov|avi)\b"
-    # Chinese: "附件", "这张图片", "下图"
-    r"|附件|(?:这张|下面的|上面的|下|上|附)(?:图片|照片|图)",
-    re.IGNORECASE,
-)
-# The instruction speaks of one particular picture or recording: "describe the picture".
-_MEDIA_WORD = re.compile(rf"\b(?:the|this|that|these|those|given|following|each)\s+{_MEDIA}\b|图片|照片|视频|音频",
-                         re.IGNORECASE)
-# An input that stands for a picture instead of holding the material: "Image of a cat".
-_MEDIA_INPUT = re.compile(rf"\s*[<\[(]?\s*(?:an?\s+)?{_MEDIA}\s*(?:of|showing|:)", re.IGNORECASE)
-
-
-def _only_a_link(text: str) -> bool:
-    """A URL with hardly anything else (fewer than 5 words once the URLs are removed)."""
-    return bool(_URL.search(text)) and len(_URL.sub(" ", text).split()) < 5
-
-
-def input_reference(item: Item) -> bool:
-    """The instruction or input points at something a text model cannot see: an input that is
-    only a link, a link the instruction asks to read or watch, an attached or shown picture,
-    video, audio or file."""
-    inp, instruction = item["input"], item["instruction"]
-    if _only_a_link(inp):
-        return True
-    if _URL.search(instruction) and _URL_TASK.search(_URL.sub(" ", instruction)) and len(inp.split()) < 5:
-        return True
-    if _MEDIA_INPUT.match(inp) and _MEDIA_WORD.search(instruction):
-        return True
-    return bool(_MEDIA_REFERENCE.search(inp) or _MEDIA_REFERENCE.search(instruction))
-
-
-def _has_control(text: str) -> bool:
-    for char in text:
-        if char in "\n\t\r":
-            continue
-        if char == "\ufffd" or unicodedata.category(char) == "Cc":
-            return True
-    return False
-
-
-def control_chars(item: Item) -> bool:
+def control_chars(item: Item, settings: Settings = ALL_ON) -> Hit | None:
     """A field holds a control character (other than newline, tab, carriage return) or the
     replacement character U+FFFD left by broken decoding."""
-    return any(_has_control(item[key]) for key in ("instruction", "input", "output"))
+    if not settings.on("control_chars.char"):
+        return None
+    for field in FIELDS:
+        for at, char in enumerate(item[field]):
+            if char not in "\n\t\r" and (char == "\ufffd" or unicodedata.category(char) == "Cc"):
+                return hit("control_chars.char", field, item[field], start=at, end=at + 1)
+    return None
 
 
 def _bare(text: str) -> str:
@@ -147,66 +123,15 @@ def _bare(text: str) -> str:
     return " ".join(re.findall(r"\w+", text.casefold()))
 
 
-def echo_output(item: Item) -> bool:
+def echo_output(item: Item, settings: Settings = ALL_ON) -> Hit | None:
     """The output only repeats the instruction (same words, ignoring case and punctuation)."""
     output = _bare(item["output"])
-    return bool(output) and output == _bare(item["instruction"])
+    if settings.on("echo_output.echo") and output and output == _bare(item["instruction"]):
+        return hit("echo_output.echo", "output", item["output"])
+    return None
 
 
-_REFUSALS = (
-    r"\bas an ai\b",
-    r"\bas an? (?:large |ai |artificial intelligence )?language model\b",
-    (r"^\W*(?:(?:i'?m|i am|we'?re|we are)\s+)?(?:so\s+)?(?:sorry|afraid)\W*(?:but\s+)?"
-     r"(?:i|this|that|it|we)\s+(?:can(?:no|')?t|could(?:n't| not)|am (?:not able|unable)|'m (?:not able|unable)"
-     r"|do(?:n't| not) (?:have|know)|won'?t|will not|is (?:not possible|impossible|beyond))"),
-    r"^\W*unfortunately\W+(?:i|we)\s+(?:can(?:no|')?t|am unable|'m unable|am not able|do(?:n't| not) have)",
-    (r"^\W*(?:i|we)\s+(?:can(?:no|')?t|am unable to|'m unable to|am not able to|'m not able to)\s+"
-     r"(?:\w+\s+){0,2}?(?:help|assist|complete|fulfil+|provide|answer|perform|access|browse|view|see|watch"
-     r"|listen|open|generate|create|draw|comply|do that|do this)\b"),
-    r"^\W*this (?:task|instruction|request|question) (?:cannot|can't|is not possible|is impossible)",
-    r"\bcannot be (?:completed|done|performed|fulfilled|answered) by (?:a|an|the|this) (?:gpt|ai|language|text)",
-    # Chinese
-    r"^\W*(?:很)?(?:抱歉|对不起)[，,。!！\s]*(?:我|作为|但)",
-    r"作为(?:一个|一名)?(?:人工智能|AI|ai|语言模型|AI语言模型)",
-    r"^\W*我(?:无法|不能)(?:提供|完成|回答|执行|访问|查看|生成|帮助|打开|观看|收听)",
-)
-_REFUSAL = re.compile("|".join(f"(?:{pattern})" for pattern in _REFUSALS), re.IGNORECASE)
-
-
-def refusal(item: Item) -> bool:
-    """The output declines the task ("As an AI language model...", "I'm sorry, but I cannot...")."""
-    return bool(_REFUSAL.search(item["output"]))
-
-
-_FENCE = re.compile(r"^\s*(```|~~~)", re.MULTILINE)
-_CODE_LINE = re.compile(
-    r"^\s*(?:def |class |import |from \S+ import |#include|function\b|public |private |static |"
-    r"for\s*\(|while\s*\(|if\s*\(|return\b|var |let |const |int |void |SELECT\b|<\w+[^>]*>\s*$)"
-    r"|[{;]\s*$",
-)
-_PAIRS = (("{", "}"), ("(", ")"), ("[", "]"))
-
-
-def _looks_like_code(text: str) -> bool:
-    """Two lines that look like code, or one and a text ending in the middle of an expression."""
-    lines = sum(1 for line in text.splitlines() if _CODE_LINE.search(line))
-    return lines >= 2 or (lines == 1 and text.rstrip()[-1:] in tuple(",({[=+\\"))
-
-
-def cut_off_code(item: Item) -> bool:
-    """The output stops inside code: a ``` block never closed, or code whose brackets were
-    opened and never closed."""
-    output = item["output"]
-    if len(_FENCE.findall(output)) % 2 == 1:
-        return True
-    if not _looks_like_code(output):
-        return False
-    # Strings and comments may hold unpaired brackets: drop them before counting.
-    stripped = re.sub(r"\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'|//[^\n]*|#[^\n]*", "", output)
-    return any(stripped.count(opening) > stripped.count(closing) for opening, closing in _PAIRS)
-
-
-Detector = Callable[[Item], bool]
+Detector = Callable[[Item, Settings], "Hit | None"]
 
 # In the order they are checked: the first that fires names the item's rejection reason.
 DETECTORS: tuple[tuple[str, Detector], ...] = (
@@ -221,21 +146,76 @@ DETECTORS: tuple[tuple[str, Detector], ...] = (
 )
 DEFECT_REASONS: tuple[str, ...] = tuple(name for name, _ in DETECTORS)
 DEFECT_DESCRIPTIONS: dict[str, str] = {
-    name: (detector.__doc__ or "").split("\n\n")[0].replace("\n", " ") for name, detector in DETECTORS
+    name: " ".join((detector.__doc__ or "").split("\n\n")[0].split()) for name, detector in DETECTORS
+}
+# Every rule, by detector, in checking order.
+RULES: tuple[str, ...] = (
+    "empty_output.blank", "no_output_marker.tag", "no_output_marker.placeholder", "merged_instruction.header",
+    "input_reference.url", "input_reference.media", "control_chars.char", "echo_output.echo",
+    "refusal.language_model", "refusal.as_an_ai", "refusal.decline", "refusal.breaks_role",
+    "cut_off_code.fence", "cut_off_code.brackets",
+)
+RULE_DESCRIPTIONS: dict[str, str] = {
+    "empty_output.blank": "the output is empty or whitespace",
+    "no_output_marker.tag": "the output carries a <nooutput> tag",
+    "no_output_marker.placeholder": "the output is only N/A, No output, Not applicable (unless the instruction names it)",
+    "merged_instruction.header": "the input or output holds another block's header (18. Instruction:)",
+    "input_reference.url": "a link whose content the task needs, not one a tool or code takes",
+    "input_reference.media": "an attached, shown or given picture, video, recording or file",
+    "control_chars.char": "a control character or U+FFFD in a field",
+    "echo_output.echo": "the output repeats the instruction",
+    "refusal.language_model": "the model speaks as itself: as an AI language model",
+    "refusal.as_an_ai": "As an AI ... with a limitation (in role-play: declining the task)",
+    "refusal.decline": "the answer opens by declining: I'm sorry, but I cannot ... (in role-play: the task)",
+    "refusal.breaks_role": "role-play only: the answer steps out of the role (my assigned role, I am not <role>)",
+    "cut_off_code.fence": "a ``` block never closed",
+    "cut_off_code.brackets": "code whose brackets stay open under every reading of its comments and strings",
 }
 
 
-def find_defect(item: Item) -> str | None:
-    """The first defect class an item falls in (detector order), or None when it has none."""
-    for name, detector in DETECTORS:
-        if detector(item):
-            return name
+def check_rule_names(names: Iterable[str], flag: str) -> frozenset[str]:
+    """Detector or rule names given to `flag`; an unknown one is a ConfigError naming the valid ones."""
+    chosen = frozenset(names)
+    unknown = sorted(chosen - set(RULES) - set(DEFECT_REASONS))
+    if unknown:
+        raise ConfigError(f"{flag}: unknown detector or rule {unknown[0]!r}; give a detector "
+                          f"({', '.join(DEFECT_REASONS)}) or one of its rules, such as input_reference.url "
+                          "(python -m generate.clean --list_rules lists them)")
+    return chosen
+
+
+def find_hit(item: Item, settings: Settings = ALL_ON) -> Hit | None:
+    """The first defect (detector order) with its evidence, or None."""
+    for _, detector in DETECTORS:
+        found = detector(item, settings)
+        if found is not None:
+            return found
     return None
 
 
-def find_defects(item: Item) -> list[str]:
+def find_defect(item: Item, settings: Settings = ALL_ON) -> str | None:
+    """The first defect class an item falls in (detector order), or None when it has none."""
+    found = find_hit(item, settings)
+    return found.detector if found else None
+
+
+def find_defects(item: Item, settings: Settings = ALL_ON) -> list[str]:
     """Every defect class an item falls in."""
-    return [name for name, detector in DETECTORS if detector(item)]
+    return [name for name, detector in DETECTORS if detector(item, settings) is not None]
+
+
+def find_hits(item: Item, settings: Settings = ALL_ON) -> list[Hit]:
+    """Every rule that fires, one Hit per rule (rules are relaxed one by one, so each is asked alone)."""
+    detectors = dict(DETECTORS)
+    found = []
+    for rule in RULES:
+        if not settings.on(rule):
+            continue
+        alone = Settings(disabled=frozenset(other for other in RULES if other != rule))
+        result = detectors[rule.split(".")[0]](item, alone)
+        if result is not None:
+            found.append(result)
+    return found
 
 
 def as_item(instruction: str, inp: str, output: str) -> dict[str, str]:
@@ -248,10 +228,12 @@ def as_item(instruction: str, inp: str, output: str) -> dict[str, str]:
 C = TypeVar("C")
 
 
-def screen(parsed: tuple[list[C], Counter[str]], mode: str = "on") -> tuple[list[C], Counter[str]]:
+def screen(parsed: tuple[list[C], Counter[str]], mode: str = "on", settings: Settings = ALL_ON,
+           rejected_hits: list[tuple[C, Hit]] | None = None) -> tuple[list[C], Counter[str]]:
     """Quality filters for a parsed answer (generate/processor.py): `parsed` is parse_answer's
     (candidates, rejected counts). With mode "on", "no input" spellings become "" and
-    candidates with a defect are dropped and counted under its class; with "off" (the
+    candidates with a defect are dropped and counted under its class (and, when
+    `rejected_hits` is given, appended to it with their evidence); with "off" (the
     reference's behaviour) the answer passes unchanged."""
     if mode == "off":
         return parsed
@@ -262,11 +244,13 @@ def screen(parsed: tuple[list[C], Counter[str]], mode: str = "on") -> tuple[list
         if fields.input and is_no_input(fields.input):
             candidate = dataclasses.replace(fields, input="")
             fields = candidate
-        reason = find_defect(as_item(fields.instruction, fields.input, fields.output))
-        if reason is None:
+        found = find_hit(as_item(fields.instruction, fields.input, fields.output), settings)
+        if found is None:
             kept.append(candidate)
         else:
-            rejected[reason] += 1
+            rejected[found.detector] += 1
+            if rejected_hits is not None:
+                rejected_hits.append((candidate, found))
     return kept, rejected
 
 
@@ -274,39 +258,28 @@ def screen(parsed: tuple[list[C], Counter[str]], mode: str = "on") -> tuple[list
 
 @dataclasses.dataclass
 class CleanResult:
-    """What `clean_items` kept and removed, with counts."""
+    """What `clean_items` kept and removed, with counts per class and per rule."""
 
     kept: list[dict[str, Any]]
-    removed: list[tuple[str, dict[str, Any]]]  # (reason, item)
-    counts: Counter[str]
+    removed: list[tuple[Hit, dict[str, Any]]]  # (evidence, item)
+    counts: Counter[str]  # by defect class
+    rule_counts: Counter[str]  # by rule
     normalised_inputs: int
 
 
-def clean_items(items: Sequence[Mapping[str, Any]]) -> CleanResult:
+def clean_items(items: Sequence[Mapping[str, Any]], settings: Settings = ALL_ON) -> CleanResult:
     """Normalise "no input" spellings, then drop items with a defect; other keys are kept as they are."""
-    kept: list[dict[str, Any]] = []
-    removed: list[tuple[str, dict[str, Any]]] = []
-    counts: Counter[str] = Counter()
-    normalised = 0
+    result = CleanResult([], [], Counter(), Counter(), 0)
     for original in items:
         item = dict(original)
         if item["input"] and is_no_input(item["input"]):
             item["input"] = ""
-            normalised += 1
-        reason = find_defect(item)
-        if reason is None:
-            kept.append(item)
+            result.normalised_inputs += 1
+        found = find_hit(item, settings)
+        if found is None:
+            result.kept.append(item)
         else:
-            counts[reason] += 1
-            removed.append((reason, item))
-    return CleanResult(kept, removed, counts, normalised)
-
-
-def count_defects(items: Iterable[Item]) -> Counter[str]:
-    """Items per defect class (first class that fires), without changing anything."""
-    counts: Counter[str] = Counter()
-    for item in items:
-        reason = find_defect(item)
-        if reason is not None:
-            counts[reason] += 1
-    return counts
+            result.counts[found.detector] += 1
+            result.rule_counts[found.rule] += 1
+            result.removed.append((found, item))
+    return result

@@ -12,6 +12,8 @@ stop it before the first request, warnings are logged. What is checked:
   what is in scope, so a filter that rejects some of them is named, with their ids and
   the flag that changes it;
 - duplicate and near-duplicate seeds under the run's dedup (tokenizer and threshold);
+- the defect detectors on the seed tasks: a rule that fires on enough of them is relaxed for
+  the run (the domain answers that way), a single hit or a defect no domain has is named;
 - the prompt file, and the first prompt the run would send.
 
 Flags are those of `python -m generate` (`--language`, `--blacklist`, `--prompt_path`,
@@ -35,6 +37,7 @@ from generate.config import COMMAND as GENERATE_COMMAND
 from generate.config import GenerateConfig
 from generate.dedup.index import Deduplicator
 from generate.parsing import FilterSettings, filter_hits
+from generate.quality.domain import settings_for_run
 from generate.seeds.language import (
     Detection,
     profile_of,
@@ -181,6 +184,20 @@ def _check_duplicates(check: SeedCheck) -> None:
                            f"({config.dedup_tokenizer} tokenizer)")
 
 
+def _check_defects(check: SeedCheck) -> None:
+    config = check.config
+    if config.quality_filters == "off":
+        check.notes.append("defect detectors: off (--quality_filters off)")
+        return
+    quality = settings_for_run(check.tasks, config.quality_disable, config.quality_enforce)
+    findings = quality.findings()
+    check.warnings.extend(findings)
+    if not findings:
+        off = f" (switched off: {', '.join(sorted(config.quality_disable))})" if config.quality_disable else ""
+        check.notes.append(f"defect detectors: no rule fires on any of the {len(check.tasks)} seed tasks; "
+                           f"none is relaxed{off}")
+
+
 def _check_language(check: SeedCheck, for_run: bool) -> None:
     """The language the check of generated items enforces, and the seeds it would reject."""
     try:
@@ -234,6 +251,7 @@ def check_seeds(config: GenerateConfig, *, for_run: bool = False) -> SeedCheck:
             f"{len(check.tasks)} tasks in {path}"
         )
     _check_filters(check)
+    _check_defects(check)
     _check_duplicates(check)
     return check
 

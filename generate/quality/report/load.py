@@ -8,6 +8,7 @@ from typing import Any
 
 from core.exit_codes import InputError
 from core.records import read_examples, read_json, read_jsonl
+from generate.quality.report.selection import Selection, load_selections
 from generate.store import (
     DATA_NAME,
     NEIGHBOURS_NAME,
@@ -27,6 +28,7 @@ class RunData:
     summary: dict[str, Any] | None = None
     scores: list[dict[str, Any]] = field(default_factory=list)
     rate_summary: dict[str, Any] | None = None
+    selections: list[Selection] = field(default_factory=list)  # python -m generate.select runs in the folder
 
 
 def load_run(folder: Path) -> RunData:
@@ -47,4 +49,5 @@ def load_run(folder: Path) -> RunData:
         run.scores = [record for _, record in read_jsonl(folder / SCORES_NAME, torn_tail=True)]
     if (folder / RATE_SUMMARY_NAME).is_file():
         run.rate_summary = read_json(folder / RATE_SUMMARY_NAME)
+    run.selections = load_selections(folder)
     return run

@@ -9,6 +9,7 @@ from typing import Any
 from generate.quality.detectors import DEFECT_DESCRIPTIONS, DEFECT_REASONS
 from generate.quality.report.function_words import FUNCTION_WORDS
 from generate.quality.report.load import RunData
+from generate.quality.report.selection import render_selection
 from generate.quality.report.stats import Stats
 from generate.store import NEIGHBOURS_NAME, SCORES_NAME
 
@@ -93,8 +94,9 @@ def render_html(run: RunData, stats: Stats, plots: dict[str, bytes]) -> str:
          '<code>--quality_filters on</code> has already removed them; <code>python -m generate.clean</code> '
          'removes them from any file); examples marked [rejected] come from the answers generation '
          'rejected.</p>'),
+        *_quality_settings(stats),
         _img("defects", plots["defects"], "defect counts by class"),
-        _defect_table(stats),
+        _defect_table(stats, summary.get("rejected_by_rule") or {}),
     ]
     if "scores" in plots:
         rated = run.rate_summary or {}
@@ -103,6 +105,7 @@ def render_html(run: RunData, stats: Stats, plots: dict[str, bytes]) -> str:
         parts += ['<h2 id="scores">Judge scores</h2>',
                   f'<p class="note">From {SCORES_NAME} (python -m generate.rate).{kept}</p>',
                   _img("scores", plots["scores"], "judge score histogram")]
+    parts += [render_selection(selection) for selection in run.selections]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
@@ -166,19 +169,47 @@ def _verb_table(stats: Stats) -> str:
             f"<th>most frequent objects</th></tr>{rows}</table></details>")
 
 
-def _example(item: dict[str, str], label: str) -> str:
-    return (f"<pre>{label}{_esc(_short(item['instruction'], 160))}\n-- input: {_esc(_short(item['input'], 160))}\n"
-            f"-- output: {_esc(_short(item['output']))}</pre>")
+def _quality_settings(stats: Stats) -> list[str]:
+    """The rules this run did not apply, and why (from generate_summary.json)."""
+    lines = [f'<p class="note" id="relaxed-{_esc(r.rule)}">Relaxed for this run by the seed tasks: <b>{_esc(r.rule)}</b> '
+             f'({_esc(r.reason)}): the domain answers this way, so it was neither filtered in generation nor '
+             f'counted below.</p>' for r in stats.quality.relaxed]
+    if stats.quality.disabled:
+        lines.append(f'<p class="note">Switched off by --quality_disable: '
+                     f'<b>{_esc(", ".join(sorted(stats.quality.disabled)))}</b>.</p>')
+    return lines
 
 
-def _defect_table(stats: Stats) -> str:
+def _field(item: dict[str, Any], key: str, limit: int) -> str:
+    """One field, escaped and shortened; the evidence's span marked when it lies in this field."""
+    text = str(item.get(key, ""))
+    evidence = item.get("evidence")
+    if isinstance(evidence, dict) and evidence.get("field") == key and isinstance(evidence.get("span"), list):
+        start, end = (int(n) for n in evidence["span"][:2])
+        if 0 <= start <= end <= len(text):
+            before = text[:start] if start <= limit // 2 else "… " + text[start - limit // 2:start]
+            after = _short(text[end:], max(limit - len(before) - (end - start), 40))
+            return f"{_esc(before)}<mark>{_esc(_short(text[start:end], limit))}</mark>{_esc(after)}"
+    return _esc(_short(text, limit))
+
+
+def _example(item: dict[str, Any], label: str) -> str:
+    evidence = item.get("evidence")
+    rule = f" [{_esc(evidence.get('rule'))}]" if isinstance(evidence, dict) else ""
+    return (f"<pre>{label}{_field(item, 'instruction', 160)}\n-- input: {_field(item, 'input', 160)}\n"
+            f"-- output: {_field(item, 'output', 300)}{rule}</pre>")
+
+
+def _defect_table(stats: Stats, by_rule: dict[str, Any]) -> str:
     rows = []
     for name in DEFECT_REASONS:
         cells = "".join(_example(item, "") for item in stats.examples.get(name, []))
         cells += "".join(_example(item, "[rejected] ") for item in stats.rejected_examples.get(name, []))
         rejected = stats.rejected.get(name)
+        rules = ", ".join(f"{rule.split('.', 1)[1]} {count}" for rule, count in by_rule.items()
+                          if rule.startswith(name + ".") and count)
         rows.append(f"<tr><th>{name}</th><td>{stats.defects.get(name, 0)}</td>"
-                    f"<td>{'—' if rejected is None else rejected}</td>"
+                    f"<td>{'—' if rejected is None else rejected}{f' ({_esc(rules)})' if rules else ''}</td>"
                     f"<td>{_esc(DEFECT_DESCRIPTIONS[name])}</td><td>{cells or '—'}</td></tr>")
     return ("<table><tr><th>class</th><th>in the kept data</th><th>rejected in generation</th><th>rule</th>"
             "<th>examples ([rejected]: from the run's raw answers)</th></tr>" + "".join(rows) + "</table>")

@@ -30,9 +30,12 @@ from generate.parsing import parse_answer
 from generate.quality.detectors import (
     DEFECT_REASONS,
     find_defect,
+    find_hit,
     is_no_input,
     normalise_input,
 )
+from generate.quality.evidence import Relaxation, Settings
+from generate.quality.rejected import REJECTED_NAME, read_rejected
 from generate.quality.report.function_words import ELIDING, FUNCTION_WORDS
 from generate.quality.report.languages import LanguageStats, language_stats
 from generate.quality.report.load import RunData
@@ -134,13 +137,36 @@ class Stats:
     rouge_seed: list[float]
     rouge_kept: list[float]
     defects: Counter[str]
-    examples: dict[str, list[dict[str, str]]]
-    rejected_examples: dict[str, list[dict[str, str]]]  # from the journal's answers, for classes the data lacks
+    examples: dict[str, list[dict[str, Any]]]  # items, each with its "evidence"
+    # From generate_rejected.jsonl (with "evidence"), else the journal's answers, for classes the data lacks.
+    rejected_examples: dict[str, list[dict[str, Any]]]
     rejected: dict[str, int]
     cost_usd: float | None
     cost_per_kept: float | None
     scores: list[float]
     language: LanguageStats
+    quality: Settings  # the rules the run used: its --quality_disable and the seeds' relaxations
+
+
+def run_quality_settings(summary: dict[str, Any]) -> Settings:
+    """The detector settings a run used, from its summary (none recorded: every rule on)."""
+    relaxed = tuple(Relaxation(str(r.get("rule")), str(r.get("reason", ""))) for r in summary.get("quality_relaxed") or []
+                    if isinstance(r, dict))
+    disabled = frozenset(str(name) for name in summary.get("quality_disabled") or [])
+    return Settings(disabled=disabled, relaxed=relaxed)
+
+
+def rejected_examples(folder: Path, wanted: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Up to EXAMPLES_PER_DEFECT rejected candidates of each `wanted` class, with their evidence:
+    from generate_rejected.jsonl, or, for a run written before that file existed, the journal."""
+    if not (folder / REJECTED_NAME).is_file():
+        return journal_examples(folder, wanted)
+    found: dict[str, list[dict[str, Any]]] = {}
+    for record in read_rejected(folder):
+        name = record.get("defect")
+        if name in wanted and len(found.setdefault(name, [])) < EXAMPLES_PER_DEFECT:
+            found[name].append(record)
+    return {name: items for name, items in found.items() if items}
 
 
 def journal_examples(folder: Path, wanted: Sequence[str]) -> dict[str, list[dict[str, str]]]:
@@ -208,16 +234,19 @@ def compute_stats(run: RunData) -> Stats:
         (rouge_kept if nearest is not None and nearest in earlier else rouge_seed).append(score)
         earlier.add(item["instruction"])
 
-    defects: Counter[str] = Counter()
-    examples: dict[str, list[dict[str, str]]] = {}
-    for item in items:
-        reason = find_defect(item)
-        if reason is not None:
-            defects[reason] += 1
-            if len(examples.setdefault(reason, [])) < EXAMPLES_PER_DEFECT:
-                examples[reason].append(item)
-
+    # The kept data under the rules the run used: a rule the seeds relaxed is the domain's way
+    # of answering, not a defect left behind.
     summary = run.summary or {}
+    quality = run_quality_settings(summary)
+    defects: Counter[str] = Counter()
+    examples: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        hit = find_hit(item, quality)
+        if hit is not None:
+            defects[hit.detector] += 1
+            if len(examples.setdefault(hit.detector, [])) < EXAMPLES_PER_DEFECT:
+                examples[hit.detector].append({**item, "evidence": hit.evidence()})
+
     rejected = {k: int(v) for k, v in (summary.get("rejected") or {}).items() if isinstance(v, (int, float))}
     cost = summary.get("estimated_cost_usd")
     kept = summary.get("kept") or len(items)
@@ -226,8 +255,8 @@ def compute_stats(run: RunData) -> Stats:
     return Stats(unit=unit, lengths=lengths, with_input=with_input, verbs=verbs,
                  verb_share=len(found) / len(items) if items else 0.0, rouge_seed=rouge_seed,
                  rouge_kept=rouge_kept, defects=defects, examples=examples,
-                 rejected_examples=journal_examples(
+                 rejected_examples=rejected_examples(
                      run.folder, [n for n in DEFECT_REASONS if rejected.get(n) and n not in examples]),
                  rejected=rejected,
                  cost_usd=cost if isinstance(cost, (int, float)) else None, cost_per_kept=cost_per_kept,
-                 scores=scores, language=language)
+                 scores=scores, quality=quality, language=language)

@@ -169,7 +169,9 @@ def test_clean_items_normalises_then_filters():
         {"instruction": "Name a color.", "input": "", "output": "Blue"},
     ]
     assert result.counts == Counter({"no_output_marker": 1, "input_reference": 1})
-    assert [reason for reason, _ in result.removed] == ["no_output_marker", "input_reference"]
+    assert [(hit.rule, hit.field, hit.text) for hit, _ in result.removed] == [
+        ("no_output_marker.placeholder", "output", "N/A"), ("input_reference.url", "input", "https://example.com/a")]
+    assert result.rule_counts == Counter({"no_output_marker.placeholder": 1, "input_reference.url": 1})
     assert result.normalised_inputs == 2
     assert items[0]["input"] == "<No input>"  # the caller's items are untouched
 

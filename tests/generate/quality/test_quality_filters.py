@@ -103,7 +103,7 @@ def test_filters_on_drop_defects_off_keeps_the_reference_behaviour(seed_file, pr
     assert set(examples["refusal"]) == {"As an AI language model, I cannot do that."}
     page = render_html(load_run(tmp_path / "on"), stats, {name: b"" for name in PLOTS})
     assert page.count("<pre>[rejected] ") == sum(len(v) for v in examples.values())
-    assert "<tr><th>refusal</th><td>0</td><td>2</td>" in page
+    assert "<tr><th>refusal</th><td>0</td><td>2 (language_model 2)</td>" in page
 
 
 def test_flag_values(tmp_path):

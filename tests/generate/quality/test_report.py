@@ -141,7 +141,7 @@ def test_chinese_run(tmp_path: Path) -> None:
     path = build_report(tmp_path)
     page = path.read_text(encoding="utf-8")
     assert "<th>length unit</th><td>characters</td>" in page
-    assert "描述这张图片中的内容。" in page  # the defect's example
+    assert "描述<mark>这张图片</mark>中的内容。" in page  # the defect's example, its evidence marked
     assert "<td>写</td><td>2</td><td>秋天 (1), 环保 (1)</td>" in page
     assert list(_plots(page)) == [name for name in PLOTS if name != "scores"]
 

@@ -11,6 +11,8 @@ from generate.config import config_from_flags
 from generate.run import generate
 from generate.seeds.check import main
 from generate.seeds.tasks import SeedTaskError, load_seed_tasks
+from tests.generate.quality.domains import WEB_READER_SEEDS
+from tests.generate.seed_files import write_seeds
 
 
 def _line(instruction: str, task_id: str, inp: str = "", out: str = "ok") -> str:
@@ -125,3 +127,31 @@ def test_a_run_stops_on_seed_errors_before_any_request(tmp_path: Path, clean_env
         generate(config_from_flags({"seed_tasks_path": str(path), "output_dir": str(out), "progress": False,
                                     "num_prompt_instructions": 1}))
     assert not out.exists()
+
+
+def test_url_seeds_relax_the_url_rule_and_defects_in_seeds_are_named(tmp_path: Path, capsys) -> None:
+    seeds = write_seeds(tmp_path / "web.jsonl", WEB_READER_SEEDS)
+    status, lines = _run(capsys, str(seeds))
+    assert status == 0
+    assert ("warning: defect rule input_reference.url fires on 3 of your 4 seed tasks (ids seed_0, seed_1, seed_2; "
+            "e.g. input 'https://example.com/blog/solar'): relaxed for this run, since your domain answers this way "
+            "(--quality_enforce=input_reference.url keeps it on)") in lines
+    status, lines = _run(capsys, str(seeds), "--quality_enforce", "input_reference.url")
+    assert [line for line in lines if "defect rule" in line] == [
+        ("warning: defect rule input_reference.url fires on 3 of your 4 seed tasks (ids seed_0, seed_1, seed_2; "
+        "e.g. input 'https://example.com/blog/solar'): kept on by --quality_enforce")]
+    status, lines = _run(capsys, str(seeds), "--quality_filters", "off")
+    assert "defect detectors: off (--quality_filters off)" in lines and not any("defect rule" in line for line in lines)
+    # A seed with a defect no domain has is named, and nothing is relaxed for it.
+    broken = write_seeds(tmp_path / "broken.jsonl", [*WEB_READER_SEEDS[3:], ("Name a fruit.", "", "")] * 2, prefix="b")
+    status, lines = _run(capsys, str(broken))
+    assert ("warning: defect rule empty_output.blank fires on 2 of your 4 seed tasks (ids b_1, b_3; e.g. output ''): "
+            "fix them; this rule finds a defect in any domain, so examples never relax it "
+            "(--quality_disable=empty_output.blank switches it off)") in lines
+    status, lines = _run(capsys, str(seeds), "--quality_disable", "refusals")
+    assert status == 2
+
+
+def test_clean_seeds_relax_nothing(seed_file: Path, capsys) -> None:
+    _status, lines = _run(capsys, str(seed_file))
+    assert "defect detectors: no rule fires on any of the 8 seed tasks; none is relaxed" in lines

@@ -24,6 +24,7 @@ from tests.fakes.openai_server import (
     RouteResponse,
     ServerOptions,
 )
+from tests.generate.seed_files import write_seeds
 
 # Seeds written for this test: a small Chinese everyday-advice domain.
 CHINESE_SEEDS = [
@@ -126,18 +127,9 @@ class CharTokenizer:
         return re.findall(r"[\u4e00-\u9fff]|[a-z0-9]+", text.lower())
 
 
-def _write_seeds(path: Path, seeds: list[tuple[str, str, str]], prefix: str) -> Path:
-    with path.open("w", encoding="utf-8") as handle:
-        for i, (instruction, inp, out) in enumerate(seeds):
-            handle.write(json.dumps({"id": f"{prefix}_{i}", "name": f"{prefix}_{i}", "instruction": instruction,
-                                     "instances": [{"input": inp, "output": out}], "is_classification": False},
-                                    ensure_ascii=False) + "\n")
-    return path
-
-
 @pytest.mark.parametrize("api", ["chat", "completions"])
 def test_chinese_domain_reaches_its_target_with_no_duplicate(api: str, tmp_path: Path, clean_env, caplog) -> None:
-    seeds = _write_seeds(tmp_path / "zh.jsonl", CHINESE_SEEDS, "zh")
+    seeds = write_seeds(tmp_path / "zh.jsonl", CHINESE_SEEDS, "zh")
     out = tmp_path / "out"
     caplog.set_level(logging.INFO, logger="generate")
     with OpenAIServer(ServerOptions(material="synthetic")) as server:
@@ -186,7 +178,7 @@ LAW_SEEDS = [
 
 
 def test_law_domain_seeds_rejected_by_the_blacklist_are_flagged(tmp_path: Path, clean_env, caplog) -> None:
-    seeds = _write_seeds(tmp_path / "law.jsonl", LAW_SEEDS, "law")
+    seeds = write_seeds(tmp_path / "law.jsonl", LAW_SEEDS, "law")
     proc = subprocess.run([sys.executable, "-m", "generate.check_seeds", str(seeds)], capture_output=True,
                           text=True, cwd=REPO_ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
