@@ -8,7 +8,7 @@ PY         := $(VENV)/bin/python
 # The test environment pins torch: an unpinned `torch` would pull a multi-GB CUDA build.
 # On a GPU machine, set TORCH_SPEC to the build you want (e.g. TORCH_SPEC='torch>=2.6').
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS     ?= train,eval,test,human
+EXTRAS     ?= train,eval,test,human,gguf
 
 # ---- generate ----
 OUTPUT_DIR       ?= data
@@ -47,12 +47,17 @@ EVAL_DIR ?= output/eval
 HUMAN_DIR ?= output/human-eval
 # ---- train, diff, recover: OVERWRITE=1 replaces a non-empty output folder ----
 OVERWRITE ?=
+# ---- export ----
+FORMAT  ?= gguf
+OUTTYPE ?= f16
+# ---- all (a recipe) ----
+RECIPE ?= recipes/alpaca-7b-fsdp.yaml
 # ---- any stage ----
 ARGS   ?=
 
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: help setup generate report train train-lora diff recover chat eval human-eval evolve select smoke test test-slow test-gpu bench lint clean
+.PHONY: help setup generate report train train-lora diff recover chat eval human-eval evolve select export all smoke test test-slow test-gpu bench lint clean
 
 help: ## List targets and variables
 	@echo "Targets:"
@@ -74,6 +79,8 @@ help: ## List targets and variables
 	@echo "  chat:     MODEL=<checkpoint dir> (ARGS='--prompt \"...\"' answers once)"
 	@echo "  eval:     MODEL=<checkpoint dir> JUDGE=$(JUDGE) (none: answers only) EVAL_DIR=$(EVAL_DIR)"
 	@echo "  human-eval: EVAL_DIR=$(EVAL_DIR) (the run whose pairs people compare) HUMAN_DIR=$(HUMAN_DIR)"
+	@echo "  export:   MODEL=<checkpoint or adapter dir> FORMAT=$(FORMAT) (gguf|ollama) OUTTYPE=$(OUTTYPE) (f16|bf16|q8_0|f32)"
+	@echo "  all:      RECIPE=$(RECIPE) (ARGS='--dry_run True' shows what would run and why)"
 	@echo "  any:      ARGS='--flag value ...' passes further flags; TORCH_SPEC='$(TORCH_SPEC)'"
 	@echo "Environment: OPENAI_API_KEY, OPENAI_BASE_URL (vLLM, llama.cpp, Ollama: http://host:port/v1)."
 
@@ -109,7 +116,7 @@ select: $(STAMP) ## Choose the best K of DATA by SCORE, skipping near-duplicates
 train: OUTPUT_DIR = output/alpaca
 train: $(STAMP) ## Fine-tune MODEL on DATA with FSDP over NPROC processes (x NNODES machines)
 	@test -n "$(MODEL)" || { echo "make train: set MODEL=<path to a Hugging Face checkpoint>" >&2; exit 2; }
-	$(PY) -m torch.distributed.run --nnodes=$(NNODES) --node_rank=$(NODE_RANK) --nproc_per_node=$(NPROC) \
+	$(PY) -m train.launch --nnodes=$(NNODES) --node_rank=$(NODE_RANK) --nproc_per_node=$(NPROC) \
 	  --master_addr=$(MASTER_ADDR) --master_port=$(PORT) -m train \
 	  --model_name_or_path "$(MODEL)" --data_path "$(DATA)" --output_dir "$(OUTPUT_DIR)" \
 	  --bf16 True --num_train_epochs 3 --per_device_train_batch_size 4 --gradient_accumulation_steps 8 \
@@ -122,7 +129,7 @@ train: $(STAMP) ## Fine-tune MODEL on DATA with FSDP over NPROC processes (x NNO
 train-lora: OUTPUT_DIR = output/alpaca-lora
 train-lora: $(STAMP) ## Fine-tune MODEL on DATA with LoRA on one GPU; the adapter -> OUTPUT_DIR
 	@test -n "$(MODEL)" || { echo "make train-lora: set MODEL=<path to a Hugging Face checkpoint>" >&2; exit 2; }
-	$(PY) -m torch.distributed.run --nproc_per_node=$(NPROC) --master_port=$(PORT) -m train \
+	$(PY) -m train.launch --nproc_per_node=$(NPROC) --master_port=$(PORT) -m train \
 	  --model_name_or_path "$(MODEL)" --data_path "$(DATA)" --output_dir "$(OUTPUT_DIR)" \
 	  --lora_r 16 --lora_alpha 32 --lora_dropout 0.05 --lora_target_modules all-linear \
 	  --bf16 True --num_train_epochs 3 --per_device_train_batch_size 4 --gradient_accumulation_steps 32 \
@@ -132,7 +139,8 @@ train-lora: $(STAMP) ## Fine-tune MODEL on DATA with LoRA on one GPU; the adapte
 
 diff: $(STAMP) ## Write DIFF = TUNED - RAW, with an integrity manifest
 	@test -n "$(RAW)" -a -n "$(TUNED)" -a -n "$(DIFF)" || { echo "make diff: set RAW=, TUNED= and DIFF=" >&2; exit 2; }
-	$(PY) -m recover make_diff --path_raw "$(RAW)" --path_tuned "$(TUNED)" --path_diff "$(DIFF)" $(ARGS)
+	$(PY) -m recover make_diff --path_raw "$(RAW)" --path_tuned "$(TUNED)" --path_diff "$(DIFF)" \
+	  $(if $(wildcard $(EVAL_DIR)/eval_summary.json),--eval_dir "$(EVAL_DIR)") $(ARGS)
 
 recover: $(STAMP) ## Rebuild TUNED = RAW + DIFF, checking every tensor
 	@test -n "$(RAW)" -a -n "$(DIFF)" -a -n "$(TUNED)" || { echo "make recover: set RAW=, DIFF= and TUNED=" >&2; exit 2; }
@@ -148,6 +156,13 @@ eval: $(STAMP) ## Answer the eval set with MODEL, judge each answer against the 
 
 human-eval: $(STAMP) ## Blind pairwise comparison by people of EVAL_DIR's pairs, on a local page -> HUMAN_DIR
 	$(PY) -m assess.human --eval_dir "$(EVAL_DIR)" --output_dir "$(HUMAN_DIR)" $(ARGS)
+
+export: $(STAMP) ## Export MODEL to a GGUF file for llama.cpp (FORMAT=ollama: and a Modelfile) -> <MODEL>-gguf/
+	@test -n "$(MODEL)" || { echo "make export: set MODEL=<checkpoint or LoRA adapter directory>, e.g. MODEL=output/alpaca" >&2; exit 2; }
+	$(PY) -m export --model "$(MODEL)" --format $(FORMAT) --outtype $(OUTTYPE) $(ARGS)
+
+all: $(STAMP) ## Run a recipe (RECIPE=recipes/<name>.yaml): generate, train, eval, diff, export; reruns only what changed
+	$(PY) -m recipe "$(RECIPE)" $(ARGS)
 
 smoke: $(STAMP) ## Whole pipeline offline in minutes: loopback API, tiny model, 2-process FSDP, diff, recover
 	OMP_NUM_THREADS=1 $(PY) -m tests.smoke_pipeline --workdir smoke
@@ -168,8 +183,8 @@ bench: $(STAMP) ## Run the CPU benchmarks; results in bench/results/*.json
 	$(PY) bench/language_id.py
 
 lint: $(STAMP) ## Byte-compile everything and run ruff if installed
-	$(PY) -m compileall -q core generate train recover assess tests bench
-	@if $(PY) -m ruff --version >/dev/null 2>&1; then $(PY) -m ruff check core generate train recover assess tests bench; else echo "ruff not installed: pip install ruff"; fi
+	$(PY) -m compileall -q core generate train recover assess export recipe tests bench
+	@if $(PY) -m ruff --version >/dev/null 2>&1; then $(PY) -m ruff check core generate train recover assess export recipe tests bench; else echo "ruff not installed: pip install ruff"; fi
 
 # A misspelt variable (`make generate NUM_INSTRUCTION=5`) would be ignored without a word and the
 # run would use the default: refuse it, naming the closest known variable.
@@ -196,6 +211,8 @@ recover:          export ALPACA_MAKE_VARIABLES = path_raw=RAW path_diff=DIFF pat
 chat:             export ALPACA_MAKE_VARIABLES = model=MODEL
 eval:             export ALPACA_MAKE_VARIABLES = model=MODEL judge_model=JUDGE output_dir=EVAL_DIR
 human-eval:       export ALPACA_MAKE_VARIABLES = eval_dir=EVAL_DIR output_dir=HUMAN_DIR
+export:           export ALPACA_MAKE_VARIABLES = model=MODEL format=FORMAT outtype=OUTTYPE
+all:              export ALPACA_MAKE_VARIABLES = recipe=RECIPE
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis smoke

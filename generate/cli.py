@@ -24,6 +24,7 @@ from core.exit_codes import (
     sigterm_raises,
 )
 from generate.config import COMMAND, GenerateConfig
+from generate.dataset_card import write_dataset_card
 from generate.quality.report.build import write_run_report
 from generate.run import StallError, generate
 
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     if report is not None:
         print(f"report: {report}", file=sys.stderr)
+    write_dataset_card(config, summary)  # README.md beside the data; a failure is logged, never raised
     print(_headline(summary), file=sys.stderr)
     cap_lines = _cap_lines(config, summary)
     for line in cap_lines:
@@ -120,6 +122,7 @@ def _stopped(config: GenerateConfig, ended: list[dict[str, Any]], status: int, l
     if ended and ended[0]["requests"]:  # answers to show: a run that got none has no report
         try:
             report = _report(config)
+            write_dataset_card(config, ended[0])  # the data kept so far is a dataset too
         except KeyboardInterrupt:
             report = None
     if report is not None:

@@ -29,6 +29,7 @@ from core.checkpoints.layout import model_layout
 from core.checkpoints.output_dir import atomic_output_dir, copy_sidecars
 from core.checkpoints.reader import CheckpointReader, stored_dtype
 from core.exit_codes import ConfigError
+from recover.card import write_diff_card, write_recovered_card
 from recover.config import MakeDiffConfig, RecoverConfig
 from recover.inference import run_test_inference
 from recover.result import RecoverResult
@@ -54,6 +55,7 @@ def make_adapter_diff(config: MakeDiffConfig) -> AdapterManifest:
             logger.warning("the adapter directory %s has no tokenizer files; the diff ships without one",
                            adapter.directory)
         manifest.write(tmp)
+        write_diff_card(config, tmp)
     size = (config.diff_dir / ADAPTER_WEIGHTS).stat().st_size
     logger.info("adapter diff written to %s (%.2f MB of adapter; base recorded: %d tensors)",
                 config.diff_dir, size / 1e6, len(hashes))
@@ -78,6 +80,8 @@ def recover_from_adapter(config: RecoverConfig) -> RecoverResult:
                               chunk_mb=config.chunk_mb, max_shard_bytes=config.max_shard_bytes,
                               overwrite=config.overwrite)
         inference = None
+        if config.tuned_dir is not None:
+            write_recovered_card(config.diff_dir, config.tuned_dir)
         if config.test_inference and config.tuned_dir is not None:
             inference = run_test_inference(config.tuned_dir, config.device, config.inference_instruction,
                                            config.max_new_tokens)

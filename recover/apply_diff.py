@@ -19,6 +19,7 @@ from core.checkpoints.rows import BaseRows, as_bytes, as_rows, row_ranges
 from core.checkpoints.shard_writer import PlannedTensor, ShardedSafetensorsWriter
 from core.prompt_format import ensure_chat_template
 from recover.adapter_diff import recover_from_adapter
+from recover.card import write_recovered_card
 from recover.config import RecoverConfig
 from recover.inference import run_test_inference
 from recover.manifest import MANIFEST_NAME, Manifest
@@ -178,6 +179,7 @@ def _recover_into(
             write_config(diff.config, tmp, dtype)
             copy_sidecars(config.diff_dir, tmp)
             ensure_chat_template(tmp)  # a diff from a checkpoint without one still yields a chat-ready model
+            write_recovered_card(config.diff_dir, tmp)
 
     naive_ok = None
     if config.check_integrity_naively:

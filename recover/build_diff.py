@@ -12,6 +12,7 @@ from core.checkpoints.adapter import AdapterManifest, is_adapter_dir
 from core.checkpoints.hashing import dtype_name, new_hash
 from core.checkpoints.layout import model_layout, pair_tensors
 from core.checkpoints.output_dir import atomic_output_dir, copy_sidecars, write_config
+from recover.card import write_diff_card
 from core.checkpoints.reader import CheckpointReader, stored_dtype
 from core.checkpoints.rows import BaseRows, as_bytes, as_rows, row_ranges
 from core.checkpoints.shard_writer import PlannedTensor, ShardedSafetensorsWriter
@@ -75,5 +76,6 @@ def make_diff(config: MakeDiffConfig) -> Manifest | AdapterManifest:
             logger.warning("the tuned checkpoint %s has no tokenizer files; the diff ships without one", config.tuned_dir)
         manifest = Manifest(tensors=records, tuned_dtype=tuned_dtype, skipped_buffers=pairing.skipped_buffers)
         manifest.write(tmp)
+        write_diff_card(config, tmp)
     logger.info("diff of %d tensors written to %s", len(records), config.diff_dir)
     return manifest

@@ -110,6 +110,9 @@ class MakeDiffConfig:
         "Rows of a tensor are processed this many MB (fp32) at a time: bounds the memory used."))
     overwrite: bool = field(default=False, metadata=flags.doc(
         "Replace --path_diff if it already exists (the old one is removed only after success)."))
+    eval_dir: str = field(default="", metadata=flags.doc(
+        "An eval run's folder (`make eval`'s EVAL_DIR): its win rate goes into the diff's model card when it "
+        "evaluated --path_tuned."))
     # Derived in __post_init__ (not flags): the validated paths and sizes.
     raw_dir: Path = field(init=False, repr=False)
     tuned_dir: Path = field(init=False, repr=False)

@@ -2,13 +2,13 @@
 
 The rules (docs/architecture.md):
 
-1. A stage (`generate`, `train`, `recover`, `assess`) imports the foundation (`core`) and its
-   own modules, never another stage.
+1. A stage (`generate`, `train`, `recover`, `assess`, `export`, and `recipe`, which runs the
+   others as commands) imports the foundation (`core`) and its own modules, never another stage.
 2. The foundation imports no stage.
 3. No two modules import each other, directly or through others (an import circle).
 4. One flag parser (`core.flags`): no module imports argparse, fire or HfArgumentParser.
 
-Every module of the five packages is read with `ast` (nothing is imported or run); every
+Every module of these packages is read with `ast` (nothing is imported or run); every
 `import` counts, at the top of a module or inside a function, absolute or relative. `from
 pkg import name` counts as an import of `pkg.name` when that is a module, else of `pkg`.
 Imports under `if TYPE_CHECKING:` never run: they count for rules 1 and 2, not for circles.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 FOUNDATION = "core"
 OTHER_PARSERS = ("argparse", "fire", "transformers.HfArgumentParser")
-STAGES = ("generate", "train", "recover", "assess")
+STAGES = ("generate", "train", "recover", "assess", "export", "recipe")
 PACKAGES = (FOUNDATION, *STAGES)
 
 

@@ -13,6 +13,7 @@ import assess.chat
 import assess.cli
 import assess.config
 import assess.human.cli
+import export.cli
 import generate.cli
 import generate.dedup.cli
 import generate.evolve.cli
@@ -21,6 +22,7 @@ import generate.quality.rate
 import generate.quality.report.cli
 import generate.seeds.check
 import generate.select.cli
+import recipe.cli
 import recover.cli
 import recover.usage
 import train.cli
@@ -44,6 +46,8 @@ ENTRY_POINTS: list[tuple[str, Callable[[list[str]], int], list[str], str]] = [
     ("assess", assess.cli.main, [], "python -m assess"),
     ("assess.chat", assess.chat.main, [], "python -m assess.chat"),
     ("assess.human", assess.human.cli.main, [], "python -m assess.human"),
+    ("export", export.cli.main, [], "python -m export"),
+    ("recipe", recipe.cli.main, [], "python -m recipe"),
 ]
 IDS = [" ".join([prog, *words]) for prog, _, words, _ in ENTRY_POINTS]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-PATH = re.compile(r"\b((?:core|generate|train|recover|assess|tests|bench)/[\w/]*\w\.py)\b")
-MODULE = re.compile(r"python -m ((?:core|generate|train|recover|assess|tests)(?:\.\w+)*)")
+PATH = re.compile(r"\b((?:core|generate|train|recover|assess|export|recipe|tests|bench)/[\w/]*\w\.py)\b")
+MODULE = re.compile(r"python -m ((?:core|generate|train|recover|assess|export|recipe|tests)(?:\.\w+)*)")
 
 
 def _documents(root: Path) -> list[Path]:

@@ -25,7 +25,8 @@ def _tree(root: Path, files: dict[str, str]) -> Path:
 def test_the_repository_keeps_the_layout(repo_root: Path) -> None:
     assert check(repo_root) == []
     assert import_graph(repo_root) == {"core": set(), "generate": {"core"}, "train": {"core"},
-                                       "recover": {"core"}, "assess": {"core"}}
+                                       "recover": {"core"}, "assess": {"core"}, "export": {"core"},
+                                       "recipe": {"core"}}
 
 
 def test_a_stage_importing_another_stage_is_named(tmp_path: Path) -> None:

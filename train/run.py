@@ -15,6 +15,7 @@ from transformers.utils.import_utils import enable_tf32, is_torch_tf32_available
 from core.exit_codes import ConfigError, InputError
 from core.files import atomic_write_json
 from train import lora
+from train.card import write_training_card
 from train.checkpoint import resolve_resume_path
 from train.config import TrainConfig
 from train.data import (
@@ -137,6 +138,7 @@ def train(cfg: TrainConfig) -> dict:
             summary.update(lora.finish(cfg, env, prep.model))
         if env.is_main:
             atomic_write_json(output_dir / "train_summary.json", summary)
+            write_training_card(cfg, summary)  # README.md, model_card.json, loss_curve.png
         return summary
     finally:
         shutdown(env)

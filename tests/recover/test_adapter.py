@@ -124,7 +124,8 @@ def test_streaming_merge_equals_peft_merge(base: str, lora_kwargs: dict, bases: 
 
 def test_make_diff_records_the_base(llama_diff: Path, llama_adapter: Path, bases: dict[str, Path]) -> None:
     assert sorted(p.name for p in llama_diff.iterdir()) == sorted([
-        ADAPTER_MANIFEST, "adapter_config.json", ADAPTER_WEIGHTS, "tokenizer.json", "tokenizer_config.json"])
+        ADAPTER_MANIFEST, "adapter_config.json", ADAPTER_WEIGHTS, "tokenizer.json", "tokenizer_config.json",
+        "README.md", "model_card.json"])  # the model card, made from what the adapter's folder says
     assert (llama_diff / ADAPTER_WEIGHTS).read_bytes() == (llama_adapter / ADAPTER_WEIGHTS).read_bytes()
     manifest = json.loads((llama_diff / ADAPTER_MANIFEST).read_text())
     base = load_file(str(bases["llama"] / "model.safetensors"))

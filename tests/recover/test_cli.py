@@ -48,9 +48,9 @@ def test_python_m_recover_writes_the_verified_model(cli_recovered: tuple[Measure
     assert run.stdout == ""  # only --test_inference prints to stdout
     assert "checking diff: 100%" in run.stderr and "recover: 100%" in run.stderr
     assert "error:" not in run.stderr and "Traceback" not in run.stderr and "WARNING recover" not in run.stderr
-    assert sorted(p.name for p in out.iterdir()) == [  # chat_template.jinja: added by recover
-        "chat_template.jinja", "config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-        "tokenizer_config.json"]
+    assert sorted(p.name for p in out.iterdir()) == [  # chat_template.jinja: added by recover; the card carried
+        "README.md", "chat_template.jinja", "config.json", "generation_config.json", "model.safetensors",
+        "model_card.json", "tokenizer.json", "tokenizer_config.json"]
     manifest = Manifest.read(diff_dir)
     assert manifest is not None
     got, want = state_dict_of(out), state_dict_of(tuned[0])
@@ -261,8 +261,8 @@ def test_a_killed_runs_partial_output_is_removed_by_the_next_run(
         f"removed {stale} ({size_mb:.1f} MB): the partial output of an interrupted run (process {proc.pid}, no longer running)"]
     assert not stale.exists() and alive.is_dir() and other.is_dir()
     assert sorted(p.name for p in out.iterdir()) == [
-        "chat_template.jinja", "config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-        "tokenizer_config.json"]
+        "README.md", "chat_template.jinja", "config.json", "generation_config.json", "model.safetensors",
+        "model_card.json", "tokenizer.json", "tokenizer_config.json"]
 
 
 @pytest.mark.parametrize(("manifest", "naive", "said"), [

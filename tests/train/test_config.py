@@ -178,8 +178,8 @@ def test_help_recipe_values_are_those_make_train_passes(repo_root: Path) -> None
     if make is None:
         pytest.skip("make is not installed")
     dry = subprocess.run([make, "-n", "train", "MODEL=m"], cwd=repo_root, capture_output=True, text=True, check=True).stdout
-    launch = dry[dry.index("-m torch.distributed.run"):].replace("\\\n", " ").splitlines()[0]
-    command = shlex.split(launch[launch.index("-m train") + len("-m train"):])
+    launch = dry[dry.index("-m train.launch"):].replace("\\\n", " ").splitlines()[0]
+    command = shlex.split(launch[launch.index(" -m train ") + len(" -m train "):])
     passed = {k[2:]: v for k, v in zip(command[::2], command[1::2])}
     assert passed.pop("model_name_or_path") == "m"
     passed.pop("data_path"), passed.pop("output_dir")
@@ -203,5 +203,5 @@ def test_make_train_multi_node_variables(repo_root: Path, variables: list[str], 
         pytest.skip("make is not installed")
     dry = subprocess.run([make, "-n", "train", "MODEL=m", *variables], cwd=repo_root, capture_output=True, text=True,
                          check=True).stdout
-    launch = " ".join(dry[dry.index("-m torch.distributed.run"):].replace("\\\n", " ").split())
-    assert launch.startswith(f"-m torch.distributed.run {expected} -m train --model_name_or_path \"m\" ")
+    launch = " ".join(dry[dry.index("-m train.launch"):].replace("\\\n", " ").split())
+    assert launch.startswith(f"-m train.launch {expected} -m train --model_name_or_path \"m\" ")

@@ -176,6 +176,20 @@ def test_merged_model_matches_the_peft_model(lora_run: dict[str, Any], lora_base
     assert merged.config.vocab_size == 513 == len(tok)
 
 
+def test_the_adapter_and_the_merged_model_carry_model_cards(lora_run: dict[str, Any], lora_base: Path) -> None:
+    from core.cards.front_matter import read_card
+
+    out, summary = lora_run["out"], lora_run["summary"]
+    header, body = read_card(out / "README.md")  # ours, not the card peft writes with the adapter
+    assert (header["library_name"], header["base_model"]) == ("peft", str(lora_base)) and "lora" in header["tags"]
+    assert body.startswith(f"# out\n\nA LoRA adapter: `{lora_base}` fine-tuned to follow instructions on "
+                           f"{summary['examples']} examples in the Alpaca format (LoRA (r {summary['lora']['r']}, ")
+    assert f"| training loss (mean) | {summary['train_loss']:.4f} |" in body
+    merged_header, merged_body = read_card(out / "merged" / "README.md")
+    assert merged_header["library_name"] == "transformers" and ", merged into the base)." in merged_body
+    assert (out / "loss_curve.png").is_file() and (out / "merged" / "loss_curve.png").is_file()
+
+
 def test_target_modules_resolve_per_family(lora_base: Path, tiny_opt: Path) -> None:
     from transformers import AutoModelForCausalLM
 
@@ -337,7 +351,7 @@ def test_recover_from_base_and_adapter_equals_the_merged_model(lora_run: dict[st
                          "--path_diff", str(diff)]) == 0
     assert sorted(p.name for p in diff.iterdir()) == sorted([
         ADAPTER_MANIFEST, "adapter_config.json", ADAPTER_WEIGHTS, "chat_template.jinja", "tokenizer.json",
-        "tokenizer_config.json"])
+        "tokenizer_config.json", "README.md", "model_card.json", "loss_curve.png"])  # the adapter's card, carried
     manifest = json.loads((diff / ADAPTER_MANIFEST).read_text())
     assert len(manifest["base"]) == 21 and manifest["vocab_size"] == 513
     assert recover_main(["recover", "--path_raw", str(lora_base), "--path_diff", str(diff),

@@ -169,7 +169,7 @@ def _make_train_command(variables: list[str]) -> list[str]:
         pytest.skip("make is not installed")
     dry = subprocess.run([make, "-n", "train", *variables], cwd=REPO_ROOT, capture_output=True, text=True,
                          check=True).stdout
-    line = dry[dry.index("-m torch.distributed.run"):].replace("\\\n", " ").splitlines()[0]
+    line = dry[dry.index("-m train.launch"):].replace("\\\n", " ").splitlines()[0]
     return [sys.executable, *shlex.split(line)]
 
 

@@ -1,0 +1,97 @@
+"""The dataset card every generate run writes beside alpaca_data.json: its YAML header parses as
+the Hub reads it, and every figure in it is the run's own (generate_summary.json, the report's)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+from pathlib import Path
+
+import yaml
+
+from core.cards.front_matter import read_card
+from generate.cli import main
+from generate.config import config_from_flags
+from generate.dataset_card import card_header, size_category
+from generate.quality.report.load import load_run
+from generate.quality.report.stats import compute_stats
+from tests.fakes.openai_server import OpenAIServer, ServerOptions
+from tests.markdown_tables import table
+
+# Faults that make every reference filter reject something, so the card's table has rows.
+OPTIONS = ServerOptions(material="synthetic", bad_block_rate=0.3, truncate_rate=0.2)
+
+
+def _run(out: Path, seed_file: Path, prompt_file: Path, target: int) -> int:
+    return main(["--output_dir", str(out), "--seed_tasks_path", str(seed_file), "--prompt_path", str(prompt_file),
+                 "--num_instructions_to_generate", str(target), "--progress", "False", "--api", "completions"])
+
+
+def test_the_card_holds_the_runs_own_figures(seed_file: Path, prompt_file: Path, tmp_path: Path, clean_env) -> None:
+    out = tmp_path / "run"
+    with OpenAIServer(OPTIONS) as server:
+        clean_env.setenv("OPENAI_BASE_URL", server.base_url)
+        assert _run(out, seed_file, prompt_file, 30) == 0
+    summary = json.loads((out / "generate_summary.json").read_text())
+    header, body = read_card(out / "README.md")
+    assert header == {
+        "license": "other", "license_name": "generated-data", "pretty_name": "run (Alpaca-format instructions)",
+        "language": ["en"], "task_categories": ["text-generation"], "size_categories": ["n<1K"],
+        "tags": ["alpaca", "self-instruct", "synthetic", "instruction-tuning"],
+        "configs": [{"config_name": "default", "data_files": "alpaca_data.json"}],
+    }
+    # The header is plain YAML between --- lines, as the Hub reads it.
+    text = (out / "README.md").read_text()
+    assert text.startswith("---\n") and yaml.safe_load(text.split("---\n")[1]) == header
+    cost = table(body, "Cost")
+    assert cost == {"target": "30", "kept": str(summary["kept"]), "requests": str(summary["requests"]),
+                    "prompt tokens": str(summary["prompt_tokens"]),
+                    "completion tokens": str(summary["completion_tokens"]),
+                    "estimated cost": f"${summary['estimated_cost_usd']:.4f}"}
+    rejected = {reason: str(count) for reason, count in summary["rejected"].items() if count}
+    assert len(rejected) >= 4
+    assert table(body, "Filters and what they rejected") == {**rejected, "total": str(sum(summary["rejected"].values()))}
+    settings = table(body, "How it was made")
+    assert settings["generator model"] == "`gpt-4o-mini`" and settings["temperature / top_p"] == "1.0 / 1.0"
+    assert settings["seed tasks"] == "`seed_tasks.jsonl`: 8 tasks" and settings["language"] == "en"
+    assert settings["dedup"].startswith("ROUGE-L > 0.7 ")
+    stats = compute_stats(load_run(out))
+    figures = table(body, "Main figures")
+    assert figures["median instruction length (words)"] == str(statistics.median(stats.lengths["instruction"]))
+    assert figures["median output length (words)"] == str(statistics.median(stats.lengths["output"]))
+    assert figures["instructions whose leading verb was found"] == f"{100 * stats.verb_share:.1f}%"
+    assert f"{summary['kept']} instruction-following examples" in body
+
+
+def test_a_license_set_by_hand_is_kept_and_the_figures_follow_the_run(seed_file, prompt_file, tmp_path, clean_env) -> None:
+    out = tmp_path / "run"
+    with OpenAIServer(ServerOptions(material="synthetic")) as server:
+        clean_env.setenv("OPENAI_BASE_URL", server.base_url)
+        assert _run(out, seed_file, prompt_file, 10) == 0
+        card = out / "README.md"
+        card.write_text(card.read_text().replace("license: other\nlicense_name: generated-data\n",
+                                                 "license: cc-by-nc-4.0\n"))
+        assert _run(out, seed_file, prompt_file, 20) == 0  # the run continues to a larger target
+    header, body = read_card(out / "README.md")
+    assert header["license"] == "cc-by-nc-4.0" and "license_name" not in header
+    assert table(body, "Cost")["kept"] == "20" and "`cc-by-nc-4.0`, as set in the header above." in body
+
+
+def test_header_language_and_size_categories(tmp_path: Path) -> None:
+    config = config_from_flags({"output_dir": str(tmp_path / "zh")})
+    assert card_header(dataclasses.replace(config, language="zh"), 52000, "other")["language"] == ["zh"]
+    assert "language" not in card_header(dataclasses.replace(config, language="other"), 5, "other")
+    assert [size_category(n) for n in (0, 999, 1000, 52002, 100_000)] == [
+        "n<1K", "n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M"]
+
+
+def test_a_card_that_cannot_be_written_does_not_fail_the_run(seed_file, prompt_file, tmp_path, clean_env,
+                                                             caplog) -> None:
+    out = tmp_path / "run"
+    (out / "README.md").mkdir(parents=True)  # in the way: the card cannot be written
+    with OpenAIServer(ServerOptions(material="synthetic")) as server:
+        clean_env.setenv("OPENAI_BASE_URL", server.base_url)
+        assert _run(out, seed_file, prompt_file, 5) == 0
+    assert json.loads((out / "alpaca_data.json").read_text()) and (out / "README.md").is_dir()
+    assert any("could not write the dataset card" in r.getMessage() for r in caplog.records)

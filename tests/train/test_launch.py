@@ -1,0 +1,78 @@
+"""`python -m train.launch` (what `make train` runs): a worker's failure is the worker's one line,
+no launcher traceback, and the worker's own exit status."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.train.runs import REPO_ROOT, free_port, same_response_records
+from train.launch import exit_status, failure_line
+
+
+def _launch(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "train.launch", f"--nproc_per_node={nproc}", f"--master_port={free_port()}", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def _launcher_noise(output: str) -> list[str]:
+    return [word for word in ("Traceback", "ChildFailedError", "FAILED", "failed (exitcode", "=====", "error_file")
+            if word in output]
+
+
+def test_a_workers_mistake_is_its_one_line_and_its_status(tmp_path: Path) -> None:
+    data = tmp_path / "alpaca_data.json"
+    data.write_text(json.dumps(same_response_records(4)))
+    proc = _launch(["-m", "train", "--model_name_or_path", str(tmp_path / "missing"), "--data_path", str(data),
+                    "--output_dir", str(tmp_path / "out")])
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].endswith(
+        f"[rank 0] ERROR train.cli: --model_name_or_path {tmp_path / 'missing'}: no such directory"), output
+    assert _launcher_noise(output) == []
+
+
+def test_a_bad_flag_exits_2_with_one_line() -> None:
+    proc = _launch(["-m", "train", "--no_such_flag", "1"], nproc=1)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output
+    assert [line[line.index("ERROR"):] for line in output.splitlines() if line.strip()] == [
+        "ERROR train.cli: unknown flag --no_such_flag; run `python -m train --help` for the list of flags"]
+
+
+def test_a_worker_killed_by_a_signal_is_named(tmp_path: Path) -> None:
+    script = tmp_path / "killed.py"
+    script.write_text("import os, signal, time\n"
+                      "if os.environ['RANK'] == '1':\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+                      "time.sleep(30)\n")
+    proc = _launch([str(script)])
+    assert proc.returncode == 137
+    assert proc.stderr.strip().splitlines() == [
+        "train: error: rank 1 was killed by SIGKILL (the machine may have run out of memory); add "
+        "--resume_from_checkpoint latest to the same command to continue from the last saved checkpoint"]
+
+
+def test_failure_lines() -> None:
+    ours = {"message": "data.json: not found", "timestamp": 1}
+    assert failure_line(0, 1, ours) is None  # the worker printed it
+    assert failure_line(3, 1, {"message": "<NONE>"}) == "rank 3 exited with status 1; its output above says why"
+    assert failure_line(0, -15, {"message": "<NONE>"}).startswith("rank 0 was killed by SIGTERM; add ")
+    assert (exit_status(2), exit_status(-9), exit_status(0)) == (2, 137, 1)
+
+
+@pytest.mark.parametrize("target", ["train", "train-lora"])
+def test_make_uses_the_launcher(target: str, repo_root: Path) -> None:
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    dry = subprocess.run([make, "-n", target, "MODEL=m"], cwd=repo_root, capture_output=True, text=True,
+                         check=True).stdout
+    assert "-m train.launch --" in dry and "torch.distributed.run" not in dry
