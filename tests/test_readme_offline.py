@@ -76,6 +76,6 @@ def test_try_it_offline_runs_as_written(repo_root: Path, tmp_path: Path) -> None
     assert again.returncode != 0
     said = [line for line in again.stderr.splitlines() if not line.startswith("make: ***")]  # only ours
     assert len(said) == 1 and said[0].endswith(
-        f"ERROR train.cli: OUTPUT_DIR {offline / 'tuned'} is not empty (chat_template.jinja, config.json, "
-        "generation_config.json and 5 more): pass OVERWRITE=1 to replace it, or choose another OUTPUT_DIR")
+        f"ERROR train.cli: OUTPUT_DIR {offline / 'tuned'} is not empty (README.md, chat_template.jinja, "
+        "config.json and 8 more): pass OVERWRITE=1 to replace it, or choose another OUTPUT_DIR")
     assert (offline / "tuned" / "model.safetensors").stat().st_mtime_ns == trained  # untouched

@@ -33,6 +33,6 @@ def test_make_train_on_the_tiny_model_warns_of_nothing_and_refuses_to_write_over
     assert again.returncode != 0
     said = [line for line in again.stderr.splitlines() if not line.startswith("make: ***")]  # only ours
     assert len(said) == 1 and said[0].endswith(
-        f"ERROR train.cli: OUTPUT_DIR {out} is not empty (chat_template.jinja, config.json, generation_config.json "
-        "and 5 more): pass OVERWRITE=1 to replace it, or choose another OUTPUT_DIR")
+        f"ERROR train.cli: OUTPUT_DIR {out} is not empty (README.md, chat_template.jinja, config.json and 8 more): "
+        "pass OVERWRITE=1 to replace it, or choose another OUTPUT_DIR")
     assert (out / "model.safetensors").stat().st_mtime_ns == trained  # the trained model is untouched
