@@ -8,7 +8,7 @@ PY         := $(VENV)/bin/python
 # The test environment pins torch: an unpinned `torch` would pull a multi-GB CUDA build.
 # On a GPU machine, set TORCH_SPEC to the build you want (e.g. TORCH_SPEC='torch>=2.6').
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS     ?= train,eval,test
+EXTRAS     ?= train,eval,test,ray
 
 # ---- generate ----
 OUTPUT_DIR       ?= data

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from core import flags
+from core.cluster import settings as cluster
 from core.exit_codes import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 ApiName = Literal["completions", "chat"]
-BackendChoice = Literal["auto", "openai", "batch", "local"]
+BackendChoice = Literal["auto", "openai", "batch", "local", "ray"]
 DedupTokenizer = Literal["rouge", "unicode"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LanguageChoice = Literal["auto", "en", "zh", "ja", "ko", "th", "other"]
@@ -55,8 +56,8 @@ class GenerateConfig:
         "chat: one prompt per message, the answer restates it."))
     backend: BackendChoice = field(default="auto", metadata=flags.doc(
         "openai: an OpenAI-compatible HTTP API; batch: the OpenAI Batch API (half price, slow); "
-        "local: a local transformers model; auto: openai when OPENAI_API_KEY or OPENAI_BASE_URL "
-        "is set, else local."))
+        "local: a local transformers model; ray: a Ray cluster (endpoints or vLLM, --ray_* flags, "
+        "docs/scale.md); auto: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else local."))
     seed: int = field(default=42, metadata=flags.doc(
         "Sampling seed: request i's prompts depend only on (seed, i), so runs are reproducible."))
     max_tokens: int = field(default=3072, metadata=flags.doc(
@@ -137,6 +138,17 @@ class GenerateConfig:
         "another project's key, files deleted after 30 days), drop it from the journal and "
         "submit its unanswered requests again, paying for them again (the cost is logged first)."))
     # --- end of the batch backend's block ---------------------------------------------------
+    # --- ray backend: a cluster's workers answer the rounds (core/cluster/) -------------------
+    ray_address: str = cluster.address_field()
+    ray_engine: cluster.RayEngine = cluster.engine_field()
+    ray_endpoints: tuple[str, ...] = cluster.endpoints_field()
+    ray_workers: int = cluster.workers_field()
+    ray_batch_size: int = cluster.batch_size_field()
+    vllm_tensor_parallel_size: int = cluster.tensor_parallel_field()
+    vllm_pipeline_parallel_size: int = cluster.pipeline_parallel_field()
+    vllm_gpu_memory_utilization: float = cluster.gpu_memory_field()
+    vllm_max_model_len: int = cluster.max_model_len_field()
+    # --- end of the ray backend's block -------------------------------------------------------
     # --- local backend on a CPU -------------------------------------------------------------
     local_precision: LocalPrecision = field(default="auto", metadata=flags.doc(
         "local backend on a CPU: auto (bf16 where the CPU has native bf16, else fp32), fp32, "
@@ -201,6 +213,7 @@ def validate(config: GenerateConfig) -> None:
             raise ConfigError(f"--{name} must be >= 0 USD per 1M tokens (got {value})")
     if not config.model_name.strip():
         raise ConfigError("--model_name must not be empty")
+    cluster.validate_flags(config)
     if not config.output_dir.strip():
         raise ConfigError("--output_dir must not be empty")
 

@@ -42,9 +42,9 @@ from core.openai_client.request import (
 )
 from generate.backends.base import Backend
 from generate.backends.factory import (
-    PRICE_FACTORS,
     check_backend_credentials,
     create_backend,
+    price_factor,
     resolve_backend_name,
 )
 from generate.config import GenerateConfig
@@ -84,7 +84,7 @@ class Plan:
 def plan(config: GenerateConfig, environ: Mapping[str, str] | None = None) -> Plan:
     """Check credentials, seeds and prompt, settle the language and prices; write nothing."""
     backend_name = resolve_backend_name(config, environ)
-    check_backend_credentials(backend_name, environ)
+    check_backend_credentials(backend_name, config, environ)
     # Check the seeds, settle the language (tokenizer, filters, prompt).
     config, tasks, prompt_text = prepare_run(config)
     prompt_text = prompt_as_sent(prompt_text)
@@ -94,16 +94,16 @@ def plan(config: GenerateConfig, environ: Mapping[str, str] | None = None) -> Pl
             f"{len(tasks)} tasks in {config.seed_tasks_path}"
         )
     settings = data_settings(config, backend_name, tasks, prompt_text)
-    price_factor = PRICE_FACTORS[backend_name]
+    factor = price_factor(backend_name, config)
     # Free (a local model): a known zero, whatever the model's name.
-    prices = (0.0, 0.0) if price_factor == 0 else price_for(settings["model_name"], config.price_input,
-                                                             config.price_output)
+    prices = (0.0, 0.0) if factor == 0 else price_for(settings["model_name"], config.price_input,
+                                                       config.price_output)
     if config.max_cost_usd is not None and prices is None:
         raise ConfigError(
             f"--max_cost_usd needs the price of model {settings['model_name']!r}, which the built-in table lacks: "
             f"pass --price_input and --price_output (USD per 1M tokens)"
         )
-    return Plan(config, tasks, prompt_text, backend_name, settings, prices, price_factor)
+    return Plan(config, tasks, prompt_text, backend_name, settings, prices, factor)
 
 
 def _refuse_a_smaller_target(output_dir: Path, target: int) -> None:

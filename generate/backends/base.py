@@ -14,7 +14,7 @@ from typing import Literal, Protocol
 
 from core.openai_client.request import GenerationRequest, GenerationResult
 
-BackendName = Literal["openai", "batch", "local"]
+BackendName = Literal["openai", "batch", "local", "ray"]
 
 
 class Backend(Protocol):
