@@ -191,8 +191,7 @@ def _cluster_answers(config: EvalConfig, pending: Sequence[EvalItem]) -> Iterato
         messages_json=api == "chat",
     )
     runner = ClusterRunner(cluster, settings, seed=config.seed,
-                           api_key=env_value("CONTESTANT_API_KEY") or env_value("OPENAI_API_KEY"),
-                           progress=config.progress)
+                           api_key=env_value("CONTESTANT_API_KEY") or env_value("OPENAI_API_KEY"))
     logger.info("answering %d tasks on the Ray cluster (%s engine)", len(pending), cluster.engine)
     requests = (GenerationRequest(item.index, (prompts[item.index],)) for item in pending)
     try:

@@ -352,7 +352,9 @@ class Run:
             self.answered.clear()
         self.store.write(wait=self.processor.done)
         bar.update(added)
-        bar.set_postfix(requests=stats.requests_total, refresh=False)
+        # A backend may say more (a cluster: prompts answered and tokens/s across its workers).
+        note = getattr(self.backend, "progress_note", None)
+        bar.set_postfix_str(f"requests={stats.requests_total}" + (f", {note()}" if note else ""), refresh=False)
         stats.processing_ms.append(1000 * (time.perf_counter() - tick))
         if stats.stopped_by is not None and hasattr(self.backend, "unused_results"):
             # The Batch backend does not wait (up to 24 h) for batches still running; it hands

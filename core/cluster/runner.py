@@ -3,9 +3,9 @@
 A round is a Ray Dataset of request rows (one block per Ray batch, so answers stream back a
 batch at a time), mapped by the engine (endpoint actors or the vLLM processor) and read with
 `iter_rows()` under `preserve_order`: the driver receives results in the order it asked, as
-batches finish. The caller decides how many requests a round holds (`run`'s `round_size`), so
-a generation run can size rounds from the yield it observes and a rating run can stream a
-fixed list. Whatever a worker could not answer comes back as a row carrying the reason; the
+batches finish (`progress_note()`: prompts answered, tokens/s, nodes, for a progress bar). The
+caller decides how many requests a round holds (`run`'s `round_size`), so a generation run
+can size rounds from the yield it observes and a rating run can stream a fixed list. Whatever a worker could not answer comes back as a row carrying the reason; the
 round's answers are all handed over first, then the first reason is raised as a one-line
 GenerationError, so nothing paid for is lost.
 """
@@ -19,8 +19,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tqdm import tqdm
-
 from core.cluster.endpoint_engine import EndpointEngine, engine_settings
 from core.cluster.rows import request_row, row_result
 from core.cluster.session import ClusterError, ClusterSession
@@ -31,12 +29,14 @@ from core.openai_client.request import Completion, GenerationError, GenerationRe
 
 log = logging.getLogger(__name__)
 
+ACTOR_START_TIMEOUT_S = 1800
+
 
 class ClusterRunner:
     """Answers requests on a Ray cluster; one per run, closed at its end."""
 
     def __init__(self, cluster: ClusterSettings, client: ClientSettings, *, seed: int = 0,
-                 api_key: str | None = None, progress: bool = False) -> None:
+                 api_key: str | None = None) -> None:
         self.cluster = cluster
         self.client = client
         self.seed = seed
@@ -45,14 +45,17 @@ class ClusterRunner:
         self.api_key = api_key or PLACEHOLDER_KEY
         self.session = ClusterSession.open(cluster.address)
         self._configure_data()
+        # An endpoint sender takes a CPU: more senders than the cluster's CPUs would never start.
+        self.cpus = max(1, int(self.session.resources().get("CPU", 1)))
+        if cluster.engine == "endpoint" and cluster.workers > self.cpus:
+            log.warning("--ray_workers %d is more than the cluster's %d CPUs: %d endpoint senders run",
+                        cluster.workers, self.cpus, self.cpus)
         self.rounds = 0
         self.prompts_answered = 0
         self.completion_tokens = 0
         self.nodes_used: set[str] = set()
         self.started = time.monotonic()
         self._processor: Any = None
-        self.bar = tqdm(desc="answered", unit="prompt", disable=not progress, dynamic_ncols=True, position=1,
-                        leave=False)
 
     def _configure_data(self) -> None:
         import ray.data  # deferred: imported by ClusterSession.open already
@@ -60,6 +63,10 @@ class ClusterRunner:
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True  # answers come back in request order
         context.enable_progress_bars = False  # the driver shows its own (answered, kept, tokens/s)
+        # Start every actor of a round before handing out batches (one at a time per actor), so
+        # the work spreads over all workers instead of queueing on the first one up; vLLM
+        # replicas may take minutes to load a large model.
+        context.wait_for_min_actors_s = ACTOR_START_TIMEOUT_S
         logging.getLogger("ray.data").setLevel(logging.ERROR)  # "progress bars disabled" and other chatter
 
     # --- one round ------------------------------------------------------------------------------
@@ -67,13 +74,14 @@ class ClusterRunner:
         ray = self.session.ray
         per_batch = self.cluster.requests_per_batch
         batches = math.ceil(len(requests) / per_batch)
+        actors = min(self.cluster.workers, batches, self.cpus)
         dataset = ray.data.from_items([request_row(r) for r in requests], override_num_blocks=batches)
         dataset = dataset.map_batches(
             EndpointEngine,
             fn_constructor_kwargs={"settings": engine_settings(self.client), "endpoints": self.endpoints,
                                    "api_key": self.api_key},
             batch_size=per_batch,
-            compute=ray.data.ActorPoolStrategy(size=min(self.cluster.workers, batches)),
+            compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
             num_cpus=1,  # one sender per CPU: on nodes of a few CPUs the senders spread over them
         )
         yield from dataset.iter_rows()
@@ -125,8 +133,6 @@ class ClusterRunner:
                     result = row_result(row, request)
                 self.prompts_answered += len(result.completions)
                 self.completion_tokens += result.completion_tokens
-                self.bar.update(len(result.completions))
-                self.bar.set_postfix_str(self.postfix(), refresh=False)
                 yield result
         except (GenerationError, ClusterError):
             raise
@@ -152,8 +158,10 @@ class ClusterRunner:
         elapsed = time.monotonic() - self.started
         return self.completion_tokens / elapsed if elapsed > 0 else 0.0
 
-    def postfix(self) -> str:
-        return f"{self.tokens_per_s():,.0f} tok/s, {len(self.nodes_used)} node(s)"
+    def progress_note(self) -> str:
+        """For a progress bar: prompts answered, answer tokens/s and nodes, across the cluster."""
+        return (f"answered={self.prompts_answered} prompts, {self.tokens_per_s():,.0f} tok/s, "
+                f"{len(self.nodes_used)} node(s)")
 
     def stats(self) -> dict[str, float]:
         """Numbers for a run summary: rounds, prompts answered here, completion tokens/s, nodes used."""
@@ -161,5 +169,4 @@ class ClusterRunner:
                 "ray_nodes_used": len(self.nodes_used), "ray_completion_tokens_per_s": round(self.tokens_per_s(), 1)}
 
     def close(self) -> None:
-        self.bar.close()
         self.session.close()

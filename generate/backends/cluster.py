@@ -45,7 +45,7 @@ class RayBackend:
         # vLLM on the cluster's own GPUs has no list price.
         self.price_factor = 0.0 if cluster.engine == "vllm" else 1.0
         self.runner = ClusterRunner(cluster, client_settings(config), seed=config.seed,
-                                    api_key=env_value("OPENAI_API_KEY"), progress=config.progress)
+                                    api_key=env_value("OPENAI_API_KEY"))
         self._kept = 0
         self._round_start_kept = 0
         self._answered = 0  # requests answered in the current round
@@ -66,6 +66,10 @@ class RayBackend:
         for result in self.runner.run(requests, self._next_round):
             self._answered += 1
             yield result
+
+    def progress_note(self) -> str:
+        """Shown beside the kept bar: the cluster's answered prompts and tokens/s."""
+        return self.runner.progress_note()
 
     def stats(self) -> dict[str, float]:
         return {**self.runner.stats(), "price_factor": self.price_factor}

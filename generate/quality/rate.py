@@ -192,8 +192,7 @@ class _ClusterJudge:
 
     def __init__(self, config: RateConfig) -> None:
         settings = cluster.ClusterSettings.from_config(config, model=config.model_name)
-        self.runner = ClusterRunner(settings, _client_settings(config), api_key=env_value("OPENAI_API_KEY"),
-                                    progress=config.progress)
+        self.runner = ClusterRunner(settings, _client_settings(config), api_key=env_value("OPENAI_API_KEY"))
         # Rounds big enough to keep every actor busy for a while, small enough to stream.
         self.round = max(256, 16 * settings.workers * settings.requests_per_batch)
 
