@@ -9,10 +9,14 @@ same alpaca_data.json whatever the backend, and a rerun after a kill asks only f
 journal lacks.
 
 Rounds are sized from the observed yield, as the Batch backend's are
-(generate/backends/rounds.py). Before any yield is seen, a round is also held to
-`--stall_requests` requests: a model that answers nothing usable then costs what it costs the
-openai backend. The caps hold as for the other backends: the request iterator is the loop's
-gated one, so `--max_requests` and `--max_cost_usd` end it (a round is cut short there).
+(generate/backends/rounds.py). The stall guard holds as for the openai backend: answers come
+back in request order, so the requests in a row that kept nothing are known after each one,
+and a round of paid calls asks for no more than the guard has room for: a stalled run pays
+for exactly `--stall_requests` requests that kept nothing. With vLLM on the cluster's own GPUs
+nothing is paid and each round loads the model, so only the first round (before any yield is
+seen) is held to the guard; a later stall is caught at the end of its round. The caps hold as
+for the other backends: the request iterator is the loop's gated one, so `--max_requests` and
+`--max_cost_usd` end it (a round is cut short there).
 """
 
 from __future__ import annotations
@@ -49,22 +53,31 @@ class RayBackend:
         self._kept = 0
         self._round_start_kept = 0
         self._answered = 0  # requests answered in the current round
+        self._streak = 0  # answered requests in a row that kept nothing
+        self._handed = False  # a result was handed to the loop and its kept count is due
 
     def progress(self, kept: int, target: int) -> None:
-        """The loop's kept count after each answer: the next round is sized from it."""
+        """The loop's kept count, at the start and after each answer it took (in request order)."""
+        if self._handed:
+            self._streak = 0 if kept > self._kept else self._streak + 1
+            self._handed = False
         self._kept = kept
 
     def _next_round(self) -> int:
         gained = self._kept - self._round_start_kept
         size = round_size(self.config, self._kept, gained, self._answered)
-        if self.config.stall_requests and not (self._answered and gained > 0):
-            size = min(size, self.config.stall_requests)
+        stall = self.config.stall_requests
+        if stall and self.price_factor > 0:
+            size = min(size, max(1, stall - self._streak))
+        elif stall and not (self._answered and gained > 0):
+            size = min(size, stall)
         self._round_start_kept, self._answered = self._kept, 0
         return size
 
     def run(self, requests: Iterator[GenerationRequest]) -> Iterator[GenerationResult]:
         for result in self.runner.run(requests, self._next_round):
             self._answered += 1
+            self._handed = True
             yield result
 
     def progress_note(self) -> str:

@@ -17,7 +17,7 @@ import pytest
 from core.openai_client.request import GenerationError
 from generate.cli import main
 from generate.config import config_from_flags
-from generate.run import generate, plan
+from generate.run import StallError, generate, plan
 from generate.seeds.tasks import build_request
 from tests.fakes.openai_server import OpenAIServer, ServerOptions
 from tests.fakes.prompt_log import PromptLog
@@ -158,3 +158,21 @@ def test_kill_9_of_the_driver_then_rerun_asks_nothing_twice(ray_cluster, repo_ro
     summary = json.loads((tmp_path / "killed" / "generate_summary.json").read_text())
     assert summary["requests_resumed_from_journal"] == len(before)
     assert SECRET not in rerun.stderr
+
+
+def test_a_stall_pays_for_exactly_the_guard(ray_cluster, seed_file, prompt_file, tmp_path, clean_env,
+                                            journal_indices) -> None:
+    """A small answer pool: after a few items nothing new comes back. As with the openai backend,
+    the run stops after exactly --stall_requests answered requests that kept nothing."""
+    out = tmp_path / "out"
+    with OpenAIServer(ServerOptions(material="synthetic", pool_size=12)) as server:
+        _use(server, clean_env)
+        with pytest.raises(StallError, match="the last 6 answered requests kept nothing"):
+            generate(config_from_flags(_values(out, seed_file, prompt_file, **RAY, num_instructions_to_generate=500,
+                                               stall_requests=6)))
+        answered = server.stats()["answered"]
+    summary = json.loads((out / "generate_summary.json").read_text())
+    neighbours = [json.loads(line) for line in (out / "generate_neighbours.jsonl").read_text().splitlines()]
+    last_keeping = max(n["request"] for n in neighbours)
+    assert sorted(journal_indices(out)) == list(range(last_keeping + 1 + 6))
+    assert summary["stopped_by"] == "stall" and summary["requests"] == last_keeping + 1 + 6 == answered // 5
