@@ -16,6 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ApiName = Literal["completions", "chat"]
 BackendChoice = Literal["auto", "openai", "batch", "local", "ray"]
 DedupTokenizer = Literal["rouge", "unicode"]
+DedupNearest = Literal["auto", "exact", "pairs"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LanguageChoice = Literal["auto", "en", "zh", "ja", "ko", "th", "other"]
 LocalPrecision = Literal["auto", "fp32", "bf16", "int8"]
@@ -75,6 +76,11 @@ class GenerateConfig:
     dedup_tokenizer: DedupTokenizer = field(default="rouge", metadata=flags.doc(
         "rouge: rouge_score's tokenizer (ASCII only, the reference's); unicode: also non-ASCII words "
         "(CJK per character). Follows --language unless set."))
+    dedup_nearest: DedupNearest = field(default="auto", metadata=flags.doc(
+        "How each kept item's nearest earlier instruction (generate_neighbours.jsonl) is found; "
+        "keep/drop decisions are exact either way. exact: always (its cost grows with the kept set); "
+        "pairs: through the dedup's own index, exact when it scores >= 0.55, else a lower bound "
+        "(fast at a million kept); auto: exact up to 100,000 kept, then pairs."))
     blacklist: tuple[str, ...] = field(default=REFERENCE_BLACKLIST, metadata=flags.doc(
         "Whole words/phrases (case-insensitive) that reject an instruction; comma-separated."))
     banned_prefixes: tuple[str, ...] = field(default=("Write a program",), metadata=flags.doc(

@@ -163,6 +163,18 @@ class Deduplicator:
         self._decide(seeds, None, want_best=False, max_kept=None, force_keep=True)
         self._num_seeds = len(self._texts)
 
+    @property
+    def nearest_mode(self) -> NearestMode:
+        """How `add_many` finds a kept item's nearest record ("exact" or "pairs"); settable
+        between calls (decisions are exact either way)."""
+        return self._nearest_mode
+
+    @nearest_mode.setter
+    def nearest_mode(self, mode: NearestMode) -> None:
+        if mode not in ("exact", "pairs"):
+            raise ValueError(f"nearest must be 'exact' or 'pairs', got {mode!r}")
+        self._nearest_mode = mode
+
     def __len__(self) -> int:
         """Number of kept (non-seed) instructions."""
         return len(self._texts) - self._num_seeds
