@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from core.exit_codes import UserError
 from core.redact import url_without_credentials
@@ -45,6 +47,27 @@ def target_address(address: str, environ: dict[str, str] | None = None) -> str:
     return address or env.get("RAY_ADDRESS", "").strip() or "local"
 
 
+def check_reachable(address: str, shown: str, timeout_s: float = 10.0) -> None:
+    """Fail in seconds, with one line, on an address nothing listens at: ray.init would retry
+    for minutes, printing a warning every few seconds."""
+    if address == "auto":
+        return  # Ray finds the address itself (a cluster started on this machine)
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port = None, None
+    if not host or not port:
+        raise ClusterError(f"--ray_address {shown}: expected host:port (e.g. head:6379) or ray://host:10001")
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as err:
+        raise ClusterError(
+            f"cannot reach the Ray cluster at {shown} ({err.strerror or err}): start it with `ray start --head` "
+            "(see docs/scale.md), or leave --ray_address and RAY_ADDRESS empty for a local one"
+        ) from None
+
+
 @dataclass
 class ClusterSession:
     """A connection to the cluster; `close` shuts down only what `open` started."""
@@ -71,6 +94,8 @@ class ClusterSession:
             # The driver's own `core`, shipped to every worker of this job.
             kwargs["runtime_env"] = {"py_modules": [str(Path(__file__).resolve().parent.parent)]}
         shown = url_without_credentials(target)
+        if target != "local":
+            check_reachable(target, shown)
         log.info("ray: %s", "starting a local cluster" if target == "local" else f"joining {shown}")
         try:
             ray.init(**kwargs)

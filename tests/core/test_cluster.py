@@ -3,10 +3,12 @@ vLLM engine on a tiny model (GPU only: skipped without CUDA and vLLM)."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from core.cluster.rows import error_row, request_row, result_row, row_request, row_result
-from core.cluster.session import target_address
+from core.cluster.session import ClusterError, check_reachable, target_address
 from core.cluster.settings import ClusterSettings
 from core.cluster.vllm_engine import prompt_rows, row_seed
 from core.exit_codes import ConfigError
@@ -86,3 +88,14 @@ def test_vllm_engine_on_a_tiny_model(tmp_path, monkeypatch) -> None:
     assert all(len(r.completions) == 2 and r.completion_tokens > 0 and r.prompt_tokens > 0 for r in first)
     assert all(c.finish_reason in ("stop", "length") for r in first for c in r.completions)
     assert [r.completions for r in first] == [r.completions for r in second]  # seeded per prompt
+
+
+def test_an_address_nothing_listens_at_fails_in_seconds_with_one_line() -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ClusterError) as info:
+        check_reachable(f"127.0.0.1:{port}", f"127.0.0.1:{port}", timeout_s=2)
+    assert str(info.value).startswith(f"cannot reach the Ray cluster at 127.0.0.1:{port} (Connection refused)")
+    with pytest.raises(ClusterError, match="expected host:port"):
+        check_reachable("head", "head")
