@@ -8,14 +8,17 @@ PY         := $(VENV)/bin/python
 # The test environment pins torch: an unpinned `torch` would pull a multi-GB CUDA build.
 # On a GPU machine, set TORCH_SPEC to the build you want (e.g. TORCH_SPEC='torch>=2.6').
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS     ?= train,eval,test,ray
+EXTRAS     ?= train,eval,test,human,ray
 
 # ---- generate ----
 OUTPUT_DIR       ?= data
 NUM_INSTRUCTIONS ?= 100
 SEED_TASKS       ?= seed_tasks.jsonl
-# Empty: the prompt follows the seed tasks' language (prompt.txt, prompt_zh.txt for Chinese).
+# Empty: the prompt follows the seed tasks' language (prompt.txt; prompt_zh.txt for Chinese;
+# prompt_de.txt, prompt_fr.txt, ... prompt_pl.txt for de fr es pt it nl ru pl).
 PROMPT           ?=
+# Empty: detected from the seed tasks (python -m generate.check_seeds shows it); or en, de, fr, ...
+LANGUAGE         ?=
 BACKEND          ?= auto
 API              ?=
 # ---- train ----
@@ -35,12 +38,13 @@ DIFF   ?=
 # ---- chat / eval ----
 JUDGE    ?= gpt-4.1
 EVAL_DIR ?= output/eval
+HUMAN_DIR ?= output/human-eval
 # ---- any stage ----
 ARGS   ?=
 
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: help setup generate report train train-lora diff recover chat eval smoke test test-slow test-gpu bench lint clean
+.PHONY: help setup generate report train train-lora diff recover chat eval human-eval smoke test test-slow test-gpu bench lint clean
 
 help: ## List targets and variables
 	@echo "Targets:"
@@ -49,6 +53,7 @@ help: ## List targets and variables
 	@echo "Variables (make <target> VAR=value):"
 	@echo "  generate: OUTPUT_DIR=$(OUTPUT_DIR) NUM_INSTRUCTIONS=$(NUM_INSTRUCTIONS) MODEL=<model> SEED_TASKS=$(SEED_TASKS)"
 	@echo "            PROMPT=<prompt file; default: by the seeds' language> BACKEND=$(BACKEND) (auto|openai|batch|local|ray) API=<completions|chat>"
+	@echo "            LANGUAGE=<en|de|fr|es|pt|it|nl|ru|pl|zh|ja|ko|th|other; default: detected from the seeds>"
 	@echo "  report:   OUTPUT_DIR=$(OUTPUT_DIR) (a generate run's folder)"
 	@echo "  train:    MODEL=<hf path or id> DATA=$(DATA) OUTPUT_DIR=<dir> NPROC=$(NPROC) PORT=$(PORT) FSDP='$(FSDP)'"
 	@echo "            several machines: NNODES=$(NNODES) NODE_RANK=$(NODE_RANK) MASTER_ADDR=$(MASTER_ADDR) (same PORT on every node)"
@@ -57,6 +62,7 @@ help: ## List targets and variables
 	@echo "  recover:  RAW=<base model> DIFF=<diff dir> TUNED=<output dir>"
 	@echo "  chat:     MODEL=<checkpoint dir> (ARGS='--prompt \"...\"' answers once)"
 	@echo "  eval:     MODEL=<checkpoint dir> JUDGE=$(JUDGE) (none: answers only) EVAL_DIR=$(EVAL_DIR)"
+	@echo "  human-eval: EVAL_DIR=$(EVAL_DIR) (the run whose pairs people compare) HUMAN_DIR=$(HUMAN_DIR)"
 	@echo "  any:      ARGS='--flag value ...' passes further flags; TORCH_SPEC='$(TORCH_SPEC)'"
 	@echo "Environment: OPENAI_API_KEY, OPENAI_BASE_URL (vLLM, llama.cpp, Ollama: http://host:port/v1)."
 
@@ -72,7 +78,8 @@ setup: $(STAMP) ## Create .venv and install the pipeline with its train and test
 
 generate: $(STAMP) ## Generate instruction data -> OUTPUT_DIR/alpaca_data.json
 	$(PY) -m generate --output_dir "$(OUTPUT_DIR)" --seed_tasks_path "$(SEED_TASKS)" \
-	  $(if $(PROMPT),--prompt_path "$(PROMPT)") --num_instructions_to_generate $(NUM_INSTRUCTIONS) \
+	  $(if $(PROMPT),--prompt_path "$(PROMPT)") $(if $(LANGUAGE),--language $(LANGUAGE)) \
+	  --num_instructions_to_generate $(NUM_INSTRUCTIONS) \
 	  --backend $(BACKEND) $(if $(MODEL),--model_name "$(MODEL)") $(if $(API),--api $(API)) $(ARGS)
 
 report: $(STAMP) ## HTML report with plots of OUTPUT_DIR's data -> OUTPUT_DIR/generate_report.html
@@ -118,6 +125,9 @@ eval: $(STAMP) ## Answer the eval set with MODEL, judge each answer against the 
 	@test -n "$(MODEL)" || { echo "make eval: set MODEL=<checkpoint directory>, e.g. MODEL=output/alpaca" >&2; exit 2; }
 	$(PY) -m assess --model "$(MODEL)" --judge_model "$(JUDGE)" --output_dir "$(EVAL_DIR)" $(ARGS)
 
+human-eval: $(STAMP) ## Blind pairwise comparison by people of EVAL_DIR's pairs, on a local page -> HUMAN_DIR
+	$(PY) -m assess.human --eval_dir "$(EVAL_DIR)" --output_dir "$(HUMAN_DIR)" $(ARGS)
+
 smoke: $(STAMP) ## Whole pipeline offline in minutes: loopback API, tiny model, 2-process FSDP, diff, recover
 	OMP_NUM_THREADS=1 $(PY) -m tests.smoke_pipeline --workdir smoke
 
@@ -134,6 +144,7 @@ bench: $(STAMP) ## Run the CPU benchmarks; results in bench/results/*.json
 	OMP_NUM_THREADS=1 $(PY) bench/dedup.py
 	$(PY) bench/generate_throughput.py
 	OMP_NUM_THREADS=1 $(PY) bench/recover.py
+	$(PY) bench/language_id.py
 
 lint: $(STAMP) ## Byte-compile everything and run ruff if installed
 	$(PY) -m compileall -q core generate train recover assess tests bench

@@ -34,12 +34,14 @@ def make_client(
     state: BackendState,
     base_url: str | None = None,
     api_key: str | None = None,
+    top_logprobs: int = 0,
 ) -> OpenAIClient:
     """A client for one model. `base_url`/`api_key` replace OPENAI_BASE_URL/OPENAI_API_KEY for
-    this client only (the contestant may live on another server than the judge)."""
+    this client only (the contestant may live on another server than the judge); `top_logprobs`
+    asks for the first token's alternatives (the weighted judge)."""
     settings = ClientSettings(
         model=model, api=api, temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=(),
         max_concurrency=max_concurrency, max_retries=max_retries, request_timeout=request_timeout,
-        base_url=base_url, api_key=api_key, messages_json=True,
+        base_url=base_url, api_key=api_key, messages_json=True, top_logprobs=top_logprobs,
     )
     return OpenAIClient(settings, state)

@@ -21,10 +21,13 @@ def _headline(summary: dict) -> str:
     if rate is None:
         return f"no task could be judged ({results['unparseable']} unparseable verdicts)"
     low, high = results["ci95_bootstrap"] or (rate, rate)
+    controlled = (summary.get("length_controlled") or {}).get("win_rate")
     return (
         f"{summary['contestant']} vs {summary['reference']}: win rate {rate:.3f} "
         f"(95% CI {low:.3f}-{high:.3f}; {results['wins']} wins, {results['ties']} ties, "
-        f"{results['losses']} losses, {results['unparseable']} unparseable) judged by {summary['judge_model']}"
+        f"{results['losses']} losses, {results['unparseable']} unparseable)"
+        + (f", length-controlled {controlled:.3f}" if controlled is not None else "")
+        + f" judged by {summary['judge_model']}"
     )
 
 

@@ -12,6 +12,7 @@ from core.exit_codes import ConfigError
 ApiName = Literal["chat", "completions"]
 EngineChoice = Literal["auto", "vllm", "transformers"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+JudgeMode = Literal["reasoned", "weighted"]
 
 NO_JUDGE = "none"
 
@@ -37,13 +38,16 @@ class EvalConfig:
         "The contestant's name in the report (default: the model directory's name or --model_api)."))
     # --- the tasks and the reference ------------------------------------------------------
     eval_set: str = field(default="", metadata=flags.doc(
-        "JSONL of tasks: instruction, optional input, optional motivation_app (category). Default: "
-        "the self-instruct user-oriented set (252 tasks), downloaded once, sha256-checked, cached."))
+        "A named set or a file. Names: self_instruct (the default: the self-instruct user-oriented "
+        "set, 252 tasks, vs text-davinci-003), alpaca_eval (AlpacaEval's 805 prompts vs "
+        "text-davinci-003), alpaca_eval_2 (the 805 vs GPT-4 Turbo); each downloaded once, "
+        "sha256-checked, cached. A file: JSONL or a JSON list of tasks with instruction, optional "
+        "input, optional motivation_app/category/dataset (the category)."))
     reference: str = field(default="", metadata=flags.doc(
-        "JSONL of reference answers keyed by instruction (and input): output or response. "
-        "Default: text-davinci-003's answers to the default set, downloaded like it."))
+        "JSONL (or JSON list) of reference answers keyed by instruction (and input): output or "
+        "response. Default: the named set's reference answers, downloaded like it."))
     reference_name: str = field(default="", metadata=flags.doc(
-        "The reference's name in the report (default: text-davinci-003, or the file's name)."))
+        "The reference's name in the report (default: the named set's reference, or the file's name)."))
     max_items: int = field(default=0, metadata=flags.doc(
         "Use only the first N tasks of the set (0: all); for a quick look."))
     cache_dir: str = field(default="", metadata=flags.doc(
@@ -78,12 +82,17 @@ class EvalConfig:
     judge_model: str = field(default="gpt-4.1", metadata=flags.doc(
         "The judge, at OPENAI_BASE_URL (else api.openai.com with OPENAI_API_KEY); 'none' only "
         "writes the answers."))
+    judge_mode: JudgeMode = field(default="reasoned", metadata=flags.doc(
+        "reasoned: the judge gives reasons, then [[A]], [[B]] or [[tie]]. weighted: the judge "
+        "answers one token, A or B, and the verdict is P(A) / (P(A) + P(B)) from the server's "
+        "top_logprobs (a graded preference; needs a server that returns logprobs)."))
     both_orders: bool = field(default=False, metadata=flags.doc(
         "Judge each pair twice with the sides swapped; a task wins only when both verdicts agree, "
         "a split counts as a tie (cancels a judge's preference for a position)."))
     seed: int = field(default=42, metadata=flags.doc(
         "Fixes which side each task shows first, answer sampling and the bootstrap."))
-    judge_max_tokens: int = field(default=1024, metadata=flags.doc("The judge's reply length cap, in tokens."))
+    judge_max_tokens: int = field(default=1024, metadata=flags.doc(
+        "The judge's reply length cap, in tokens (reasoned mode; the weighted verdict is one token)."))
     judge_temperature: float = field(default=0.0, metadata=flags.doc("The judge's sampling temperature."))
     price_input: float | None = field(default=None, metadata=flags.doc(
         "USD per 1M input tokens for the judge (and an API contestant), overriding the price table."))

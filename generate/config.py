@@ -18,7 +18,8 @@ BackendChoice = Literal["auto", "openai", "batch", "local", "ray"]
 DedupTokenizer = Literal["rouge", "unicode"]
 DedupNearest = Literal["auto", "exact", "pairs"]
 LogLevel = Literal["debug", "info", "warning", "error"]
-LanguageChoice = Literal["auto", "en", "zh", "ja", "ko", "th", "other"]
+LanguageChoice = Literal["auto", "en", "de", "fr", "es", "pt", "it", "nl", "ru", "pl", "zh", "ja", "ko", "th", "other"]
+LanguageCheck = Literal["auto", "on", "off"]
 LocalPrecision = Literal["auto", "fp32", "bf16", "int8"]
 
 # The reference's blacklist: instructions a text-only model cannot follow.
@@ -122,11 +123,17 @@ class GenerateConfig:
         "local backend: torch device (auto, cpu, cuda, cuda:1, ...)."))
     # --- language of the seed tasks (generate/seeds/language.py) --------------------------
     language: LanguageChoice = field(default="auto", metadata=flags.doc(
-        "auto: detected from the seed instructions' script; en keeps the reference's settings; "
-        "zh, ja, th: lengths in characters, blacklist matched as substrings; ko, other: words. "
-        "Every non-English choice uses the unicode dedup tokenizer and no ASCII-start rule. "
-        "Flags left at their defaults (--dedup_tokenizer, --blacklist, --min/max_instruction_words, "
-        "--reject_non_ascii_start, --prompt_path) follow the language; flags you set win."))
+        "auto: detected from the seed instructions (their script, then py3langid); en keeps the "
+        "reference's settings; de, fr, es, pt, it, nl, ru, pl: their own blacklist, word lengths and "
+        "prompt_<lang>.txt; zh, ja, th: lengths in characters, blacklist matched as substrings; ko, "
+        "other: words, no blacklist. Every non-English choice uses the unicode dedup tokenizer and no "
+        "ASCII-start rule. Flags left at their defaults (--dedup_tokenizer, --blacklist, "
+        "--min/max_instruction_words, --reject_non_ascii_start, --prompt_path) follow the language; "
+        "flags you set win."))
+    language_check: LanguageCheck = field(default="auto", metadata=flags.doc(
+        "Reject generated items whose instruction or output is in another language than the seeds' "
+        "(reason wrong_language; py3langid, offline). auto: on for de, fr, es, pt, it, nl, ru, pl; off "
+        "for en (the reference's decisions) and the languages not adapted; on: also for en, zh, ja, ko, th."))
     # --- end of the language block -------------------------------------------------------
     # --- batch backend: the service's limits ------------------------------------------------
     # The Batch API caps the prompt tokens an organisation may have queued per model (the

@@ -27,6 +27,7 @@ REJECTION_REASONS: tuple[str, ...] = (
     "punctuation_start",
     "non_ascii_start",
     "no_dedup_tokens",  # nothing the dedup tokenizer can compare (it would pass dedup unseen)
+    "wrong_language",  # instruction or output not in the seeds' language (decided in processor.py)
     "similar",  # ROUGE-L above the threshold against a seed or kept instruction (decided in processor.py)
 )
 

@@ -11,8 +11,9 @@ from collections import Counter
 from core.openai_client.request import GenerationResult
 from generate.config import GenerateConfig
 from generate.dedup.index import Deduplicator, NearestMode
-from generate.parsing import FilterSettings, parse_answer, rejection_reason
+from generate.parsing import Candidate, FilterSettings, parse_answer, rejection_reason
 from generate.quality.detectors import screen
+from generate.seeds.language_check import Rejection, policy_for
 from generate.seeds.tasks import SeedTask
 from generate.store import OutputStore
 from generate.summary import RunStats
@@ -28,6 +29,7 @@ REASON_FLAGS = {
     "non_ascii_start": "--reject_non_ascii_start",
     "truncated": "--max_tokens",
     "malformed": "--prompt_path",
+    "wrong_language": "--model_name (one that writes the seeds' language) / --language_check off",
 }
 
 
@@ -58,6 +60,9 @@ class Processor:
         self.stats = stats
         self.streak = 0  # requests in a row (in index order) that kept nothing
         self.streak_rejected: Counter[str] = Counter()  # why their candidates were rejected
+        # Items in another language than the seeds' are rejected before dedup (wrong_language).
+        self.language = policy_for(config, tasks)
+        self.streak_languages: Counter[str] = Counter()  # the languages those wrong_language items were in
 
     @property
     def done(self) -> bool:
@@ -71,23 +76,25 @@ class Processor:
                                 self.config.api), self.config.quality_filters)
             for completion in result.completions
         ]
-        reasons = [[rejection_reason(c.instruction, self.filters) for c in candidates] for candidates, _ in parsed]
+        reasons = [[self._reason(c) for c in candidates] for candidates, _ in parsed]
         # One dedup call for the whole answer (batched nearest-neighbour search: several times
         # cheaper than one call per candidate). It stops right after the last item the target
         # needs, so the kept set is what candidate-by-candidate calls would have built.
         passing = [c.instruction for (candidates, _), why in zip(parsed, reasons)
-                   for c, reason in zip(candidates, why) if reason is None]
+                   for c, (reason, _) in zip(candidates, why) if reason is None]
         target = self.config.num_instructions_to_generate
         self.dedup.nearest_mode = nearest_mode(self.config.dedup_nearest, len(self.dedup))
         decisions = iter(self.dedup.add_many(passing, max_kept=target - len(self.store)))
         added = 0
         rejections: Counter[str] = Counter()
+        languages: Counter[tuple[str, str]] = Counter()  # (language found, field) of wrong_language items
         for (candidates, rejected), why in zip(parsed, reasons):
             rejections.update(rejected)
-            for candidate, reason in zip(candidates, why):
+            for candidate, (reason, wrong) in zip(candidates, why):
                 if self.done:
                     # The target is exact: later candidates are left for a longer run.
                     self.stats.rejected.update(rejections)
+                    self.stats.language_rejected.update(languages)
                     return added
                 if reason is None:
                     decision = next(decisions)
@@ -95,6 +102,8 @@ class Processor:
                         reason = "similar"
                 if reason is not None:
                     rejections[reason] += 1
+                    if wrong is not None:
+                        languages[(wrong.language, wrong.field)] += 1
                     continue
                 self.store.add(
                     {"instruction": candidate.instruction, "input": candidate.input, "output": candidate.output},
@@ -107,13 +116,24 @@ class Processor:
                 )
                 added += 1
         self.stats.rejected.update(rejections)
+        self.stats.language_rejected.update(languages)
         if added:
             self.streak = 0
             self.streak_rejected.clear()
+            self.streak_languages.clear()
         else:
             self.streak += 1
             self.streak_rejected.update(rejections)
+            self.streak_languages.update(language for language, _ in languages.elements())
         return added
+
+    def _reason(self, candidate: Candidate) -> tuple[str | None, Rejection | None]:
+        """The first filter a candidate fails, the language check last (before dedup)."""
+        reason = rejection_reason(candidate.instruction, self.filters)
+        if reason is not None:
+            return reason, None
+        wrong = self.language.check(candidate.instruction, candidate.output)
+        return ("wrong_language", wrong) if wrong is not None else (None, None)
 
     def stall_message(self) -> str:
         """One line: how many requests kept nothing, the main reasons, and the flags to change."""
@@ -123,8 +143,13 @@ class Processor:
         flags = [REASON_FLAGS[reason] for reason, _ in top if reason in REASON_FLAGS]
         fix = f"change {' / '.join(dict.fromkeys(flags))}, the prompt or the seeds" if flags else \
             "check the prompt and the seeds (python -m generate.check_seeds)"
+        drift = ""
+        if top and top[0][0] == "wrong_language":
+            found = ", ".join(f"{language} {count}" for language, count in self.streak_languages.most_common(3))
+            drift = (f"; most came back in another language than the seeds' ({self.language.language}; found: "
+                     f"{found}): the model does not keep to the language")
         return (
             f"stopped: the last {self.streak} answered requests kept nothing (all {total} candidates "
-            f"rejected: {reasons}); {fix}, or raise --stall_requests (now {self.config.stall_requests}) "
+            f"rejected: {reasons}{drift}); {fix}, or raise --stall_requests (now {self.config.stall_requests}) "
             f"to pay for more tries; rerun to resume"
         )

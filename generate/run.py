@@ -53,6 +53,7 @@ from generate.processor import Processor
 from generate.resume_settings import data_settings, describe_change, prompt_as_sent
 from generate.run_lock import RunLock
 from generate.seeds.check import prepare_run
+from generate.seeds.language_check import summary_block
 from generate.seeds.tasks import SeedTask, build_request
 from generate.store import DATA_NAME, JOURNAL_NAME, SUMMARY_NAME, OutputStore
 from generate.summary import RunStats, write_summary
@@ -186,7 +187,9 @@ class Run:
         stats = RunStats(backend=settled.backend_name, model=settled.model, api=config.api,
                          target=config.num_instructions_to_generate)
         store = OutputStore(output_dir)
-        return cls(settled, output_dir, started, journal, stats, store, Processor(config, settled.tasks, store, stats))
+        processor = Processor(config, settled.tasks, store, stats)
+        stats.language = summary_block(config, processor.language)
+        return cls(settled, output_dir, started, journal, stats, store, processor)
 
     @property
     def config(self) -> GenerateConfig:

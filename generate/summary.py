@@ -44,6 +44,10 @@ class RunStats:
     # journaled and counted, but not used for the data (a longer run uses them).
     requests_collected_after_stop: int = 0
     accounted: set[int] = field(default_factory=set)  # request indices counted above
+    # The run's language, its settings and the language check; wrong_language rejections by
+    # (language found, field).
+    language: dict[str, Any] = field(default_factory=dict)
+    language_rejected: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def summary(
         self,
@@ -90,8 +94,16 @@ class RunStats:
                 "requests_averaged": len(first),
             },
             "backend_stats": backend_stats,
+            "language": {**self.language, "rejected_by_language": self._language_rejections()},
             "python": platform.python_version(),
         }
+
+    def _language_rejections(self) -> dict[str, dict[str, int]]:
+        """wrong_language rejections as {language found: {"instruction": n, "output": m}}, most first."""
+        table: dict[str, dict[str, int]] = {}
+        for (language, where), count in sorted(self.language_rejected.items(), key=lambda kv: -kv[1]):
+            table.setdefault(language, {"instruction": 0, "output": 0})[where] += count
+        return table
 
 
 def write_summary(path: Path, summary: dict[str, Any]) -> None:

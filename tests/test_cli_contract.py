@@ -12,6 +12,7 @@ import pytest
 import assess.chat
 import assess.cli
 import assess.config
+import assess.human.cli
 import generate.cli
 import generate.dedup.cli
 import generate.quality.clean
@@ -38,6 +39,7 @@ ENTRY_POINTS: list[tuple[str, Callable[[list[str]], int], list[str], str]] = [
     ("recover", recover.cli.main, ["recover"], "python -m recover recover"),
     ("assess", assess.cli.main, [], "python -m assess"),
     ("assess.chat", assess.chat.main, [], "python -m assess.chat"),
+    ("assess.human", assess.human.cli.main, [], "python -m assess.human"),
 ]
 IDS = [" ".join([prog, *words]) for prog, _, words, _ in ENTRY_POINTS]
 

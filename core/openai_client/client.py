@@ -59,7 +59,8 @@ class ClientSettings:
     `base_url` and `api_key` default to OPENAI_BASE_URL and OPENAI_API_KEY (an empty value
     counted as unset). With `messages_json`, a chat prompt is the JSON list of its messages
     (a judge's system message, a contestant's instruction and input as two user messages).
-    An empty `stop` sends no stop sequences.
+    An empty `stop` sends no stop sequences. `top_logprobs` > 0 asks for that many alternatives
+    per token and keeps those of the first token in `Completion.top_logprobs`.
     """
 
     model: str
@@ -74,6 +75,7 @@ class ClientSettings:
     base_url: str | None = None
     api_key: str | None = None
     messages_json: bool = False
+    top_logprobs: int = 0
 
     @property
     def sampling(self) -> SamplingParams:
@@ -214,6 +216,12 @@ class OpenAIClient:
         }
         if params.stop:
             body["stop"] = list(params.stop)
+        if self.settings.top_logprobs:
+            if self.settings.api == "completions":
+                body["logprobs"] = self.settings.top_logprobs
+            else:
+                body["logprobs"] = True
+                body["top_logprobs"] = self.settings.top_logprobs
         if self.settings.api == "completions":
             body["prompt"] = list(prompts)
             if self._logit_bias is not None:
@@ -284,13 +292,29 @@ class OpenAIClient:
                 f"the server does not support batched prompts: use --api chat or --request_batch_size 1"
             )
         if self.settings.api == "completions":
-            completions = [Completion(c.text or "", c.finish_reason or "stop") for c in choices]
+            completions = [Completion(c.text or "", c.finish_reason or "stop", self._first_top_logprobs(c))
+                           for c in choices]
         else:
-            completions = [Completion(c.message.content or "", c.finish_reason or "stop") for c in choices]
+            completions = [Completion(c.message.content or "", c.finish_reason or "stop", self._first_top_logprobs(c))
+                           for c in choices]
         usage = response.usage
         prompt_tokens = usage.prompt_tokens if usage else 0
         completion_tokens = usage.completion_tokens if usage else 0
         return completions, prompt_tokens, completion_tokens, raw.retries_taken
+
+    def _first_top_logprobs(self, choice: Any) -> tuple[tuple[str, float], ...] | None:
+        """The first token's alternatives of a choice, when asked for and returned (None otherwise:
+        a server that ignores `logprobs` is told apart from one that returned none)."""
+        logprobs = getattr(choice, "logprobs", None) if self.settings.top_logprobs else None
+        if logprobs is None:
+            return None
+        if self.settings.api == "completions":
+            first = (getattr(logprobs, "top_logprobs", None) or [None])[0]
+            return tuple((str(t), float(lp)) for t, lp in first.items()) if isinstance(first, dict) else None
+        content = getattr(logprobs, "content", None) or []
+        if not content:
+            return None
+        return tuple((str(alt.token), float(alt.logprob)) for alt in (content[0].top_logprobs or []))
 
     # --- the pipeline ----------------------------------------------------------------------
     def _calls_for(self, request: GenerationRequest) -> list[_Call]:

@@ -33,12 +33,19 @@ class JournalError(UserError):
     """A journal that cannot be resumed; the message names the file and what to do."""
 
 
+def _completion_record(completion: Completion) -> dict[str, Any]:
+    record: dict[str, Any] = {"text": completion.text, "finish_reason": completion.finish_reason}
+    if completion.top_logprobs is not None:
+        record["top_logprobs"] = [list(pair) for pair in completion.top_logprobs]
+    return record
+
+
 def result_to_record(result: GenerationResult) -> dict[str, Any]:
     """The journal line for a result (prompts are rebuilt from the seed, so they are not stored)."""
     return {
         "type": "result",
         "index": result.request.index,
-        "completions": [{"text": c.text, "finish_reason": c.finish_reason} for c in result.completions],
+        "completions": [_completion_record(c) for c in result.completions],
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,
         "retries": result.retries,
@@ -50,7 +57,10 @@ def record_to_result(record: dict[str, Any], request: GenerationRequest) -> Gene
     """Rebuild a result from its journal line and its (re-derived) request."""
     return GenerationResult(
         request=request,
-        completions=tuple(Completion(c["text"], c["finish_reason"]) for c in record["completions"]),
+        completions=tuple(
+            Completion(c["text"], c["finish_reason"],
+                       tuple((t, float(lp)) for t, lp in c["top_logprobs"]) if "top_logprobs" in c else None)
+            for c in record["completions"]),
         prompt_tokens=int(record.get("prompt_tokens", 0)),
         completion_tokens=int(record.get("completion_tokens", 0)),
         retries=int(record.get("retries", 0)),

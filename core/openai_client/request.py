@@ -42,6 +42,9 @@ class Completion:
 
     text: str
     finish_reason: str
+    # With ClientSettings.top_logprobs: the most likely tokens at the answer's first position
+    # and their log-probabilities, as the server reported them (a one-token verdict's odds).
+    top_logprobs: tuple[tuple[str, float], ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ stop it before the first request, warnings are logged. What is checked:
 
 - the file: UTF-8 (a byte-order mark is fine; anything else is named with its byte
   offset), one JSON object per line in the reference schema, unique ids;
-- the language detected from the seed instructions, and the settings it gives the run;
+- the language detected from the seed instructions, the settings it gives the run, and the
+  language the check of generated items will enforce (and seeds it would reject);
+- a seed file too small for the prompts to vary (under about 50 tasks);
 - how each filter treats the seed instructions: the seeds are the user's own statement of
   what is in scope, so a filter that rejects some of them is named, with their ids and
   the flag that changes it;
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core import flags
-from core.exit_codes import EXIT_FAILED, EXIT_OK
+from core.exit_codes import EXIT_FAILED, EXIT_OK, ConfigError
 from core.records import RecordError
 from generate.config import COMMAND as GENERATE_COMMAND
 from generate.config import GenerateConfig
@@ -39,6 +41,7 @@ from generate.seeds.language import (
     resolve_language,
     settings_line,
 )
+from generate.seeds.language_check import LanguagePolicy, policy_for
 from generate.seeds.tasks import (
     SeedTask,
     SeedTaskError,
@@ -50,6 +53,8 @@ from generate.seeds.tasks import (
 log = logging.getLogger(__name__)
 
 _SHOWN_IDS = 10  # ids listed in one finding before "and N more"
+# Below this many seeds the same examples come back prompt after prompt (docs/seed_tasks.md).
+FEW_SEEDS = 50
 
 # The flag that changes each filter, as a report names it.
 _FLAG_FOR = {
@@ -71,6 +76,7 @@ class SeedCheck:
     tasks: list[SeedTask] = field(default_factory=list)
     prompt_text: str | None = None
     detection: Detection | None = None
+    language_check: LanguagePolicy | None = None
     errors: list[str] = field(default_factory=list)  # the run cannot start
     warnings: list[str] = field(default_factory=list)  # the run would waste requests or narrow its data
     notes: list[str] = field(default_factory=list)  # facts worth seeing
@@ -175,6 +181,28 @@ def _check_duplicates(check: SeedCheck) -> None:
                            f"({config.dedup_tokenizer} tokenizer)")
 
 
+def _check_language(check: SeedCheck, for_run: bool) -> None:
+    """The language the check of generated items enforces, and the seeds it would reject."""
+    try:
+        check.language_check = policy_for(check.config, check.tasks)
+    except ConfigError as err:
+        if for_run:
+            raise
+        check.errors.append(str(err))
+        return
+    check.notes.append(check.language_check.describe())
+    check.warnings += check.language_check.seed_warnings()
+
+
+def _check_size(check: SeedCheck) -> None:
+    count, shown = len(check.tasks), check.config.num_prompt_instructions
+    if count < FEW_SEEDS:
+        check.warnings.append(
+            f"only {_seeds(count)}: below about {FEW_SEEDS} the prompts repeat (each shows {shown} of them, so "
+            f"every seed is in about {min(100, round(100 * shown / count))}% of the prompts) and generated tasks "
+            f"drift toward copies of them; write more seeds (docs/seed_tasks.md)")
+
+
 def check_seeds(config: GenerateConfig, *, for_run: bool = False) -> SeedCheck:
     """Every check on `config.seed_tasks_path` and the prompt; problems are collected, not raised.
 
@@ -194,6 +222,8 @@ def check_seeds(config: GenerateConfig, *, for_run: bool = False) -> SeedCheck:
     check.config, check.detection = resolve_language(config, [task.instruction for task in check.tasks])
     check.notes.append(f"language: {check.detection.describe()}")
     check.notes.append(f"settings: {settings_line(check.config)}")
+    _check_language(check, for_run)
+    _check_size(check)
     try:
         check.prompt_text = load_prompt(Path(check.config.prompt_path))
     except RecordError as err:

@@ -1,32 +1,35 @@
-"""The seed tasks' language, detected from their script, and the settings each language gets.
+"""The seed tasks' language, detected from the seed instructions, and the settings each language gets.
 
-Detection is a small script-based detector over Unicode ranges, run on the seed
-instructions alone (no model, no dictionary beyond a few English function words):
+Detection runs on the seed instructions alone:
 
 1. Every letter of every seed instruction is counted by script: Han (CJK ideographs),
    kana, Hangul, Thai, Latin, and any other script by its Unicode name (Cyrillic, Arabic,
    Greek, Devanagari, ...). Han, kana and Hangul count 3 each (one of them carries about as
    much as a short word), every other letter 1.
 2. The heaviest script decides: Han/kana -> `ja` when kana are at least 20% of those
-   characters, else `zh`; Hangul -> `ko`; Thai -> `th`; another non-Latin script -> `other`.
-3. Latin -> `en` when at least half of the instructions contain one of a few English
-   function words or opening verbs ("the", "of", "to", "what", "how", "give", "write",
-   "explain", ...) and under 3% of the Latin letters are accented; else `other` (French,
-   German, Spanish, Vietnamese...).
+   characters, else `zh`; Hangul -> `ko`; Thai -> `th`; a script other than Latin or
+   Cyrillic -> `other`.
+3. Latin or Cyrillic: py3langid (generate/seeds/language_id.py, a model shipped in the
+   package) names the language of all the instructions together, quoted passages and code
+   left out. One of the first-class languages (en, de, fr, es, pt, it, nl, ru, pl) is the
+   run's language; any other (Swedish, Turkish, Ukrainian, Vietnamese...) is `other`.
 
 `en` keeps the reference's behaviour exactly. The others get the Unicode dedup tokenizer,
-no ASCII-start rule and punctuation by Unicode category; `zh`, `ja` and `th`, written
-without spaces, count lengths in characters and match the blacklist as substrings.
+no ASCII-start rule and punctuation by Unicode category. de, fr, es, pt, it, nl, ru and pl
+get their own blacklist (generate/seeds/lexicon.py), word lengths and prompt
+(prompt_<code>.txt), and the language check of generated items (language_check.py); `zh`,
+`ja` and `th`, written without spaces, count lengths in characters and match the blacklist
+as substrings; `ko` and `other` keep generic settings: word lengths, no blacklist, the
+English-worded prompt.txt (which asks for the examples' language) and no language check.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence, get_args
 
@@ -36,10 +39,12 @@ from generate.config import (
     GenerateConfig,
     LanguageChoice,
 )
+from generate.seeds.language_id import FIRST_CLASS, MIN_LETTERS, letters, prose, rank
+from generate.seeds.lexicon import BLACKLISTS
 
 log = logging.getLogger(__name__)
 
-LanguageCode = Literal["en", "zh", "ja", "ko", "th", "other"]
+LanguageCode = Literal["en", "de", "fr", "es", "pt", "it", "nl", "ru", "pl", "zh", "ja", "ko", "th", "other"]
 LANGUAGE_CHOICES: tuple[str, ...] = get_args(LanguageChoice)
 
 # Things a text-only model cannot see, make or open, written as they appear inside a
@@ -54,12 +59,6 @@ JAPANESE_BLACKLIST: tuple[str, ...] = (
     "音楽", "ファイル", "添付", "リンク", "URL",
 )
 
-# Common English function words, and the verbs English instructions usually open with.
-_ENGLISH_FUNCTION_WORDS = frozenset(
-    "the of and to is are this that what how why which with your you for it from an about "
-    "into these those there their give write list explain describe summarize summarise tell "
-    "suggest find create make generate rewrite translate classify identify please".split()
-)
 _CJK_WEIGHT = 3
 
 
@@ -83,9 +82,23 @@ class LanguageProfile:
 _DEFAULT_PROMPT = REPO_ROOT / "prompt.txt"
 _CHINESE_PROMPT = REPO_ROOT / "prompt_zh.txt"
 
+# The first-class languages besides English: name, and the instruction length in words. The
+# reference's 4-150 words, scaled by how many words each language takes for the same text as
+# English (a small parallel set of instructions and answers, bench/language_id.py: de 1.01,
+# fr 1.11, es 1.08, pt 1.06, it 1.04, nl 1.02, ru 0.82, pl 0.85) and rounded to 5: Russian
+# and Polish have no articles, so "Write a short poem" is three words there.
+_WORD_LANGUAGES: dict[str, tuple[str, int, int]] = {
+    "de": ("German", 4, 150), "fr": ("French", 4, 165), "es": ("Spanish", 4, 160),
+    "pt": ("Portuguese", 4, 160), "it": ("Italian", 4, 155), "nl": ("Dutch", 4, 155),
+    "ru": ("Russian", 3, 125), "pl": ("Polish", 3, 130),
+}
+
 PROFILES: dict[str, LanguageProfile] = {
     "en": LanguageProfile("en", "English", "word", 4, 150, "rouge", True, "ascii", REFERENCE_BLACKLIST,
                           "word", _DEFAULT_PROMPT),
+    **{code: LanguageProfile(code, name, "word", low, high, "unicode", False, "unicode",  # type: ignore[arg-type]
+                             BLACKLISTS[code], "word", REPO_ROOT / f"prompt_{code}.txt")
+       for code, (name, low, high) in _WORD_LANGUAGES.items()},
     "zh": LanguageProfile("zh", "Chinese", "char", 4, 300, "unicode", False, "unicode", CHINESE_BLACKLIST,
                           "substring", _CHINESE_PROMPT),
     "ja": LanguageProfile("ja", "Japanese", "char", 4, 300, "unicode", False, "unicode", JAPANESE_BLACKLIST,
@@ -107,6 +120,9 @@ class Detection:
     script: str  # the heaviest script: "Latin", "Han", "Kana", "Hangul", "Thai", "Cyrillic", ...
     share: float  # that script's share of the weighted letters, 0..1
     forced: bool = False  # set by --language rather than detected
+    # Latin and Cyrillic: what py3langid named (any of its 140 languages) and its probability.
+    identified: str | None = field(default=None, compare=False)
+    probability: float = field(default=0.0, compare=False)
 
     def describe(self) -> str:
         profile = PROFILES[self.code]
@@ -114,8 +130,14 @@ class Detection:
             return f"{self.code} ({profile.name}), set by --language"
         if self.script == "none":
             return f"{self.code} ({profile.name}): the seed instructions have no letters, so the default"
-        return (f"{self.code} ({profile.name}), detected: {self.script} script, "
+        text = (f"{self.code} ({profile.name}), detected: {self.script} script, "
                 f"{100 * self.share:.0f}% of the seed instructions' letters")
+        if self.identified is not None:
+            text += f"; py3langid: {self.identified} (p={self.probability:.2f})"
+            if self.code == "other":
+                text += (f", which has no settings of its own here (first-class: {', '.join(FIRST_CLASS)}): "
+                         "generic word settings, no blacklist, no language check")
+        return text
 
 
 def _script_of(char: str) -> str | None:
@@ -143,15 +165,11 @@ def _script_of(char: str) -> str | None:
 def detect_language(instructions: Sequence[str]) -> Detection:
     """The language code of a set of seed instructions (see the module docstring for the rule)."""
     weights: Counter[str] = Counter()
-    accented = 0
     for text in instructions:
         for char in text:
             script = _script_of(char)
-            if script is None:
-                continue
-            weights[script] += _CJK_WEIGHT if script in ("Han", "Kana", "Hangul") else 1
-            if script == "Latin" and not char.isascii():
-                accented += 1
+            if script is not None:
+                weights[script] += _CJK_WEIGHT if script in ("Han", "Kana", "Hangul") else 1
     total = sum(weights.values())
     if total == 0:
         return Detection("en", "none", 0.0)
@@ -168,13 +186,15 @@ def detect_language(instructions: Sequence[str]) -> Detection:
         return Detection("ko", script, share)
     if script == "Thai":
         return Detection("th", script, share)
-    if script != "Latin":
+    if script not in ("Latin", "Cyrillic"):
         return Detection("other", script, share)
-    english = sum(1 for text in instructions
-                  if _ENGLISH_FUNCTION_WORDS.intersection(re.findall(r"[a-z]+", text.lower())))
-    if english * 2 >= len(instructions) and accented < 0.03 * weights["Latin"]:
-        return Detection("en", script, share)
-    return Detection("other", script, share)
+    # Quoted passages and code are what the tasks work on, not the language they are written in.
+    text = "\n".join(prose(instruction) for instruction in instructions)
+    if letters(text) < MIN_LETTERS:
+        text = "\n".join(instructions)
+    identified, probability = rank(text)[0]
+    code = identified if identified in FIRST_CLASS else "other"
+    return Detection(code, script, share, identified=identified, probability=probability)  # type: ignore[arg-type]
 
 
 def resolve_language(config: GenerateConfig, instructions: Sequence[str]) -> tuple[GenerateConfig, Detection]:

@@ -4,5 +4,8 @@
   (`python -m tests.fakes.openai_server` from a shell); `material`: what it answers with;
 - `batch_routes`: the Batch API's /v1/files and /v1/batches on that server;
 - `rating_judge`: a deterministic judge for `python -m generate.rate`;
-- `eval_judge`: a deterministic pairwise judge for `python -m assess`.
+- `eval_judge`: a deterministic pairwise judge for `python -m assess`;
+- `preference_judge`: a judge with known preferences (the longer answer, or logprobs) and an
+  API contestant, for the length-controlled and weighted win rates;
+- `browser`: headless Chromium through Selenium, for page tests.
 """

@@ -7,6 +7,7 @@ import html
 from typing import Any
 
 from generate.quality.detectors import DEFECT_DESCRIPTIONS, DEFECT_REASONS
+from generate.quality.report.function_words import FUNCTION_WORDS
 from generate.quality.report.load import RunData
 from generate.quality.report.stats import Stats
 from generate.store import NEIGHBOURS_NAME, SCORES_NAME
@@ -48,6 +49,9 @@ def render_html(run: RunData, stats: Stats, plots: dict[str, bytes]) -> str:
         ("requests", summary.get("requests", "?") if summary else "?"),
         ("estimated cost", "unknown" if stats.cost_usd is None else f"${stats.cost_usd:.4f}"),
         ("cost per kept item", "unknown" if stats.cost_per_kept is None else f"${stats.cost_per_kept:.6f}"),
+        ("language", f"{stats.language.code} ({stats.language.name}), from {stats.language.source}"),
+        ("language settings", stats.language.settings or "unknown (no generate_summary.json)"),
+        ("language check", _check_fact(stats)),
         ("length unit", stats.unit),
         ("items with an input", f"{stats.with_input} ({100 * stats.with_input / total:.1f}%)" if total else "0"),
     ]
@@ -63,11 +67,9 @@ def render_html(run: RunData, stats: Stats, plots: dict[str, bytes]) -> str:
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>Data report: {_esc(run.folder.name)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>Data report: {_esc(run.folder.name)}</h1>",
-        f"<table>{rows}</table>",
+        f"<table id=\"facts\">{rows}</table>",
         '<h2 id="diversity">Diversity</h2>',
-        (f'<p class="note">Leading verb and its object by a heuristic (no parser): the first word after '
-         f'polite fillers, and the next word that is not a determiner, pronoun, number, preposition or common '
-         f'adjective; for Chinese the first one or two characters, and the two after numerals and measure words. '
+        (f'<p class="note">Leading verb and its object by a heuristic (no parser): {_verb_rule(stats)} '
          f'A verb was found in {100 * stats.verb_share:.1f}% of the instructions.</p>'),
         _img("diversity", plots["diversity"], "leading verbs and their objects"),
         _verb_table(stats),
@@ -84,6 +86,8 @@ def render_html(run: RunData, stats: Stats, plots: dict[str, bytes]) -> str:
         '<p class="note">Candidates rejected during generation, by reason (from generate_summary.json).</p>'
         if run.summary else '<p class="note"><b>generate_summary.json was not found.</b></p>',
         _img("rejections", plots["rejections"], "rejections by reason"),
+        '<h2 id="languages">Languages</h2>',
+        _language_tables(stats),
         '<h2 id="defects">Defects</h2>',
         ('<p class="note">The detectors of generate/quality/detectors.py run on the kept items (a run with '
          '<code>--quality_filters on</code> has already removed them; <code>python -m generate.clean</code> '
@@ -101,6 +105,48 @@ def render_html(run: RunData, stats: Stats, plots: dict[str, bytes]) -> str:
                   _img("scores", plots["scores"], "judge score histogram")]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _check_fact(stats: Stats) -> str:
+    check = stats.language.check
+    if not check:
+        return "unknown (no generate_summary.json)"
+    if not check.get("enabled"):
+        return str(check.get("why", "off"))
+    return (f"on: instructions in {', '.join(check.get('instruction_languages', []))}, outputs in "
+            f"{', '.join(check.get('output_languages', []))}; rejected: {stats.rejected.get('wrong_language', 0)}")
+
+
+def _verb_rule(stats: Stats) -> str:
+    code = stats.language.code
+    if code in ("zh", "ja"):
+        return "the first one or two characters, and the two after numerals and measure words."
+    if code in FUNCTION_WORDS:
+        return (f"the first word after polite fillers, and the next word that is not a determiner, pronoun, "
+                f"number, preposition or common adjective ({stats.language.name} word lists).")
+    return (f"no word lists for {_esc(stats.language.name)}: the first word, and the next word of four letters "
+            f"or more.")
+
+
+def _language_tables(stats: Stats) -> str:
+    language = stats.language
+    kept = language.kept
+    names = sorted(set(kept.get("instruction", {})) | set(kept.get("output", {})),
+                   key=lambda name: (-kept["instruction"].get(name, 0) - kept["output"].get(name, 0), name))
+    rows = "".join(f"<tr><td>{_esc(name)}</td><td>{kept['instruction'].get(name, 0)}</td>"
+                   f"<td>{kept['output'].get(name, 0)}</td></tr>" for name in names)
+    rejected = "".join(f"<tr><td>{_esc(name)}</td><td>{fields.get('instruction', 0)}</td>"
+                       f"<td>{fields.get('output', 0)}</td></tr>" for name, fields in language.rejected.items())
+    total = sum(sum(fields.values()) for fields in language.rejected.values())
+    return (
+        f'<p class="note">The kept items\' instructions and outputs by the language py3langid ranks first among '
+        f'the run\'s candidates (quoted passages and code left out; {language.identified} of '
+        f'{len(stats.lengths["instruction"])} items).</p>'
+        f'<table id="kept-languages"><tr><th>language</th><th>instructions</th><th>outputs</th></tr>{rows}</table>'
+        f'<p class="note">Rejected as <code>wrong_language</code> during generation, by the language found '
+        f'({total} in all):</p>'
+        + (f'<table id="rejected-languages"><tr><th>language</th><th>instruction</th><th>output</th></tr>'
+           f'{rejected}</table>' if rejected else '<p class="note">none</p>'))
 
 
 def _median(values: list[int]) -> float | int:

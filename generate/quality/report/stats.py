@@ -1,14 +1,17 @@
 """The numbers the report shows: lengths in the language's units, leading verbs and their objects,
-ROUGE-L to the nearest instruction, defects with examples, rejections, cost and scores.
+ROUGE-L to the nearest instruction, defects with examples, rejections, cost, scores and languages.
 
-The verb/object split is a heuristic (no parser can be installed offline): for text with
-spaces, the verb is the first word after polite fillers ("please", "can you", an adverb in -ly), and
-no verb is counted when that word is a determiner, pronoun, preposition, question word or
-auxiliary ("The", "What", "Is", "Given"); the object is
-the next word that is not a determiner, pronoun, number, preposition or common adjective;
-for Chinese, the first two characters after "请"/"帮我"... (one when a numeral or measure
-word follows: "写一首" -> "写"), and as object the next two after numerals, measure words,
-"以下", "关于".... Lengths are counted in the run's language units:
+The verb/object split is a heuristic (no parser can be installed offline). For text with
+spaces, words are split on Unicode letters (so "Erkläre" is one word), and the run's
+language picks the word lists (function_words.py: en, de, fr, es, pt, it, nl, ru, pl): the
+verb is the first word after polite fillers ("please", "bitte", "por favor", an English
+adverb in -ly), and no verb is counted when that word is an article, pronoun, preposition,
+question word or auxiliary ("The", "Was", "Comment"); the object is the next word that is
+not an article, pronoun, number, preposition or common adjective. A language without lists
+gets an honest fallback: the first word as the verb and the next word of at least four
+letters as the object. For Chinese, the first two characters after "请"/"帮我"... (one when a
+numeral or measure word follows: "写一首" -> "写"), and as object the next two after
+numerals, measure words, "以下", "关于".... Lengths are counted in the run's language units:
 words for text with spaces, characters for Chinese/Japanese/Korean (each CJK character is
 one unit, other words count one each).
 """
@@ -30,6 +33,8 @@ from generate.quality.detectors import (
     is_no_input,
     normalise_input,
 )
+from generate.quality.report.function_words import ELIDING, FUNCTION_WORDS
+from generate.quality.report.languages import LanguageStats, language_stats
 from generate.quality.report.load import RunData
 from generate.store import JOURNAL_NAME
 
@@ -60,14 +65,6 @@ def dominant_unit(texts: Sequence[str]) -> str:
     return "characters" if letters and cjk / letters > 0.5 else "words"
 
 
-_FILLERS = frozenset(["please", "kindly", "now", "then", "also", "just", "you", "can", "could", "would", "will", "let's", "lets", "i", "we"])
-_NOT_OBJECTS = frozenset(
-    ["a", "an", "the", "this", "that", "these", "those", "some", "any", "each", "every", "all", "both", "either", "neither", "such", "another", "other", "following", "given", "provided", "above", "below", "same", "next", "previous", "last", "first", "second", "third", "new", "short", "brief", "simple", "good", "few", "several", "many", "more", "most", "much", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "me", "us", "my", "our", "your", "his", "her", "its", "their", "them", "him", "it", "you", "i", "we", "they", "of", "to", "for", "in", "on", "at", "by", "with", "from", "about", "into", "as", "and", "or", "but", "not", "how", "what", "which", "who", "whom", "whose", "why", "when", "where", "whether", "if", "than", "up", "out", "down", "over", "under", "between", "among", "through", "during", "without", "within", "is", "are", "be", "been", "being", "creative", "detailed", "interesting", "funny", "unique", "catchy", "appropriate", "suitable", "possible", "different"]
-)
-# First words that show the instruction does not open with a verb (a question, a noun phrase).
-_NOT_VERBS = _NOT_OBJECTS | frozenset(
-    ["based", "using", "according", "there", "here", "is", "are", "was", "were", "do", "does", "did", "has", "have", "had", "should", "may", "might", "must", "given", "suppose", "imagine", "assuming"]
-) - frozenset(["list", "find"])
 _ZH_PREFIXES = ("请你", "请帮我", "请", "帮我", "你能", "能否", "可以", "麻烦")
 # After the verb: numbers with their measure word, demonstratives, "关于"..., skipped before the object.
 _ZH_SKIP = re.compile(
@@ -78,7 +75,19 @@ _ZH_SKIP = re.compile(
 _ZH_ONE_CHAR_VERB_NEXT = frozenset("一两三四五六七八九十几个首篇段份些句封条则种组项张道下这那")
 
 
-def verb_object(instruction: str) -> tuple[str, str] | None:
+_WORD = re.compile(r"[^\W\d_]+(?:['\-][^\W\d_]+)*|\d+")
+# An elided French or Italian article or pronoun: "l'automne" -> "automne", "dell'anno" -> "anno".
+_ELISION = re.compile(r"^(?:l|d|j|m|n|t|c|qu|jusqu|lorsqu|puisqu|dell|dall|nell|sull|all|un|quest|quell)'(?=\w)")
+
+
+def _split_words(text: str, language: str) -> list[str]:
+    words = _WORD.findall(text.lower().replace("’", "'"))
+    if language in ELIDING:
+        words = [_ELISION.sub("", word) for word in words]
+    return words
+
+
+def verb_object(instruction: str, language: str = "en") -> tuple[str, str] | None:
     """(leading verb, its object) by the heuristic in the module docstring; None when not found."""
     text = instruction.strip()
     if _CJK.match(text):
@@ -95,13 +104,21 @@ def verb_object(instruction: str) -> tuple[str, str] | None:
         rest = _ZH_SKIP.sub("", text[size:])
         obj = rest[:2]
         return verb, obj if len(_CJK.findall(obj)) == 2 else ""
-    words = re.findall(r"[a-z][a-z'-]*|\d+", text.lower())
-    while words and (words[0] in _FILLERS or (words[0].endswith("ly") and len(words) > 1)):
-        words.pop(0)  # "please", "can you", "briefly"
-    if not words or words[0].isdigit() or words[0] in _NOT_VERBS:
+    words = _split_words(text, language)
+    lists = FUNCTION_WORDS.get(language)
+    if lists is None:
+        # No word lists for this language: the first word and the next one of four letters or more.
+        words = [word for word in words if not word.isdigit()]
+        if not words:
+            return None
+        return words[0], next((word for word in words[1:] if len(word) >= 4), "")
+    suffix = lists.adverb_suffix
+    while words and (words[0] in lists.fillers or (suffix and words[0].endswith(suffix) and len(words) > 1)):
+        words.pop(0)  # "please", "can you", "briefly", "bitte"
+    if not words or words[0].isdigit() or words[0] in lists.not_verbs:
         return None
     verb = words[0]
-    obj = next((w for w in words[1:] if w not in _NOT_OBJECTS and not w.isdigit()), "")
+    obj = next((w for w in words[1:] if w not in lists.not_objects and not w.isdigit()), "")
     return verb, obj
 
 
@@ -123,6 +140,7 @@ class Stats:
     cost_usd: float | None
     cost_per_kept: float | None
     scores: list[float]
+    language: LanguageStats
 
 
 def journal_examples(folder: Path, wanted: Sequence[str]) -> dict[str, list[dict[str, str]]]:
@@ -168,7 +186,8 @@ def compute_stats(run: RunData) -> Stats:
     lengths = {key: [count_units(item[key]) for item in items] for key in ("instruction", "input", "output")}
     with_input = sum(1 for item in items if item["input"].strip() and not is_no_input(item["input"]))
 
-    pairs = [verb_object(item["instruction"]) for item in items]
+    language = language_stats(run)
+    pairs = [verb_object(item["instruction"], language.code) for item in items]
     found = [pair for pair in pairs if pair is not None]
     verb_counts = Counter(verb for verb, _ in found)
     objects: dict[str, Counter[str]] = {}
@@ -211,4 +230,4 @@ def compute_stats(run: RunData) -> Stats:
                      run.folder, [n for n in DEFECT_REASONS if rejected.get(n) and n not in examples]),
                  rejected=rejected,
                  cost_usd=cost if isinstance(cost, (int, float)) else None, cost_per_kept=cost_per_kept,
-                 scores=scores)
+                 scores=scores, language=language)

@@ -45,7 +45,12 @@ def test_bom_is_accepted_and_a_clean_chinese_file_passes(tmp_path: Path, capsys)
     start = lines.index("--- first prompt (request 0 of seed 42, 3 examples) ---")
     assert lines[lines.index("--- end of prompt ---") - 1] == "4. 指令："
     assert sum(line.startswith(("1. 指令：", "2. 指令：", "3. 指令：")) for line in lines[start:]) == 3
-    assert lines[-1] == "check_seeds: 0 errors, 0 warnings"
+    assert "language check: off: not tuned for this language (--language_check on turns it on)" in lines
+    # Four seeds: three of them in every prompt.
+    assert lines[-1] == "check_seeds: 0 errors, 1 warning"
+    assert [line for line in lines if line.startswith("warning:")] == [(
+        "warning: only 4 seeds: below about 50 the prompts repeat (each shows 3 of them, so every seed is in about "
+        "75% of the prompts) and generated tasks drift toward copies of them; write more seeds (docs/seed_tasks.md)")]
 
 
 def test_non_utf8_is_named_with_file_and_byte_offset(tmp_path: Path, capsys) -> None:
@@ -74,7 +79,10 @@ def test_duplicate_ids_are_errors_and_near_duplicate_seeds_are_named(tmp_path: P
     suffix = ": generated tasks this close to a seed are dropped, so it adds nothing"
     assert f"warning: seed s2 is a near-duplicate of seed s0 (ROUGE-L 0.89 > 0.7){suffix}" in lines
     assert f"warning: seed s3 repeats seed s1{suffix}" in lines
-    assert lines[-1] == "check_seeds: 1 error, 2 warnings"
+    assert "warning: only 5 seeds: below about 50 the prompts repeat (each shows 3 of them, so every seed is in " \
+           "about 60% of the prompts) and generated tasks drift toward copies of them; write more seeds " \
+           "(docs/seed_tasks.md)" in lines
+    assert lines[-1] == "check_seeds: 1 error, 3 warnings"
     assert not any(line.startswith("--- first prompt") for line in lines)  # not with errors
 
 
@@ -85,7 +93,7 @@ def test_forcing_english_on_chinese_seeds_names_each_filter_and_flag(tmp_path: P
     ids = "ids zh_0, zh_1, zh_2, zh_3"
     assert status == 0
     assert "language: en (English), set by --language" in lines
-    assert [line for line in lines if line.startswith("warning:")] == [
+    assert [line for line in lines if line.startswith("warning:")][1:] == [
         f"warning: the minimum length (4 words) rejects 4 of your 4 seeds: {ids}; change it with --min_instruction_words",
         f"warning: the ASCII-start rule rejects 4 of your 4 seeds: {ids}; change it with "
         "--reject_non_ascii_start=False (or --language)",
@@ -100,7 +108,7 @@ def test_bad_flags_and_missing_path_exit_2(tmp_path: Path, capsys) -> None:
     assert capsys.readouterr().err == ("generate.check_seeds: error: give SEED_TASKS.jsonl: usage: "
                                        "python -m generate.check_seeds SEED_TASKS.jsonl [--flag value ...]\n")
     assert main([str(tmp_path / "x.jsonl"), "--language=xx"]) == 2
-    assert "--language must be one of auto, en, zh, ja, ko, th, other (got 'xx')" in capsys.readouterr().err
+    assert "--language must be one of auto, en, de, fr, es, pt, it, nl, ru, pl, zh, ja, ko, th, other (got 'xx')" in capsys.readouterr().err
     assert main([str(tmp_path / "absent.jsonl")]) == 1
     assert capsys.readouterr().out.splitlines()[0] == (
         f"error: {tmp_path / 'absent.jsonl'}: cannot read (No such file or directory); set --seed_tasks_path")

@@ -28,9 +28,19 @@ from generate.seeds.language import (
     (["次の文を丁寧な言い方に書き換えてください。", "東京の観光地を三つ挙げてください。"], "ja", "Kana"),
     (["다음 문장을 영어로 번역하세요.", "겨울철 건강 관리 방법을 알려 주세요."], "ko", "Hangul"),
     (["เขียนกลอนสั้นๆ เกี่ยวกับฤดูฝน", "สรุปย่อหน้านี้ให้เหลือหนึ่งประโยค"], "th", "Thai"),
-    (["Écris un poème sur la mer.", "Résume ce paragraphe en une phrase."], "other", "Latin"),
-    (["Schreibe ein kurzes Gedicht über den Herbst.", "Fasse diesen Absatz zusammen."], "other", "Latin"),
-    (["Напишите короткое стихотворение о зиме.", "Кратко перескажите этот абзац."], "other", "Cyrillic"),
+    (["Écris un poème sur la mer.", "Résume ce paragraphe en une phrase."], "fr", "Latin"),
+    (["Schreibe ein kurzes Gedicht über den Herbst.", "Fasse diesen Absatz zusammen."], "de", "Latin"),
+    (["Напишите короткое стихотворение о зиме.", "Кратко перескажите этот абзац."], "ru", "Cyrillic"),
+    (["Escribe un poema corto sobre el otoño.", "Resume este párrafo en una frase."], "es", "Latin"),
+    (["Escreva um poema curto sobre o outono.", "Resuma este parágrafo em uma frase."], "pt", "Latin"),
+    (["Scrivi una breve poesia sull'autunno.", "Riassumi questo paragrafo in una frase."], "it", "Latin"),
+    (["Schrijf een kort gedicht over de herfst.", "Vat deze alinea samen in één zin."], "nl", "Latin"),
+    (["Napisz krótki wiersz o jesieni.", "Streść ten akapit w jednym zdaniu."], "pl", "Latin"),
+    # Languages without settings of their own: generic ones.
+    (["Skriv en kort dikt om hösten.", "Sammanfatta detta stycke i en mening."], "other", "Latin"),
+    (["Напишіть короткий вірш про осінь.", "Стисло перекажіть цей абзац."], "other", "Cyrillic"),
+    (["Viết một bài thơ ngắn về mùa thu.", "Tóm tắt đoạn văn này trong một câu."], "other", "Latin"),
+    (["Γράψε ένα σύντομο ποίημα για το φθινόπωρο.", "Συνόψισε αυτή την παράγραφο."], "other", "Greek"),
     (["!!! ???", "123"], "en", "none"),
 ])
 def test_detects_the_script_of_the_seed_instructions(instructions, code, script) -> None:

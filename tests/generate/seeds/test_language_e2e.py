@@ -194,7 +194,7 @@ def test_law_domain_seeds_rejected_by_the_blacklist_are_flagged(tmp_path: Path, 
     assert ("warning: blacklist word 'file' rejects 3 of your 8 seeds: ids law_0, law_6, law_7; change it with "
             f"--blacklist (without the words flagged here: --blacklist='{without_file}')") in proc.stdout.splitlines()
     assert "language: en (English), detected: Latin script, 100% of the seed instructions' letters" in proc.stdout
-    assert proc.stdout.splitlines()[-1] == "check_seeds: 0 errors, 1 warning"
+    assert proc.stdout.splitlines()[-1] == "check_seeds: 0 errors, 2 warnings"  # and: only 8 seeds
 
     # The run flags the same thing before its first request, then follows the flag it names.
     caplog.set_level(logging.INFO, logger="generate")
