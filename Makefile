@@ -142,6 +142,7 @@ test-gpu: $(STAMP) ## Run only the GPU tests (on a machine with CUDA)
 
 bench: $(STAMP) ## Run the CPU benchmarks; results in bench/results/*.json
 	OMP_NUM_THREADS=1 $(PY) bench/dedup.py
+	OMP_NUM_THREADS=1 $(PY) bench/dedup_scale.py
 	$(PY) bench/generate_throughput.py
 	OMP_NUM_THREADS=1 $(PY) bench/recover.py
 	$(PY) bench/language_id.py
