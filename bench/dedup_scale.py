@@ -90,8 +90,8 @@ def generate_run(seeds_path: Path, stream_path: Path, kept_target: int, requests
     from generate.dedup.index import Deduplicator
     from generate.dedup.cli import read_instructions
 
-    seeds = read_instructions(seeds_path, "seed tasks")
-    stream = read_instructions(stream_path, "instructions")
+    seeds = read_instructions(seeds_path)
+    stream = read_instructions(stream_path)
     dedup = Deduplicator(seeds)
     position = 0
     started = time.perf_counter()
