@@ -8,7 +8,7 @@ PY         := $(VENV)/bin/python
 # The test environment pins torch: an unpinned `torch` would pull a multi-GB CUDA build.
 # On a GPU machine, set TORCH_SPEC to the build you want (e.g. TORCH_SPEC='torch>=2.6').
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS     ?= train,eval,test,human,gguf
+EXTRAS     ?= train,eval,test,human,gguf,ray
 
 # ---- generate ----
 OUTPUT_DIR       ?= data
@@ -65,7 +65,7 @@ help: ## List targets and variables
 	@echo
 	@echo "Variables (make <target> VAR=value):"
 	@echo "  generate: OUTPUT_DIR=$(OUTPUT_DIR) NUM_INSTRUCTIONS=$(NUM_INSTRUCTIONS) MODEL=<model> SEED_TASKS=$(SEED_TASKS)"
-	@echo "            PROMPT=<prompt file; default: by the seeds' language> BACKEND=$(BACKEND) (auto|openai|batch|local) API=<completions|chat>"
+	@echo "            PROMPT=<prompt file; default: by the seeds' language> BACKEND=$(BACKEND) (auto|openai|batch|local|ray) API=<completions|chat>"
 	@echo "            LANGUAGE=<en|de|fr|es|pt|it|nl|ru|pl|zh|ja|ko|th|other; default: detected from the seeds>"
 	@echo "  report:   OUTPUT_DIR=$(OUTPUT_DIR) (a generate run's folder)"
 	@echo "  evolve:   DATA=$(DATA) EVOLVED=$(EVOLVED) ROUNDS=$(ROUNDS) MODEL=<model>"
@@ -178,6 +178,7 @@ test-gpu: $(STAMP) ## Run only the GPU tests (on a machine with CUDA)
 
 bench: $(STAMP) ## Run the CPU benchmarks; results in bench/results/*.json
 	OMP_NUM_THREADS=1 $(PY) bench/dedup.py
+	OMP_NUM_THREADS=1 $(PY) bench/dedup_scale.py
 	$(PY) bench/generate_throughput.py
 	OMP_NUM_THREADS=1 $(PY) bench/recover.py
 	$(PY) bench/language_id.py

@@ -7,6 +7,8 @@ contestant each call. A rerun loads the journal and asks only for the tasks stil
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -29,6 +31,9 @@ from assess.local_model import (
     render_prompt,
     resolve_device,
 )
+from core.cluster.runner import ClusterRunner
+from core.cluster.settings import ClusterSettings
+from core.openai_client.client import ClientSettings
 from core.openai_client.credentials import env_value
 from core.openai_client.journal import Journal, JournalBackendState
 from core.openai_client.request import Completion, GenerationRequest, GenerationResult
@@ -95,7 +100,12 @@ def answer_all(config: EvalConfig, items: Sequence[EvalItem], journal: Journal) 
     # Log lines (the model loading) go above the bar instead of being glued to it.
     with logging_redirect_tqdm():
         try:
-            results = _api_answers(config, pending, journal) if config.model_api else _local_answers(config, pending)
+            if config.backend == "ray":
+                results = _cluster_answers(config, pending)
+            elif config.model_api:
+                results = _api_answers(config, pending, journal)
+            else:
+                results = _local_answers(config, pending)
             for result in results:
                 journal.append_result(result)  # durable before it counts
                 answers[result.request.index] = result.completions[0].text
@@ -134,6 +144,66 @@ def _local_answers(config: EvalConfig, pending: Sequence[EvalItem]) -> Iterator[
                           out.prompt_tokens, out.completion_tokens)
 
 
+def _contestant_prompt(config: EvalConfig, item: EvalItem) -> str:
+    """What an API contestant is sent: the Alpaca prompt text (completions) or the task as messages."""
+    if config.contestant_api == "completions":
+        return format_prompt(item.instruction, item.input)
+    return messages_prompt(alpaca_messages(item.instruction, item.input))
+
+
+def _has_chat_template(model_dir: Path) -> bool:
+    """Whether the checkpoint's tokenizer carries a chat template (read without loading it)."""
+    if (model_dir / "chat_template.jinja").is_file():
+        return True
+    try:
+        return bool(json.loads((model_dir / "tokenizer_config.json").read_text(encoding="utf-8")).get("chat_template"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _stripped(result: GenerationResult) -> GenerationResult:
+    completion = result.completions[0]
+    return GenerationResult(
+        request=result.request, completions=(Completion(completion.text.strip(), completion.finish_reason),),
+        prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+        retries=result.retries, api_calls=result.api_calls,
+    )
+
+
+def _cluster_answers(config: EvalConfig, pending: Sequence[EvalItem]) -> Iterator[GenerationResult]:
+    """Answers from a Ray cluster: vLLM replicas of the checkpoint (the Alpaca prompt text, as it
+    was trained), or the API contestant's endpoint(s) called from the workers."""
+    if config.model_api:
+        endpoints = config.ray_endpoints or ((config.contestant_base_url,) if config.contestant_base_url else ())
+        cluster = ClusterSettings.from_config(config, engine="endpoint")
+        cluster = dataclasses.replace(cluster, endpoints=tuple(endpoints))
+        api = config.contestant_api
+        prompts = {item.index: _contestant_prompt(config, item) for item in pending}
+    else:
+        model_dir = check_model_dir(config.model, "--model")
+        cluster = ClusterSettings.from_config(config, engine="vllm", model=str(model_dir.resolve()))
+        # As on this machine (render_prompt): the checkpoint's chat template when it has one
+        # (vLLM applies it on the workers), else the Alpaca prompt text.
+        api = "chat" if _has_chat_template(model_dir) else "completions"
+        prompts = {item.index: messages_prompt(alpaca_messages(item.instruction, item.input)) if api == "chat"
+                   else format_prompt(item.instruction, item.input) for item in pending}
+    settings = ClientSettings(
+        model=config.model_api or cluster.model, api=api, temperature=config.temperature, top_p=config.top_p,
+        max_tokens=config.max_new_tokens, stop=(), max_concurrency=config.max_concurrency,
+        max_retries=config.max_retries, request_timeout=config.request_timeout,
+        messages_json=api == "chat",
+    )
+    runner = ClusterRunner(cluster, settings, seed=config.seed,
+                           api_key=env_value("CONTESTANT_API_KEY") or env_value("OPENAI_API_KEY"))
+    logger.info("answering %d tasks on the Ray cluster (%s engine)", len(pending), cluster.engine)
+    requests = (GenerationRequest(item.index, (prompts[item.index],)) for item in pending)
+    try:
+        for result in runner.run(requests, lambda: len(pending)):
+            yield _stripped(result)
+    finally:
+        runner.close()
+
+
 def _api_answers(config: EvalConfig, pending: Sequence[EvalItem], journal: Journal) -> Iterator[GenerationResult]:
     client = make_client(
         model=config.model_api, api=config.contestant_api, temperature=config.temperature, top_p=config.top_p,
@@ -141,24 +211,9 @@ def _api_answers(config: EvalConfig, pending: Sequence[EvalItem], journal: Journ
         request_timeout=config.request_timeout, state=JournalBackendState(journal),
         base_url=config.contestant_base_url or None, api_key=env_value("CONTESTANT_API_KEY"),
     )
-    by_index = {item.index: item for item in pending}
-
-    def prompt_for(item: EvalItem) -> str:
-        if config.contestant_api == "completions":
-            return format_prompt(item.instruction, item.input)
-        return messages_prompt(alpaca_messages(item.instruction, item.input))
-
-    requests = (GenerationRequest(item.index, (prompt_for(item),)) for item in pending)
+    requests = (GenerationRequest(item.index, (_contestant_prompt(config, item),)) for item in pending)
     try:
         for result in client.run(requests):
-            item = by_index[result.request.index]
-            completion = result.completions[0]
-            yield GenerationResult(
-                request=result.request,
-                completions=(Completion(completion.text.strip(), completion.finish_reason),),
-                prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-                retries=result.retries, api_calls=result.api_calls,
-            )
-            del by_index[item.index]
+            yield _stripped(result)
     finally:
         client.close()

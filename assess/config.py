@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from core import flags
+from core.cluster import settings as cluster
 from core.exit_codes import ConfigError
 
 ApiName = Literal["chat", "completions"]
@@ -64,6 +65,19 @@ class EvalConfig:
     engine: EngineChoice = field(default="auto", metadata=flags.doc(
         "Local models: vllm, transformers, or auto (vLLM when installed and on a GPU)."))
     device: str = field(default="auto", metadata=flags.doc("Local models: auto, cpu, cuda, cuda:1, ..."))
+    # --- answering on a Ray cluster (core/cluster/, docs/scale.md) ---------------------------
+    backend: Literal["auto", "ray"] = field(default="auto", metadata=flags.doc(
+        "auto: answers come from this machine (--model) or from the API (--model_api); ray: from a "
+        "Ray cluster's workers: vLLM replicas of --model on the GPU workers, or the --model_api "
+        "endpoint(s) called from the workers."))
+    ray_address: str = cluster.address_field()
+    ray_endpoints: tuple[str, ...] = cluster.endpoints_field()
+    ray_workers: int = cluster.workers_field()
+    ray_batch_size: int = cluster.batch_size_field()
+    vllm_tensor_parallel_size: int = cluster.tensor_parallel_field()
+    vllm_pipeline_parallel_size: int = cluster.pipeline_parallel_field()
+    vllm_gpu_memory_utilization: float = cluster.gpu_memory_field()
+    vllm_max_model_len: int = cluster.max_model_len_field()
     # --- judging ---------------------------------------------------------------------------
     judge_model: str = field(default="gpt-4.1", metadata=flags.doc(
         "The judge, at OPENAI_BASE_URL (else api.openai.com with OPENAI_API_KEY); 'none' only "
@@ -158,6 +172,7 @@ def validate_eval(config: EvalConfig) -> None:
         raise ConfigError("--output_dir must not be empty")
     if config.engine == "vllm" and config.model_api:
         raise ConfigError("--engine vllm is for a local --model; an API contestant is answered by its server")
+    cluster.validate_flags(config)
 
 
 def validate_chat(config: ChatConfig) -> None:

@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from core import flags
+from core.cluster import settings as cluster
 from core.exit_codes import ConfigError
 from generate.quality.detectors import check_rule_names
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 ApiName = Literal["completions", "chat"]
-BackendChoice = Literal["auto", "openai", "batch", "local"]
+BackendChoice = Literal["auto", "openai", "batch", "local", "ray"]
 DedupTokenizer = Literal["rouge", "unicode"]
+DedupNearest = Literal["auto", "exact", "pairs"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LanguageChoice = Literal["auto", "en", "de", "fr", "es", "pt", "it", "nl", "ru", "pl", "zh", "ja", "ko", "th", "other"]
 LanguageCheck = Literal["auto", "on", "off"]
@@ -57,8 +59,8 @@ class GenerateConfig:
         "chat: one prompt per message, the answer restates it."))
     backend: BackendChoice = field(default="auto", metadata=flags.doc(
         "openai: an OpenAI-compatible HTTP API; batch: the OpenAI Batch API (half price, slow); "
-        "local: a local transformers model; auto: openai when OPENAI_API_KEY or OPENAI_BASE_URL "
-        "is set, else local."))
+        "local: a local transformers model; ray: a Ray cluster (endpoints or vLLM, --ray_* flags, "
+        "docs/scale.md); auto: openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else local."))
     seed: int = field(default=42, metadata=flags.doc(
         "Sampling seed: request i's prompts depend only on (seed, i), so runs are reproducible."))
     max_tokens: int = field(default=3072, metadata=flags.doc(
@@ -76,6 +78,11 @@ class GenerateConfig:
     dedup_tokenizer: DedupTokenizer = field(default="rouge", metadata=flags.doc(
         "rouge: rouge_score's tokenizer (ASCII only, the reference's); unicode: also non-ASCII words "
         "(CJK per character). Follows --language unless set."))
+    dedup_nearest: DedupNearest = field(default="auto", metadata=flags.doc(
+        "How each kept item's nearest earlier instruction (generate_neighbours.jsonl) is found; "
+        "keep/drop decisions are exact either way. exact: always (its cost grows with the kept set); "
+        "pairs: through the dedup's own index, exact when it scores >= 0.55, else a lower bound "
+        "(fast at a million kept); auto: exact up to 100,000 kept, then pairs."))
     blacklist: tuple[str, ...] = field(default=REFERENCE_BLACKLIST, metadata=flags.doc(
         "Whole words/phrases (case-insensitive) that reject an instruction; comma-separated."))
     banned_prefixes: tuple[str, ...] = field(default=("Write a program",), metadata=flags.doc(
@@ -145,6 +152,17 @@ class GenerateConfig:
         "another project's key, files deleted after 30 days), drop it from the journal and "
         "submit its unanswered requests again, paying for them again (the cost is logged first)."))
     # --- end of the batch backend's block ---------------------------------------------------
+    # --- ray backend: a cluster's workers answer the rounds (core/cluster/) -------------------
+    ray_address: str = cluster.address_field()
+    ray_engine: cluster.RayEngine = cluster.engine_field()
+    ray_endpoints: tuple[str, ...] = cluster.endpoints_field()
+    ray_workers: int = cluster.workers_field()
+    ray_batch_size: int = cluster.batch_size_field()
+    vllm_tensor_parallel_size: int = cluster.tensor_parallel_field()
+    vllm_pipeline_parallel_size: int = cluster.pipeline_parallel_field()
+    vllm_gpu_memory_utilization: float = cluster.gpu_memory_field()
+    vllm_max_model_len: int = cluster.max_model_len_field()
+    # --- end of the ray backend's block -------------------------------------------------------
     # --- local backend on a CPU -------------------------------------------------------------
     local_precision: LocalPrecision = field(default="auto", metadata=flags.doc(
         "local backend on a CPU: auto (bf16 where the CPU has native bf16, else fp32), fp32, "
@@ -217,6 +235,7 @@ def validate(config: GenerateConfig) -> None:
     check_rule_names(config.quality_enforce, "--quality_enforce")
     if not config.model_name.strip():
         raise ConfigError("--model_name must not be empty")
+    cluster.validate_flags(config)
     if not config.output_dir.strip():
         raise ConfigError("--output_dir must not be empty")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from core.openai_client.request import GenerationResult
 from generate.config import GenerateConfig
-from generate.dedup.index import Deduplicator
+from generate.dedup.index import Deduplicator, NearestMode
 from generate.parsing import Candidate, FilterSettings, parse_answer, rejection_reason
 from generate.quality.detectors import screen
 from generate.quality.evidence import ALL_ON, Hit, Settings
@@ -34,6 +34,18 @@ REASON_FLAGS = {
     "malformed": "--api / --model_name",  # the model does not follow the numbered format
     "wrong_language": "--model_name (one that writes the seeds' language) / --language_check off",
 }
+
+
+# Above this many kept items the exact nearest search costs more than a request's time budget
+# (about 7 ms per 50-candidate request at 20K kept, 170 ms at 1M; bench/dedup_scale.py).
+EXACT_NEAREST_UP_TO = 100_000
+
+
+def nearest_mode(choice: str, kept: int) -> NearestMode:
+    """--dedup_nearest as the dedup runs it now: auto is exact while the kept set is small."""
+    if choice == "auto":
+        return "exact" if kept < EXACT_NEAREST_UP_TO else "pairs"
+    return "pairs" if choice == "pairs" else "exact"
 
 
 class Processor:
@@ -78,6 +90,7 @@ class Processor:
         passing = [c.instruction for (candidates, _), why in zip(parsed, reasons)
                    for c, (reason, _) in zip(candidates, why) if reason is None]
         target = self.config.num_instructions_to_generate
+        self.dedup.nearest_mode = nearest_mode(self.config.dedup_nearest, len(self.dedup))
         decisions = iter(self.dedup.add_many(passing, max_kept=target - len(self.store)))
         added = 0
         rejections: Counter[str] = Counter()

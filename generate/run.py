@@ -43,10 +43,10 @@ from core.openai_client.request import (
 )
 from generate.backends.base import Backend
 from generate.backends.factory import (
-    PRICE_FACTORS,
     check_backend_credentials,
     create_backend,
     model_for_endpoint,
+    price_factor,
     resolve_backend_name,
 )
 from generate.config import GenerateConfig
@@ -93,7 +93,7 @@ def plan(config: GenerateConfig, environ: Mapping[str, str] | None = None, model
     `model_given` False: --model_name was left at its default (a self-hosted server then
     names the model, `model_for_endpoint`)."""
     backend_name = resolve_backend_name(config, environ)
-    check_backend_credentials(backend_name, environ)
+    check_backend_credentials(backend_name, config, environ)
     # Check the seeds, settle the language (tokenizer, filters, prompt).
     config, tasks, prompt_text = prepare_run(config)
     config, priced_by_name = model_for_endpoint(config, backend_name, model_given, environ)
@@ -104,10 +104,10 @@ def plan(config: GenerateConfig, environ: Mapping[str, str] | None = None, model
             f"{len(tasks)} tasks in {config.seed_tasks_path}"
         )
     settings = data_settings(config, backend_name, tasks, prompt_text)
-    price_factor = PRICE_FACTORS[backend_name]
+    factor = price_factor(backend_name, config)
     # Free (a local model): a known zero, whatever the model's name.
-    prices = (0.0, 0.0) if price_factor == 0 else price_for(settings["model_name"] if priced_by_name else "",
-                                                             config.price_input, config.price_output)
+    prices = (0.0, 0.0) if factor == 0 else price_for(settings["model_name"] if priced_by_name else "",
+                                                       config.price_input, config.price_output)
     if config.max_cost_usd is not None and prices is None:
         raise ConfigError(
             f"--max_cost_usd needs the price of model {settings['model_name']!r}, which the built-in table lacks: "
@@ -117,7 +117,7 @@ def plan(config: GenerateConfig, environ: Mapping[str, str] | None = None, model
     # (check_seeds, logged above by prepare_run, says which and why).
     quality = (settings_for_run(tasks, config.quality_disable, config.quality_enforce).settings
                if config.quality_filters == "on" else ALL_ON)
-    return Plan(config, tasks, prompt_text, backend_name, settings, prices, price_factor, quality)
+    return Plan(config, tasks, prompt_text, backend_name, settings, prices, factor, quality)
 
 
 def _refuse_a_smaller_target(output_dir: Path, target: int) -> None:
@@ -258,13 +258,19 @@ class Run:
             self.next_index += 1
         return added
 
+    def show_requests(self, bar: tqdm, requests: int, refresh: bool = False) -> None:
+        """The bar's postfix: the requests paid for, then what the backend adds (a cluster:
+        prompts answered and tokens/s across its workers)."""
+        note = getattr(self.backend, "progress_note", None)
+        bar.set_postfix_str(f"requests={requests}" + (f", {note()}" if note else ""), refresh=refresh)
+
     # --- the steps ------------------------------------------------------------------------------
     def execute(self) -> dict[str, Any]:
         """Replay, collect, finish; the summary is written however it ends (but a failed start)."""
         self.replay()
         bar = tqdm(total=self.config.num_instructions_to_generate, initial=len(self.store), desc="kept",
                    unit="instr", disable=not self.config.progress, dynamic_ncols=True)
-        bar.set_postfix(requests=self.stats.requests_total, refresh=False)
+        self.show_requests(bar, self.stats.requests_total)
         summary: dict[str, Any] = {}
         try:
             with logging_redirect_tqdm():  # log lines above the bar, not glued to it
@@ -283,7 +289,7 @@ class Run:
             try:
                 summary = self.finish()
                 if summary:  # the bar ends on the count the summary and the last line give
-                    bar.set_postfix(requests=summary["requests"], refresh=True)
+                    self.show_requests(bar, summary["requests"], refresh=True)
             finally:
                 bar.close()
             if summary and self.on_summary is not None:
@@ -367,7 +373,7 @@ class Run:
         self.journal.append_result(result)  # durable before it is used (or counted)
         self.account(result)
         stats.requests_this_run += 1
-        bar.set_postfix(requests=stats.requests_total, refresh=False)  # shown at the next update
+        self.show_requests(bar, stats.requests_total)  # shown at the next update
         added = 0
         running = stats.stopped_by is None
         if running:

@@ -73,3 +73,33 @@ def browser(tmp_path_factory: pytest.TempPathFactory):
     finally:
         driver.quit()
 
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A real 2-node Ray cluster on this machine (1 CPU each), started once per session, with this
+    process connected to it; tests using it skip where Ray is not installed (`make test` installs it)."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install '.[ray]'")
+    from ray.cluster_utils import Cluster
+
+    # Ray 2.60 turns token auth on by default, and a joining node would need the token file
+    # written in $HOME; RAY_ADDRESS would make ray.init join a developer's own cluster.
+    env = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_BACKEND_LOG_LEVEL": "fatal"}
+    saved = {name: os.environ.get(name) for name in (*env, "RAY_ADDRESS")}
+    os.environ.update(env)
+    os.environ.pop("RAY_ADDRESS", None)
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "include_dashboard": False, "temp_dir": str(tmp_path_factory.mktemp("ray"))})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False)
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -14,7 +14,7 @@ from typing import Literal, Protocol
 
 from core.openai_client.request import GenerationRequest, GenerationResult
 
-BackendName = Literal["openai", "batch", "local"]
+BackendName = Literal["openai", "batch", "local", "ray"]
 
 
 class Backend(Protocol):
@@ -33,7 +33,9 @@ class Backend(Protocol):
     Optional: `stats() -> dict[str, float]`, extra numbers (e.g. "rate_limited": 429s
     received) that the run summary includes under "backend_stats"; `progress(kept, target)`,
     the kept count after each answer (the batch backend sizes its rounds from it);
-    `unused_results()`, answers already paid for when the run stopped (the batch backend).
+    `unused_results()`, answers already paid for when the run stopped (the batch backend);
+    `progress_note() -> str`, shown beside the kept bar (the ray backend: prompts answered and
+    tokens/s across the cluster).
     """
 
     name: BackendName

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import replace
 
+from core.cluster.session import import_ray
 from core.exit_codes import ConfigError
 from core.openai_client.credentials import check_credentials, endpoint_configured, env_value
 from core.openai_client.models import describe_models, is_openai_endpoint, served_models_at
@@ -26,11 +27,19 @@ _CLASSES: dict[str, tuple[str, str]] = {
     "openai": ("generate.backends.api", "OpenAIBackend"),
     "batch": ("generate.backends.batch.backend", "BatchBackend"),
     "local": ("generate.backends.local.backend", "LocalBackend"),
+    "ray": ("generate.backends.cluster", "RayBackend"),
 }
 
 # The list-price multiplier of each backend (its class's `price_factor`), for a run that makes
 # no backend object: one resumed after it had already reached its target.
-PRICE_FACTORS: dict[str, float] = {"openai": 1.0, "batch": 0.5, "local": 0.0}
+PRICE_FACTORS: dict[str, float] = {"openai": 1.0, "batch": 0.5, "local": 0.0, "ray": 1.0}
+
+
+def price_factor(name: BackendName, config: GenerateConfig) -> float:
+    """The backend's list-price multiplier; a Ray cluster running vLLM on its own GPUs is free."""
+    if name == "ray" and config.ray_engine == "vllm":
+        return 0.0
+    return PRICE_FACTORS[name]
 
 
 def resolve_backend_name(config: GenerateConfig, environ: Mapping[str, str] | None = None) -> BackendName:
@@ -40,9 +49,13 @@ def resolve_backend_name(config: GenerateConfig, environ: Mapping[str, str] | No
     return "openai" if endpoint_configured(environ) else "local"
 
 
-def check_backend_credentials(name: BackendName, environ: Mapping[str, str] | None = None) -> None:
-    """Fail in an instant, before any file is written, when an API backend has no endpoint."""
-    if name in ("openai", "batch"):
+def check_backend_credentials(name: BackendName, config: GenerateConfig,
+                              environ: Mapping[str, str] | None = None) -> None:
+    """Fail in an instant, before any file is written, when an API backend has no endpoint (or
+    `--backend ray` has no Ray: one line saying how to install it)."""
+    if name == "ray":
+        import_ray()
+    if name in ("openai", "batch") or (name == "ray" and config.ray_engine == "endpoint" and not config.ray_endpoints):
         check_credentials(environ)
 
 
@@ -58,6 +71,12 @@ def model_for_endpoint(config: GenerateConfig, name: BackendName, model_given: b
     listed: that one; several: refused, naming them, unless the default is among them); a
     server that lists nothing is asked for the default and its cost is unknown.
     """
+    if (name == "ray" and config.ray_engine == "endpoint" and not model_given
+            and (config.ray_endpoints or not is_openai_endpoint(environ))):
+        # The cluster's servers are asked for the default name; what they charge is not known.
+        log.warning("--model_name is not set; the cluster's endpoints are asked for %s, at an unknown cost",
+                    config.model_name)
+        return config, False
     if model_given or name != "openai" or is_openai_endpoint(environ):
         return config, True
     served = served_models_at(environ)

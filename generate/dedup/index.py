@@ -1,72 +1,77 @@
-"""Exact ROUGE-L dedup of generated instructions, fast enough for 50K+ item runs.
+"""Exact ROUGE-L dedup of generated instructions, fast enough for a million items.
 
 The reference drops a candidate when its ROUGE-L F-measure (rouge_score, default tokenizer,
 no stemmer) against any seed or earlier kept instruction is > threshold. `Deduplicator`
 makes exactly those decisions, the float rounding at the boundary included, without
 comparing every pair:
 
-1. Tokens get integer ids. A record is its token sequence (one character per token, for
-   rapidfuzz) plus the set of its *elements* (token id, occurrence number), so that the
-   multiset of shared tokens is a set intersection, and LCS <= shared elements.
-2. Prefix filter. A pair passes only if its LCS reaches `needed_lcs(n, m)`, the smallest
-   LCS whose float F exceeds the threshold (`generate/dedup/rouge_f.py`), which for a record of n tokens
-   is at least `min_overlap(n)` whatever the partner. With all elements in one fixed
-   global order, two records sharing that many elements share one among each record's
-   first n - min_overlap(n) + 1. Each kept record's prefix goes into an inverted index
-   (`element -> record ids`, append only: state grows in place, never rebuilt); a batch of
-   candidates probes it with their own prefixes (one dict lookup per distinct key, the
-   rest numpy). The order is "rarest first", approximated by "first seen last" (token ids
-   are handed out in order of appearance, and common words appear early) or given through
-   `vocabulary` (`dedup_stream` counts the whole stream): it only changes speed.
-3. Exact bounds on the candidate pairs, vectorised in numpy over 1-D int32 columns: two
-   independent 64-bit signatures of each record's elements. An unshared element flips at
-   most one bit, so shared <= (n + m - popcount(sig_a ^ sig_b)) / 2, and with
-   shared <= min(n, m) this is compared with the needed LCS (a table for lengths < 256).
-4. The survivors (under 1% of the probed pairs on the shared stream) get their exact
-   LCS from rapidfuzz's bit-parallel C code (`process.cpdist`, all cores), then F through
-   rouge_score's own float expression.
-5. Pairs inside a batch come from a self-join of the batch's prefixes over every
-   candidate; keep/drop is then resolved in order, so a later candidate only counts
-   earlier ones that were kept.
+1. Tokens get integer ids; a record's *elements* are (token id, occurrence number), so the
+   multiset of shared tokens is a set intersection and LCS <= shared elements. Elements
+   get ids so that a higher id means rarer (`dedup_stream` counts the whole stream; a
+   generate run hands out ids in order of first appearance, common words coming early),
+   and each record keeps its elements sorted by descending id: one fixed global order.
+2. A pair of lengths n, m passes only if LCS >= need(n, m), the smallest LCS whose float F
+   exceeds the threshold (`rouge_f.py`); so they share >= need(n, m) elements. Then the
+   first l shared elements (in the global order) lie in each record's first
+   len - need + l elements (its l-prefix): everything after the l-th shared element of a
+   record includes the need - l other shared ones.
+3. Route 2 (both records at most LMAX tokens, need >= 2): every pair (x, y) of elements of
+   a record's 2-prefix is a key of an inverted index. Two passing records share the key
+   (c1, c2) of their first two shared elements, with c2 inside BOTH pair-specific
+   prefixes (n - need(n, m) + 2 and m - need(n, m) + 2): every hit is checked against
+   those exact positions, so only pairs that could pass are candidates. A key made of two
+   elements is far more selective than one element: on a stream built from a fixed
+   vocabulary, pairs of records sharing one prefix token grow with the square of the
+   stream, and made the previous single-element prefix filter quadratic.
+   Route 1 (a record longer than LMAX tokens, whose 2-prefix would have too many pairs, or
+   need < 2): single elements of the 1-prefix, the classic prefix filter, keyed by
+   element and by whether the record is long.
+   A record is indexed for the routes its possible partners use, with the prefix for its
+   most permissive partner (the shortest one that could still pass); queries check the
+   pair-specific prefix on every hit.
+4. Each valid candidate is checked, cheapest first: a 64-bit element signature bounds the
+   shared count (an unshared element flips at most one bit), then the exact shared count
+   (a merge of the two sorted element lists), then the exact LCS (bit-parallel, over
+   token ids) against need(n, m). The keep/drop decision stops at the first pass.
+5. Kept items go into the index at once, so later items of the same batch see them.
 
-Any pair with F > t survives every bound, so each decision is exact, and so are the score
-and nearest text of a dropped item (its best pair is among the verified ones, and so are
-all pairs tied with it). A *kept* item's nearest neighbour can score far below t, out of
-the index's reach, so `add_many` (and `add`) search for it in a second index over every
-element of every record, by branch and bound (`generate/dedup/nearest.py`): exact, and
-a few dozen LCS calls per kept item instead of one per record. `keep_many` and the CLI
-skip it (the CLI contract is keep/drop only), and that index is only built, lazily, by
-the first search that needs it.
+The loops run compiled (numba, `generate/dedup/kernels.py`), one call per batch. The
+index is a key table of 32-bit key fingerprints with chains of entries: a fingerprint
+collision only adds a candidate that the exact checks reject, never a decision change.
+
+What still grows with the stream is the number of record pairs sharing two rare-ish
+elements in their prefixes (candidates), not the number of keys per item: about 2M
+candidates at 250K items and 30M at 1M on a trigram stream (docs/dedup.md).
+
+A *kept* item's nearest earlier record scores below the threshold, out of reach of the
+decision's prefixes. `add_many` (and `add`) find it exactly: first through the pair index
+again, with the pair-specific prefixes for F >= 0.55 (every record of a length it indexes
+deeply enough), then through a second index over every element of every record, filed by
+(suffix, length) classes, read rarest element first until no unread record can reach the
+best verified score, with positional and count bounds and exact verification in
+decreasing bound order (`kernels.nearest`). `keep_many` and the CLI skip it, and that
+index is only built, lazily, by the first search that needs it; `nearest="pairs"` skips the
+second step.
 """
 
 from __future__ import annotations
 
-from array import array
-from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
-from typing import Hashable, Iterable, Sequence
+from typing import Hashable, Iterable, Literal, Sequence
 
 import numpy as np
-from rapidfuzz import process
-from rapidfuzz.distance import LCSseq
 
-from generate.dedup.nearest import (
-    GrowingArray,
-    NearestIndex,
-    Query,
-    Records,
-    append_postings,
-    run_starts,
-)
-from generate.dedup.rouge_f import min_overlap, needed_lcs, rouge_fmeasure_array
+from generate.dedup import kernels as K
+from generate.dedup.rouge_f import needed_lcs
 from generate.dedup.tokens import TOKENIZERS, TokenizerName, batch_tokenizer
 
-_OCC_BITS = 24  # element key = token id << 24 | occurrence number
-_HASH_MUL = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing of element keys to bits
-_TABLE_LEN = 256  # lengths below this get the needed LCS from a table
-STREAM_CHUNK = 4096  # candidates per batch in `dedup_stream`
+LMAX = 48  # records longer than this use route 1 (their 2-prefix would have too many pairs)
+_TABLE_LEN = 256  # lengths below this get need(n, m) from a table
+_OCC_LIMIT = 1 << 20  # occurrences of one token in one instruction (element key layout)
+STREAM_CHUNK = 4096  # candidates per kernel call in `dedup_stream`
+NearestMode = Literal["exact", "pairs"]
 
 
 @dataclass(frozen=True)
@@ -75,26 +80,13 @@ class Decision:
 
     score: the max ROUGE-L F against seeds and earlier kept items, as rouge_score computes
     it; nearest: the earliest text reaching it (None when no text shares a token). Both
-    exact, for kept and dropped items alike.
+    exact, for kept and dropped items alike (with `Deduplicator(nearest="pairs")`, a kept
+    item's score is a lower bound and nearest the text reaching it).
     """
 
     keep: bool
     nearest: str | None
     score: float
-
-
-@dataclass
-class _Batch:
-    """Candidates of one batch, tokenised: codes, lengths, 128-bit signatures, prefixes."""
-
-    codes: list[str]  # one character per token, for rapidfuzz
-    lens: np.ndarray  # int32 [B]
-    sig_lo: np.ndarray  # uint64 [B], first signature (all elements hashed to 64 bits)
-    sig_hi: np.ndarray  # uint64 [B], second signature (another hash of all elements)
-    prefix_keys: np.ndarray  # int64: element keys of every prefix, item by item
-    prefix_own: np.ndarray  # int32: the batch item each prefix key belongs to (ascending)
-    elem_keys: np.ndarray  # int64: every element key, item by item (lens[j] for item j)
-    elem_own: np.ndarray  # int32: the batch item each element key belongs to (ascending)
 
 
 class Deduplicator:
@@ -108,10 +100,20 @@ class Deduplicator:
         *,
         vocabulary: Iterable[Hashable] = (),
         workers: int = -1,
+        nearest: NearestMode = "exact",
     ) -> None:
         """`vocabulary`: optional tokens as the tokenizer yields them (bytes for "rouge"),
         most frequent first, fixing the index order (a speed hint only, decisions never
-        change); `workers`: threads for rapidfuzz's LCS (-1: all cores)."""
+        change); `workers`: kept for compatibility (the compiled loops use one core);
+        `nearest`: how `add_many` finds a KEPT item's nearest record (keep/drop decisions
+        and dropped items' score and nearest are exact either way): "exact" (a search over
+        every record, its cost grows with the kept set: a few ms per kept item at 500K),
+        or "pairs" (only records the dedup's pair index reaches: exact when the nearest
+        scores >= 0.55 with a record of similar or shorter length, else a lower bound;
+        well under a millisecond per kept item at 1M kept, and no second index)."""
+        if nearest not in ("exact", "pairs"):
+            raise ValueError(f"nearest must be 'exact' or 'pairs', got {nearest!r}")
+        self._nearest_mode = nearest
         if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
         if tokenizer not in TOKENIZERS:
@@ -119,21 +121,59 @@ class Deduplicator:
         self.threshold = float(threshold)
         self.tokenizer: TokenizerName = tokenizer
         self._tokenize = batch_tokenizer(tokenizer)
-        self._workers = workers
+        del workers
         self._vocab: dict[Hashable, int] = {}
+        self._texts: list[str] = []
+        self._need_tab = _need_table(self.threshold)
+        self._p2 = np.zeros(0, dtype=np.int32)
+        self._p1 = np.zeros(0, dtype=np.int32)
+        self._short1 = np.zeros(0, dtype=np.bool_)
+        self._long1 = np.zeros(0, dtype=np.bool_)
+        self._cnt = np.zeros(K.N_COUNTERS, dtype=np.int64)
+        self._emap_keys = np.full(1 << 12, K.EMPTY_KEY, dtype=np.int64)
+        self._emap_vals = np.zeros(1 << 12, dtype=np.int32)
+        self._rec_off = np.zeros(1 << 10, dtype=np.int64)
+        self._rec_len = np.zeros(1 << 10, dtype=np.int32)
+        self._rec_sig = np.zeros(1 << 10, dtype=np.uint64)
+        self._mark = np.zeros(1 << 10, dtype=np.int32)
+        self._rec_elems = np.zeros(1 << 14, dtype=np.int32)
+        self._rec_toks = np.zeros(1 << 14, dtype=np.int32)
+        self._cnt[K.C_MM_BITS] = 12
+        self._kt = np.zeros((1 << 12, 2), dtype=np.int64)
+        self._arena = np.zeros(1 << 12, dtype=np.int64)
+        self._afill = np.zeros(1, dtype=np.int64)
+        # Full element index for the nearest search, built lazily (first add_many).
+        self._near_indexed = 0  # records 0..this-1 are in it
+        self._near_head = np.full(0, -1, dtype=np.int64)
+        self._near_tail = np.full(0, -1, dtype=np.int64)
+        self._near_post = np.zeros(1 << 12, dtype=np.int32)
+        self._near_fill = np.zeros(1, dtype=np.int64)
+        self._near_counts = np.zeros(0, dtype=np.int32)
+        self._near_touched = np.zeros(0, dtype=np.int64)
+        self._near_lastj = np.zeros(0, dtype=np.int32)
+        self._near_lasti = np.zeros(0, dtype=np.int32)
+        self._near_qmark = np.zeros(0, dtype=np.uint8)  # the query's elements, during a search
         for token in vocabulary:
             self._vocab.setdefault(token, len(self._vocab))
-        self._texts: list[str] = []
-        self._codes: list[str] = []
-        self._lens = GrowingArray(np.int32)
-        self._sig_lo = GrowingArray(np.uint64)
-        self._sig_hi = GrowingArray(np.uint64)
-        self._index: dict[int, array] = {}
-        self._nearest_index = NearestIndex()
-        self._need_table = _need_table(self.threshold)
-        batch = self._prepare(list(seeds))
-        self._commit(list(seeds), batch, np.ones(len(batch.codes), dtype=bool))
+        if self._vocab:
+            # Most frequent first gets the lowest element id (the index order reads highest first).
+            ids = np.arange(len(self._vocab), dtype=np.int64)
+            self._register_elements(ids * _OCC_LIMIT)
+        seeds = list(seeds)
+        self._decide(seeds, None, want_best=False, max_kept=None, force_keep=True)
         self._num_seeds = len(self._texts)
+
+    @property
+    def nearest_mode(self) -> NearestMode:
+        """How `add_many` finds a kept item's nearest record ("exact" or "pairs"); settable
+        between calls (decisions are exact either way)."""
+        return self._nearest_mode
+
+    @nearest_mode.setter
+    def nearest_mode(self, mode: NearestMode) -> None:
+        if mode not in ("exact", "pairs"):
+            raise ValueError(f"nearest must be 'exact' or 'pairs', got {mode!r}")
+        self._nearest_mode = mode
 
     def __len__(self) -> int:
         """Number of kept (non-seed) instructions."""
@@ -150,18 +190,21 @@ class Deduplicator:
 
         With `max_kept`, stops right after that many are kept: the candidates after that
         are neither decided nor added, and the list returned is that much shorter (for a
-        run that must end at an exact item count). One call per API request costs about
-        half as much as one `add` per candidate (the fixed numpy cost of a call is shared).
+        run that must end at an exact item count).
         """
         instructions = list(instructions)
         first_id = len(self._texts)
-        keep, best_f, best_id, batch = self._decide(instructions, max_kept=max_kept)
-        # Kept items were committed in order: the k-th kept one has record id first_id + k.
-        for k, row in enumerate(np.flatnonzero(keep).tolist()):
-            best_f[row], best_id[row] = self._nearest(batch, row, first_id + k,
-                                                      float(best_f[row]), int(best_id[row]))
+        keep, best_f, best_id, elems, off = self._decide(instructions, None, want_best=True,
+                                                         max_kept=max_kept)
+        if keep.any():
+            self._catch_up_nearest()
+            for k, row in enumerate(np.flatnonzero(keep).tolist()):
+                # kept items were committed in order: the k-th kept one is record first_id + k
+                best_f[row], best_id[row] = self._nearest_of(
+                    first_id + k, elems[off[row]:off[row + 1]], float(best_f[row]), int(best_id[row]),
+                    self._nearest_mode)
         return [
-            Decision(bool(k), self._texts[i] if i >= 0 else None, f)
+            Decision(bool(k), self._texts[i] if i >= 0 else None, float(f))
             for k, f, i in zip(keep.tolist(), best_f.tolist(), best_id.tolist())
         ]
 
@@ -172,233 +215,233 @@ class Deduplicator:
         `tokens`: this Deduplicator's tokenizer output for `instructions`, when the caller
         already has it (saves tokenizing twice).
         """
-        keep, _, _, _ = self._decide(list(instructions), tokens)
+        keep, _, _, _, _ = self._decide(list(instructions), tokens, want_best=False, max_kept=None)
         return keep.tolist()
+
+    def stats(self) -> dict[str, int]:
+        """Work counters: posting entries read, candidates, LCS computations, records."""
+        c = self._cnt
+        return {"records": int(c[K.C_RECORDS]), "elements": int(c[K.C_ELEMS]),
+                "index_entries": int(c[K.C_ENTRIES]), "postings_read": int(c[K.C_PROBED]),
+                "candidates": int(c[K.C_CANDS]), "lcs": int(c[K.C_LCS]),
+                "nearest_postings_read": int(c[K.C_NEAR_READ]), "nearest_lcs": int(c[K.C_NEAR_LCS]),
+                "index_keys": int(c[K.C_KEYS]), "nearest_merges": int(c[K.C_NEAR_MERGE])}
 
     # ---------------------------------------------------------------- internals
 
-    def _prepare(self, texts: list[str], token_lists: Sequence[Sequence[Hashable]] | None = None) -> _Batch:
-        """Tokenise a batch; build codes, lengths, element prefixes and signatures."""
+    def _token_ids(self, texts: list[str], token_lists: Sequence[Sequence[Hashable]] | None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Flat int32 token ids and int64 offsets of a batch (new tokens get new ids)."""
         if token_lists is None:
             token_lists = self._tokenize(texts)
         elif len(token_lists) != len(texts):
             raise ValueError(f"got {len(token_lists)} token lists for {len(texts)} instructions")
-        lens = np.fromiter(map(len, token_lists), dtype=np.int32, count=len(token_lists))
+        lens = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+        off = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum(lens, out=off[1:])
         flat = list(chain.from_iterable(token_lists))
         vocab = self._vocab
-        # New tokens get ids in order of first appearance (the index order, "highest id
-        # first", then approximates "rarest first": common words show up early).
         new = [t for t in dict.fromkeys(flat) if t not in vocab]
         vocab.update(zip(new, range(len(vocab), len(vocab) + len(new))))
-        tok = np.fromiter(map(vocab.__getitem__, flat), dtype=np.int64, count=len(flat))
-        # One character per token id, skipping the surrogate range: all codes in one decode.
-        if len(vocab) + 0x800 > 0x110000:
-            raise ValueError(f"over {0x110000 - 0x800} distinct tokens: too many to dedup")
-        points = (tok + np.where(tok >= 0xD800, 0x800, 0)).astype("<u4")
-        joined = points.tobytes().decode("utf-32-le")
-        ends = np.cumsum(lens).tolist()
-        codes = [joined[e - n : e] for e, n in zip(ends, lens.tolist())]
-        sigs = np.zeros((len(texts), 2), dtype=np.uint64)
-        if len(flat) == 0:
-            empty = np.zeros(0, dtype=np.int64)
-            return _Batch(codes, lens, sigs[:, 0].copy(), sigs[:, 1].copy(), empty,
-                          empty.astype(np.int32), empty, empty.astype(np.int32))
-        own = np.repeat(np.arange(len(texts)), lens)
-        # Occurrence number of each token inside its record: rank within (record, token).
-        order = np.lexsort((tok, own))
-        sorted_own, sorted_tok = own[order], tok[order]
-        starts = np.ones(len(order), dtype=bool)
-        starts[1:] = (sorted_own[1:] != sorted_own[:-1]) | (sorted_tok[1:] != sorted_tok[:-1])
-        group_start = np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))
-        occurrence = np.arange(len(order)) - group_start
-        if occurrence.max(initial=0) >= 1 << _OCC_BITS:
-            raise ValueError(f"an instruction repeats one token over {1 << _OCC_BITS} times")
-        keys = (sorted_tok << _OCC_BITS) | occurrence
-        # Index order: per record, element keys descending (latest-seen token first).
-        order = np.lexsort((-keys, sorted_own))
-        keys, key_own = keys[order], sorted_own[order]
-        rank = np.arange(len(keys)) - np.repeat(np.cumsum(lens) - lens, lens)
-        prefix_len = np.array([n - min_overlap(int(n), self.threshold) + 1 for n in lens.tolist()])
-        in_prefix = rank < prefix_len[key_own]
-        # Two independent 64-bit signatures, each over all elements: either one alone
-        # bounds the shared count, so the cheap first filter pass reads only one.
-        hashed = keys.astype(np.uint64) * _HASH_MUL
-        for word, shift in enumerate((58, 52)):
-            bit = (hashed >> np.uint64(shift)) & np.uint64(63)
-            np.bitwise_or.at(sigs[:, word], key_own, np.left_shift(np.uint64(1), bit))
-        key_own = key_own.astype(np.int32)
-        return _Batch(codes, lens, sigs[:, 0].copy(), sigs[:, 1].copy(),
-                      keys[in_prefix], key_own[in_prefix], keys, key_own)
+        if len(vocab) >= 1 << 31 - 1:
+            raise ValueError("over 2**30 distinct tokens: too many to dedup")
+        tok = np.fromiter(map(vocab.__getitem__, flat), dtype=np.int32, count=len(flat))
+        return tok, off
 
-    def _decide(self, texts: list[str], token_lists: Sequence[Sequence[Hashable]] | None = None,
-                max_kept: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, _Batch]:
+    def _register_elements(self, keys: np.ndarray) -> None:
+        """Give element ids to `keys` (token id << 20 | occurrence) in this order."""
+        self._ensure_emap(len(keys))
+        K.emap_register(self._emap_keys, self._emap_vals, keys.astype(np.int64), self._cnt)
+
+    def _ensure_emap(self, more: int) -> None:
+        need = int(self._cnt[K.C_EMAP_USED]) + more
+        size = len(self._emap_keys)
+        if need * 2 <= size:
+            return
+        while need * 2 > size:
+            size *= 2
+        keys = np.full(size, K.EMPTY_KEY, dtype=np.int64)
+        vals = np.zeros(size, dtype=np.int32)
+        K.emap_rebuild(self._emap_keys, self._emap_vals, keys, vals)
+        self._emap_keys, self._emap_vals = keys, vals
+
+    def _ensure_tables(self, longest: int) -> None:
+        """Prefix lengths per record length, up to `longest`."""
+        have = len(self._p2)
+        if longest < have:
+            return
+        upto = max(longest + 1, 2 * have, 64)
+        p2, p1, short1, long1 = _prefix_tables(have, upto, self.threshold, LMAX)
+        self._p2 = np.concatenate([self._p2, p2])
+        self._p1 = np.concatenate([self._p1, p1])
+        self._short1 = np.concatenate([self._short1, short1])
+        self._long1 = np.concatenate([self._long1, long1])
+
+    def _ensure_capacity(self, lens: np.ndarray, total: int) -> None:
+        c = self._cnt
+        records = int(c[K.C_RECORDS]) + len(lens)
+        if records > len(self._rec_len):
+            size = _grown(len(self._rec_len), records)
+            self._rec_off = _resize(self._rec_off, size)
+            self._rec_len = _resize(self._rec_len, size)
+            self._rec_sig = _resize(self._rec_sig, size)
+            self._mark = _resize(self._mark, size)
+        fill = int(c[K.C_FILL]) + total
+        if fill > len(self._rec_toks):
+            size = _grown(len(self._rec_toks), fill)
+            self._rec_elems = _resize(self._rec_elems, size)
+            self._rec_toks = _resize(self._rec_toks, size)
+        keys = int(c[K.C_KEYS]) + int(K.sig_entries(lens, self._p2, self._p1))
+        bits = int(c[K.C_MM_BITS])
+        if keys * 10 > (6 << bits):  # keep the key table's load factor under 0.6
+            while keys * 10 > (6 << bits):
+                bits += 1
+            kt = np.zeros((1 << bits, 2), dtype=np.int64)
+            K.kt_rebuild(self._kt, kt, bits)
+            self._kt = kt
+            c[K.C_MM_BITS] = bits
+        if c[K.C_STAMP] > (1 << 30):  # candidate stamps wrap: start the marks afresh
+            self._mark[:] = 0
+            c[K.C_STAMP] = 0
+        self._ensure_emap(total)
+
+    def _decide(self, texts: list[str], token_lists: Sequence[Sequence[Hashable]] | None, *,
+                want_best: bool, max_kept: int | None, force_keep: bool = False
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Keep/drop a batch in order and commit the kept items.
 
-        Returns keep [B'], and for each item its best verified score and record id
-        (-1 when none): exact for dropped items, a lower bound for kept ones. B' = B, or
-        less when `max_kept` items were kept before the end of the batch.
+        Returns keep [B'], best F and record id per item (exact for dropped items with
+        want_best, a lower bound for kept ones), the items' element ids and offsets.
+        B' = B, or less when `max_kept` items were kept before the end of the batch.
+        `force_keep` (the seeds) keeps every item whatever its score.
         """
         if max_kept is not None and max_kept < 0:
             raise ValueError(f"max_kept must be >= 0, got {max_kept}")
-        batch = self._prepare(texts, token_lists)
+        tok, off = self._token_ids(texts, token_lists)
+        return self._decide_ids(texts, tok, off, want_best=want_best, max_kept=max_kept,
+                                force_keep=force_keep)
+
+    def _decide_ids(self, texts: Sequence[str], tok: np.ndarray, off: np.ndarray, *, want_best: bool,
+                    max_kept: int | None, force_keep: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """`_decide` on token ids already mapped by `_token_ids`."""
+        lens = np.diff(off)
+        if len(lens) and int(lens.max()) >= _OCC_LIMIT:
+            raise ValueError(f"an instruction has over {_OCC_LIMIT} tokens: too long to dedup")
+        self._ensure_tables(int(lens.max(initial=0)))
+        self._ensure_capacity(lens, len(tok))
         size = len(texts)
-        # 1. Candidate pairs from the kept-set index and from earlier items of this batch.
-        g_q, g_t = self._probe(batch)
-        g_q, g_t = self._filter(batch, g_q, g_t, self._lens.view, self._sig_lo.view, self._sig_hi.view)
-        l_q, l_t = _self_join(batch.prefix_keys, batch.prefix_own) if size > 1 else (g_q[:0], g_t[:0])
-        l_q, l_t = self._filter(batch, l_q, l_t, batch.lens, batch.sig_lo, batch.sig_hi)
-        # 2. Exact LCS and F for the surviving pairs.
-        g_f = self._verify([batch.codes[q] for q in g_q.tolist()],
-                           [self._codes[t] for t in g_t.tolist()], batch.lens[g_q], self._lens.view[g_t])
-        l_f = self._verify([batch.codes[q] for q in l_q.tolist()],
-                           [batch.codes[t] for t in l_t.tolist()], batch.lens[l_q], batch.lens[l_t])
-        # 3. Best kept-set match per item (earliest record wins ties).
-        best_f = np.zeros(size)
+        keep = np.zeros(size, dtype=np.bool_)
+        best_f = np.zeros(size, dtype=np.float64)
         best_id = np.full(size, -1, dtype=np.int64)
-        if len(g_q):
-            order = np.lexsort((g_t, -g_f, g_q))
-            first = np.ones(len(order), dtype=bool)
-            first[1:] = g_q[order][1:] != g_q[order][:-1]
-            best_f[g_q[order][first]] = g_f[order][first]
-            best_id[g_q[order][first]] = g_t[order][first]
-            best_id[best_f == 0] = -1  # no shared token: no nearest text
-        # 4. Resolve in order: an earlier batch item only counts when it was kept.
-        threshold = self.threshold
-        keep = ~(best_f > threshold)
-        batch_id = np.full(size, -1, dtype=np.int64)  # record id once committed
-        next_id = len(self._texts)
-        mates_of: dict[int, list[tuple[int, float]]] = {}
-        for q, t, f in zip(l_q.tolist(), l_t.tolist(), l_f.tolist()):
-            mates_of.setdefault(q, []).append((t, f))
-        best_f_list, best_id_list, keep_list = best_f.tolist(), best_id.tolist(), keep.tolist()
-        decided = size
-        for j in range(size):
-            if max_kept is not None and next_id - len(self._texts) >= max_kept:
-                decided = j
-                break
-            for t, f in mates_of.get(j, ()):
-                # Ties keep the earlier record: kept-set ids come before this batch's.
-                better = f > best_f_list[j] or (f == best_f_list[j] and best_id_list[j] < 0)
-                if keep_list[t] and f > 0 and better:
-                    best_f_list[j], best_id_list[j] = f, int(batch_id[t])
-            keep_list[j] = not best_f_list[j] > threshold
-            if keep_list[j]:
-                batch_id[j] = next_id
-                next_id += 1
-        keep = np.array(keep_list, dtype=bool)
-        keep[decided:] = False  # not decided: not committed
-        self._commit(texts, batch, keep)
-        return (keep[:decided], np.array(best_f_list[:decided]),
-                np.array(best_id_list[:decided], dtype=np.int64), batch)
+        elems = np.zeros(len(tok), dtype=np.int64)
+        threshold = 2.0 if force_keep else self.threshold  # F <= 1 is never > 2
+        need_tab = _need_table(2.0) if force_keep else self._need_tab
+        decided, self._arena = K.process_batch(
+            tok, off, threshold, need_tab, LMAX, self._p2, self._p1, self._short1, self._long1,
+            self._emap_keys, self._emap_vals, self._rec_off, self._rec_len, self._rec_sig,
+            self._rec_elems, self._rec_toks, self._kt,
+            self._arena, self._afill, self._mark,
+            self._cnt, want_best, -1 if max_kept is None else max_kept,
+            keep, best_f, best_id, elems)
+        keep[decided:] = False
+        self._texts.extend(t for t, k in zip(texts, keep.tolist()) if k)
+        return keep[:decided], best_f[:decided], best_id[:decided], elems, off
 
-    def _filter(self, batch: _Batch, q: np.ndarray, t: np.ndarray, t_lens: np.ndarray,
-                t_sig_lo: np.ndarray, t_sig_hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Distinct (query, target) pairs whose shared-element bound reaches the needed LCS."""
-        if len(q) == 0:
-            return q, t
-        # Cheap pass over every raw pair (millions): 1-D int32 gathers, first signature word.
-        n, m = batch.lens.take(q), t_lens.take(t)
-        bound = (n + m - np.bitwise_count(batch.sig_lo.take(q) ^ t_sig_lo.take(t))) >> 1
-        ok = bound >= self._needed_lcs(n, m)
-        q, t, n, m = q[ok], t[ok], n[ok], m[ok]
-        # The full 128-bit signature on the survivors.
-        bound = _shared_bound(batch.sig_lo[q], batch.sig_hi[q], t_sig_lo[t], t_sig_hi[t], n, m)
-        ok = bound >= self._needed_lcs(n, m)
-        pair = np.unique((q[ok].astype(np.int64) << 32) | t[ok])
-        return pair >> 32, pair & 0xFFFFFFFF
+    def _nearest_of(self, record: int, elems: np.ndarray, best_f: float, best_id: int,
+                    mode: NearestMode) -> tuple[float, int]:
+        """Best (F, record id) of record `record` (element ids `elems`) among the records
+        before it, starting from a verified (best_f, best_id)."""
+        toks = self._rec_toks[self._rec_off[record]:self._rec_off[record] + self._rec_len[record]]
+        if mode == "exact":
+            return K.nearest(
+                elems, toks, record, best_f, best_id, self._near_head, self._near_post, self._rec_off,
+                self._rec_len, self._rec_elems, self._rec_toks, self._rec_sig, self._near_counts,
+                self._near_touched, self._near_lastj, self._near_lasti, self._near_qmark, self._cnt,
+                self._kt, self._arena, self._p2, LMAX, self._mark)
+        return K.nearest_by_pairs(
+            elems, toks, record, best_f, best_id, self._kt, self._arena, int(self._cnt[K.C_MM_BITS]),
+            self._p2, LMAX, self._rec_off, self._rec_len, self._rec_elems, self._rec_toks, self._rec_sig,
+            self._near_qmark, self._mark, self._cnt)
 
-    def _needed_lcs(self, n: np.ndarray, m: np.ndarray) -> np.ndarray:
-        """Smallest LCS with rouge_score's F > threshold for lengths n, m; above min(n, m)
-        when no LCS can pass. A table lookup below _TABLE_LEN tokens, exact floats beyond."""
-        small = (n < _TABLE_LEN) & (m < _TABLE_LEN)
-        if small.all():
-            return self._need_table.take(n * _TABLE_LEN + m)
-        out = np.empty(len(n), dtype=np.int32)
-        out[small] = self._need_table[n[small] * _TABLE_LEN + m[small]]
-        out[~small] = needed_lcs(n[~small], m[~small], self.threshold)
-        return out
-
-    def _verify(self, queries: list[str], targets: list[str], n: np.ndarray, m: np.ndarray) -> np.ndarray:
-        """rouge_score's F for each (query, target) pair, from rapidfuzz's exact LCS."""
-        if not queries:
-            return np.zeros(0)
-        lcs = process.cpdist(queries, targets, scorer=LCSseq.similarity, dtype=np.int32,
-                             workers=self._workers if len(queries) > 2048 else 1)
-        return rouge_fmeasure_array(lcs, n, m)
-
-    def _probe(self, batch: _Batch) -> tuple[np.ndarray, np.ndarray]:
-        """(item, record) for every kept record in the posting of each prefix key of each item.
-
-        One dict lookup per distinct key of the batch; the rest is numpy.
-        """
-        keys, inverse = np.unique(batch.prefix_keys, return_inverse=True)
-        postings = [p for p in map(self._index.get, keys.tolist())]
-        sizes = np.fromiter((0 if p is None else len(p) for p in postings), np.int64, len(postings))
-        records = np.frombuffer(b"".join(p for p in postings if p is not None), dtype=np.int32)
-        counts = sizes[inverse]
-        starts = np.cumsum(sizes)[inverse] - counts  # where each key's posting starts in records
-        return np.repeat(batch.prefix_own, counts), records[_ranges(starts, counts)]
-
-    def _commit(self, texts: list[str], batch: _Batch, keep: np.ndarray) -> None:
-        """Append the kept items to the record arrays and their prefix keys to the index."""
-        first = len(self._texts)
-        kept = np.flatnonzero(keep).tolist()
-        self._texts.extend(texts[j] for j in kept)
-        self._codes.extend(batch.codes[j] for j in kept)
-        self._lens.extend(batch.lens[keep])
-        self._sig_lo.extend(batch.sig_lo[keep])
-        self._sig_hi.extend(batch.sig_hi[keep])
-        record_of = (first + np.cumsum(keep) - 1).astype(np.int32)
-        mask = keep[batch.prefix_own]
-        append_postings(self._index, batch.prefix_keys[mask], record_of[batch.prefix_own[mask]])
-        mask = keep[batch.elem_own]
-        self._nearest_index.extend(batch.elem_keys[mask], record_of[batch.elem_own[mask]],
-                                   len(self._texts))
-
-    def _nearest(self, batch: _Batch, row: int, record_id: int, best_f: float,
-                 best_id: int) -> tuple[float, int]:
-        """Exact best (F, record id) of batch item `row` among the records before
-        `record_id`, starting from a known (best_f, best_id); see `generate.dedup_nearest`."""
-        first = int(batch.lens[:row].sum())
-        query = Query(batch.codes[row], batch.elem_keys[first : first + int(batch.lens[row])])
-        records = Records(self._codes, self._lens.view)
-        return self._nearest_index.search(query, record_id, records, best_f, best_id)
+    def _catch_up_nearest(self) -> None:
+        """Add the records not yet in the full element index (built on first use)."""
+        records = int(self._cnt[K.C_RECORDS])
+        elements = int(self._cnt[K.C_ELEMS])
+        if len(self._near_qmark) < elements:
+            self._near_qmark = _resize(self._near_qmark, _grown(max(len(self._near_qmark), 1024), elements))
+        if self._nearest_mode != "exact":
+            return
+        if len(self._near_head) < elements * K.NCLS:
+            size = _grown(max(len(self._near_head), 1024), elements * K.NCLS)
+            self._near_head = _resize(self._near_head, size, -1)
+            self._near_tail = _resize(self._near_tail, size, -1)
+        if len(self._near_counts) < records:
+            size = _grown(max(len(self._near_counts), 1024), records)
+            self._near_counts = _resize(self._near_counts, size)
+            self._near_touched = _resize(self._near_touched, size)
+            self._near_lastj = _resize(self._near_lastj, size)
+            self._near_lasti = _resize(self._near_lasti, size)
+        if self._near_indexed < records:
+            self._near_post = K.index_elements(self._near_indexed, records, self._rec_off, self._rec_len,
+                                               self._rec_elems, self._near_head, self._near_tail,
+                                               self._near_post, self._near_fill)
+            self._near_indexed = records
 
 
-def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Concatenation of arange(s, s + c) for each (s, c), vectorised."""
-    total = int(counts.sum())
-    return np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(total)
+def _grown(size: int, needed: int) -> int:
+    while size < needed:
+        size *= 2
+    return size
 
 
-def _self_join(keys: np.ndarray, own: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(later item, earlier item) for every two batch items sharing a prefix key."""
-    if len(keys) == 0:
-        return own, own
-    order = np.lexsort((own, keys))
-    keys, own = keys[order], own[order]
-    position = np.arange(len(keys))
-    group_start = np.maximum.accumulate(np.where(run_starts(keys), position, 0))
-    earlier = position - group_start  # earlier items holding the same key
-    return np.repeat(own, earlier), own[_ranges(group_start, earlier)]
+def _resize(array: np.ndarray, size: int, fill: int = 0) -> np.ndarray:
+    grown = np.full(size, fill, dtype=array.dtype)
+    grown[: len(array)] = array
+    return grown
 
 
 @lru_cache(maxsize=8)
 def _need_table(threshold: float) -> np.ndarray:
-    """needed_lcs for every pair of lengths below _TABLE_LEN, flattened (read-only)."""
+    """need(n, m) for every pair of lengths below _TABLE_LEN (min(n, m) + 1: none passes)."""
     lengths = np.arange(_TABLE_LEN)
-    table = needed_lcs(np.repeat(lengths, _TABLE_LEN), np.tile(lengths, _TABLE_LEN), threshold)
-    table = table.astype(np.int32)
+    n = np.repeat(lengths, _TABLE_LEN)
+    m = np.tile(lengths, _TABLE_LEN)
+    table = needed_lcs(np.maximum(n, 1), np.maximum(m, 1), threshold)
+    table = np.where((n == 0) | (m == 0), 1, table)  # an empty record passes nothing
+    table = table.astype(np.int32).reshape(_TABLE_LEN, _TABLE_LEN)
     table.flags.writeable = False
     return table
 
 
-def _shared_bound(q_lo: np.ndarray, q_hi: np.ndarray, t_lo: np.ndarray, t_hi: np.ndarray,
-                  n: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """Upper bound on shared elements: an unshared element flips at most one bit of each
-    signature, so shared <= (n + m - differing bits) / 2 for either; take the tighter."""
-    differing = np.maximum(np.bitwise_count(q_lo ^ t_lo), np.bitwise_count(q_hi ^ t_hi))
-    return np.minimum(np.minimum(n, m), (n + m - differing) >> 1)
+def _prefix_tables(start: int, stop: int, threshold: float, lmax: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For record lengths start..stop-1: the 2-prefix (route 2) and 1-prefix (route 1)
+    lengths for the most permissive partner of each route, and whether route 1 partners
+    can be short (<= lmax) or long. A partner of length m routes to 1 when need < 2 or
+    either record is longer than lmax; need(n, m) never decreases with m, so partners
+    up to max(n, lmax + 1) + 1 tokens cover every minimum."""
+    count = stop - start
+    p2 = np.zeros(count, dtype=np.int32)
+    p1 = np.zeros(count, dtype=np.int32)
+    short1 = np.zeros(count, dtype=np.bool_)
+    long1 = np.zeros(count, dtype=np.bool_)
+    for k, n in enumerate(range(start, stop)):
+        if n == 0:
+            continue
+        m = np.arange(1, max(n, lmax + 1) + 2)
+        need = needed_lcs(np.full(len(m), n), m, threshold)
+        feasible = need <= np.minimum(n, m)
+        route1 = (need < 2) | (m > lmax) | (n > lmax)
+        r2, r1 = feasible & ~route1, feasible & route1
+        if r2.any():
+            length = min(n, n - int(need[r2].min()) + 2)
+            p2[k] = length if length >= 2 else 0
+        if r1.any():
+            p1[k] = min(n, n - int(need[r1].min()) + 1)
+            short1[k] = bool((r1 & (m <= lmax)).any())
+            long1[k] = bool((r1 & (m > lmax)).any())
+    return p2, p1, short1, long1
 
 
 def dedup_stream(
@@ -411,15 +454,49 @@ def dedup_stream(
 ) -> list[bool]:
     """Keep/drop for a whole stream known up front (the CLI's job), in chunks.
 
-    Knowing the stream, it orders the index by true token frequency (a speed hint only).
+    Knowing the stream, it orders the index by the true frequency of every element
+    (token, occurrence) over seeds and stream: rarest first prunes best (a speed hint
+    only, decisions never change).
     """
+    seeds = list(seeds)
     instructions = list(instructions)
-    token_lists = batch_tokenizer(tokenizer)(instructions)
-    counts = Counter(chain.from_iterable(token_lists))
-    vocabulary = [token for token, _ in counts.most_common()]
-    dedup = Deduplicator(seeds, threshold, tokenizer, vocabulary=vocabulary)
+    tokenize = batch_tokenizer(tokenizer)
+    dedup = Deduplicator([], threshold, tokenizer)
+    # Token ids chunk by chunk (the token lists of a million texts would take gigabytes),
+    # then every element registered, most frequent first, before any record exists.
+    pieces = [dedup._token_ids(seeds, tokenize(seeds))]
+    for start in range(0, len(instructions), 8 * chunk):
+        part = instructions[start:start + 8 * chunk]
+        pieces.append(dedup._token_ids(part, tokenize(part)))
+    tok = np.concatenate([t for t, _ in pieces])
+    lens = np.concatenate([np.diff(o) for _, o in pieces])
+    off = np.zeros(len(lens) + 1, dtype=np.int64)
+    np.cumsum(lens, out=off[1:])
+    dedup._register_elements(_elements_by_frequency(tok, off))
+    first = len(seeds)
+    dedup._decide_ids(seeds, tok[:off[first]], off[:first + 1], want_best=False, max_kept=None,
+                      force_keep=True)
+    dedup._num_seeds = len(dedup._texts)
     keep: list[bool] = []
     for start in range(0, len(instructions), chunk):
-        end = start + chunk
-        keep.extend(dedup.keep_many(instructions[start:end], tokens=token_lists[start:end]))
+        a, b = first + start, first + min(start + chunk, len(instructions))
+        flags, _, _, _, _ = dedup._decide_ids(instructions[start:start + chunk], tok[off[a]:off[b]],
+                                              off[a:b + 1] - off[a], want_best=False, max_kept=None)
+        keep.extend(flags.tolist())
     return keep
+
+
+def _elements_by_frequency(tok: np.ndarray, off: np.ndarray) -> np.ndarray:
+    """Element keys (token id << 20 | occurrence) of a token stream, most frequent first
+    (ties: smaller key first)."""
+    size = 1 << 16
+    distinct_bound = len(tok)
+    while size < 2 * min(distinct_bound, 1 << 28) and size < 2 * distinct_bound:
+        size *= 2
+    keys = np.full(size, K.EMPTY_KEY, dtype=np.int64)
+    counts = np.zeros(size, dtype=np.int64)
+    K.count_elements(tok, off, keys, counts, np.zeros(1, dtype=np.int64))
+    used = keys != K.EMPTY_KEY
+    keys, counts = keys[used], counts[used]
+    return keys[np.lexsort((keys, -counts))]
+

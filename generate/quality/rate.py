@@ -37,6 +37,9 @@ from typing import Any, Literal
 from tqdm import tqdm
 
 from core import flags
+from core.cluster import settings as cluster
+from core.cluster.runner import ClusterRunner
+from core.cluster.session import import_ray
 from core.exit_codes import (
     EXIT_CAPPED,
     EXIT_FAILED,
@@ -51,7 +54,7 @@ from core.files import atomic_write_text
 from core.openai_client.budget import SpendBudget
 from core.openai_client.client import ClientSettings, OpenAIClient
 from core.openai_client.cost import count_tokens, estimate_cost_usd, price_for
-from core.openai_client.credentials import check_credentials
+from core.openai_client.credentials import check_credentials, env_value
 from core.openai_client.journal import Journal, JournalBackendState, record_to_result
 from core.openai_client.request import GenerationRequest, GenerationResult
 from core.records import read_examples
@@ -112,6 +115,19 @@ class RateConfig:
     progress: bool = field(default=True, metadata=flags.doc("Show a tqdm progress bar."))
     log_level: Literal["debug", "info", "warning", "error"] = field(default="info", metadata=flags.doc(
         "debug shows one line per call."))
+    # --- a Ray cluster as the judge's engine (core/cluster/, docs/scale.md) -------------------
+    backend: Literal["openai", "ray"] = field(default="openai", metadata=flags.doc(
+        "openai: the judge's calls go out from this process; ray: from a Ray cluster's workers "
+        "(endpoints, or vLLM with --ray_engine vllm and --model_name a model path or hub id)."))
+    ray_address: str = cluster.address_field()
+    ray_engine: cluster.RayEngine = cluster.engine_field()
+    ray_endpoints: tuple[str, ...] = cluster.endpoints_field()
+    ray_workers: int = cluster.workers_field()
+    ray_batch_size: int = cluster.batch_size_field()
+    vllm_tensor_parallel_size: int = cluster.tensor_parallel_field()
+    vllm_pipeline_parallel_size: int = cluster.pipeline_parallel_field()
+    vllm_gpu_memory_utilization: float = cluster.gpu_memory_field()
+    vllm_max_model_len: int = cluster.max_model_len_field()
 
     def validate(self) -> None:
         """Reject values that cannot work, naming the flag."""
@@ -132,6 +148,12 @@ class RateConfig:
                 raise ConfigError(f"--{name} must be >= 0 USD per 1M tokens (got {value:g})")
         if not self.model_name.strip():
             raise ConfigError("--model_name must not be empty")
+        cluster.validate_flags(self)
+
+    @property
+    def on_own_gpus(self) -> bool:
+        """The judge is vLLM on the cluster's GPUs: no list price applies."""
+        return self.backend == "ray" and self.ray_engine == "vllm"
 
     @property
     def folder(self) -> Path:
@@ -165,6 +187,28 @@ def _client_settings(config: RateConfig) -> ClientSettings:
     )
 
 
+class _ClusterJudge:
+    """The judge's calls from a Ray cluster's workers, in rounds streamed back in item order."""
+
+    def __init__(self, config: RateConfig) -> None:
+        settings = cluster.ClusterSettings.from_config(config, model=config.model_name)
+        self.runner = ClusterRunner(settings, _client_settings(config), api_key=env_value("OPENAI_API_KEY"))
+        # Rounds big enough to keep every actor busy for a while, small enough to stream.
+        self.round = max(256, 16 * settings.workers * settings.requests_per_batch)
+
+    def run(self, requests: Iterator[GenerationRequest]) -> Iterator[GenerationResult]:
+        return self.runner.run(requests, lambda: self.round)
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+def _judge(config: RateConfig, journal: Journal) -> OpenAIClient | _ClusterJudge:
+    if config.backend == "ray":
+        return _ClusterJudge(config)
+    return OpenAIClient(_client_settings(config), JournalBackendState(journal))
+
+
 def _sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -191,11 +235,15 @@ def rate(config: RateConfig) -> dict[str, Any]:
     items = read_examples(data_path)
     if not items:
         raise InputError(f"{data_path}: no items to rate")
-    prices = price_for(config.model_name, config.price_input, config.price_output)
+    prices = (0.0, 0.0) if config.on_own_gpus else price_for(config.model_name, config.price_input,
+                                                               config.price_output)
     if prices is None:
         raise ConfigError(f"no price is known for --model_name {config.model_name}: pass --price_input and "
                           f"--price_output (USD per 1M tokens; 0 and 0 for a free local server)")
-    check_credentials()
+    if config.backend == "ray":
+        import_ray()  # before any file is written: one line saying how to install it
+    if not (config.on_own_gpus or (config.backend == "ray" and config.ray_endpoints)):
+        check_credentials()
     prompts = [judge_prompt(item) for item in items]
     settings = {
         "judge_model": config.model_name,
@@ -241,7 +289,7 @@ def rate(config: RateConfig) -> dict[str, Any]:
 
     try:
         if todo:
-            backend = OpenAIClient(_client_settings(config), JournalBackendState(journal))
+            backend = _judge(config, journal)
             for result in backend.run(requests()):
                 journal.append_result(result)  # durable before it is used
                 p, c, cost = _result_cost(result, config.model_name, prices)

@@ -11,6 +11,7 @@ from core.openai_client.request import Completion, GenerationResult
 from generate.config import config_from_flags
 from generate.dedup.index import Deduplicator
 from generate.parsing import FilterSettings, parse_answer, rejection_reason
+from generate.processor import EXACT_NEAREST_UP_TO, nearest_mode
 from generate.run import Processor
 from generate.seeds.tasks import build_request, load_prompt, load_seed_tasks
 from generate.store import OutputStore
@@ -79,3 +80,25 @@ def test_one_dedup_call_per_answer_equals_one_per_candidate(target, seed_file, p
     else:
         assert 0 < len(expected) < target and consumed == len(results)  # never reached: every answer used
     assert rejected["similar"] > 0 or target == 1
+
+
+def test_auto_nearest_is_exact_while_the_kept_set_is_small() -> None:
+    # Decisions are exact in both modes; only the neighbours file's search changes.
+    assert nearest_mode("auto", 0) == "exact" and nearest_mode("auto", EXACT_NEAREST_UP_TO - 1) == "exact"
+    assert nearest_mode("auto", EXACT_NEAREST_UP_TO) == "pairs"
+    assert nearest_mode("exact", 10**6) == "exact" and nearest_mode("pairs", 0) == "pairs"
+
+
+def test_pairs_nearest_changes_no_decision() -> None:
+    seeds = ["Write a short poem about the sea.", "List three uses of copper in houses."]
+    stream = ["Write a short poem about the sea at night.", "Name three uses of copper in old houses.",
+              "Explain how tides work on a calm day.", "Write a long poem about the sea and the moon."]
+    exact, pairs = Deduplicator(seeds), Deduplicator(seeds)
+    pairs.nearest_mode = "pairs"
+    got_exact, got_pairs = exact.add_many(stream), pairs.add_many(stream)
+    assert [d.keep for d in got_exact] == [d.keep for d in got_pairs]
+    # Dropped items' scores are exact in both modes; a kept item's is exact or a lower bound.
+    for e, p in zip(got_exact, got_pairs):
+        assert p.score == e.score if not e.keep else p.score <= e.score
+    with pytest.raises(ValueError, match="nearest must be 'exact' or 'pairs'"):
+        pairs.nearest_mode = "fast"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -23,8 +22,6 @@ from core.openai_client.request import (
     GenerationResult,
 )
 from generate.backends.batch.jobs import (
-    PRIOR_KEPT_PER_SLOT,
-    PROMPT_SLOTS,
     LineError,
     Missing,
     Partial,
@@ -32,6 +29,7 @@ from generate.backends.batch.jobs import (
     parse_custom_id,
 )
 from generate.backends.batch.polling import BatchPolling
+from generate.backends.rounds import round_size
 from generate.parsing import usable_instructions
 
 log = logging.getLogger(__name__)
@@ -206,14 +204,7 @@ class BatchAccounting(BatchPolling):
 
     def round_size(self) -> int:
         """Requests for the next round, from the remaining target and the observed yield."""
-        needed = max(self.config.num_instructions_to_generate - self.kept, 1)
-        gained = self.kept - self._round_start_kept
-        if self._answered and gained > 0:
-            per_request = gained / self._answered
-        else:
-            slots = max(PROMPT_SLOTS - 1 - self.config.num_prompt_instructions, 1)
-            per_request = PRIOR_KEPT_PER_SLOT * slots * self.config.request_batch_size
-        return max(1, math.ceil(needed / per_request))
+        return round_size(self.config, self.kept, self.kept - self._round_start_kept, self._answered)
 
     def _pull(self, requests: Iterator[GenerationRequest], count: int) -> list[GenerationRequest]:
         taken = self._fresh[:count]

@@ -18,8 +18,6 @@ STATE_KEY = "batch_jobs"
 # Statuses after which a batch changes no more ("cancelled" is handled like "expired": the
 # unanswered lines are submitted again rather than lost).
 TERMINAL = ("completed", "failed", "expired", "cancelled")
-PROMPT_SLOTS = 20  # the prompt asks for 20 tasks; the stop sequences end the list before "20"
-PRIOR_KEPT_PER_SLOT = 0.5  # the first round's guess of the kept fraction of numbered slots
 
 
 @dataclass(frozen=True)
