@@ -8,6 +8,7 @@ from typing import Literal
 from core import flags
 from core.cluster import settings as cluster
 from core.exit_codes import ConfigError
+from core.openai_client import call_flags
 
 ApiName = Literal["chat", "completions"]
 EngineChoice = Literal["auto", "vllm", "transformers"]
@@ -94,14 +95,12 @@ class EvalConfig:
     judge_max_tokens: int = field(default=1024, metadata=flags.doc(
         "The judge's reply length cap, in tokens (reasoned mode; the weighted verdict is one token)."))
     judge_temperature: float = field(default=0.0, metadata=flags.doc("The judge's sampling temperature."))
-    price_input: float | None = field(default=None, metadata=flags.doc(
-        "USD per 1M input tokens for the judge (and an API contestant), overriding the price table."))
-    price_output: float | None = field(default=None, metadata=flags.doc(
-        "USD per 1M output tokens for the judge (and an API contestant), overriding the price table."))
-    max_concurrency: int = field(default=8, metadata=flags.doc("API calls in flight at most (judge, API contestant)."))
-    max_retries: int = field(default=6, metadata=flags.doc(
-        "Retries of one API call on 429, 5xx, timeouts (backoff, Retry-After honoured) before the run stops."))
-    request_timeout: float = field(default=300.0, metadata=flags.doc("Seconds before one API call times out."))
+    # The judge's calls and an API contestant's.
+    price_input: float | None = call_flags.price_input_field()
+    price_output: float | None = call_flags.price_output_field()
+    max_concurrency: int = call_flags.concurrency_field(8)
+    max_retries: int = call_flags.retries_field()
+    request_timeout: float = call_flags.timeout_field(300.0)
     bootstrap_samples: int = field(default=10000, metadata=flags.doc("Resamples for the 95% interval."))
     # --- output ----------------------------------------------------------------------------
     log_level: LogLevel = field(default="info", metadata=flags.doc("debug shows one line per API call."))
@@ -149,23 +148,16 @@ def validate_eval(config: EvalConfig) -> None:
     if config.contestant_base_url and not config.model_api:
         raise ConfigError("--contestant_base_url is for an API contestant: add --model_api <model name>")
     _check_sampling(config.max_new_tokens, config.temperature, config.top_p, config.repetition_penalty)
-    for name in ("batch_size", "judge_max_tokens", "max_concurrency"):
+    for name in ("batch_size", "judge_max_tokens"):
         if getattr(config, name) < 1:
             raise ConfigError(f"--{name} must be >= 1 (got {getattr(config, name)})")
     if config.max_items < 0:
         raise ConfigError(f"--max_items must be >= 0 (0: all tasks; got {config.max_items})")
-    if config.max_retries < 0:
-        raise ConfigError(f"--max_retries must be >= 0 (got {config.max_retries})")
-    if config.request_timeout <= 0:
-        raise ConfigError(f"--request_timeout must be > 0 seconds (got {config.request_timeout})")
+    call_flags.check_call_flags(config)
     if not 0.0 <= config.judge_temperature <= 2.0:
         raise ConfigError(f"--judge_temperature must be in [0, 2] (got {config.judge_temperature})")
     if config.bootstrap_samples < 0:
         raise ConfigError(f"--bootstrap_samples must be >= 0 (got {config.bootstrap_samples})")
-    for name in ("price_input", "price_output"):
-        value = getattr(config, name)
-        if value is not None and value < 0:
-            raise ConfigError(f"--{name} must be >= 0 USD per 1M tokens (got {value})")
     if not config.judge_model.strip():
         raise ConfigError("--judge_model must not be empty (use 'none' to only write the answers)")
     if not config.output_dir.strip():

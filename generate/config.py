@@ -10,6 +10,7 @@ from typing import Any, Literal
 from core import flags
 from core.cluster import settings as cluster
 from core.exit_codes import ConfigError
+from core.openai_client import call_flags
 from generate.quality.detectors import check_rule_names
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -66,13 +67,9 @@ class GenerateConfig:
     max_tokens: int = field(default=3072, metadata=flags.doc(
         "Completion token limit per prompt; cut by 20% and retried when the API reports the "
         "context is too long."))
-    max_concurrency: int = field(default=32, metadata=flags.doc(
-        "Upper bound on API calls in flight; the client lowers it on 429s and raises it back."))
-    max_retries: int = field(default=6, metadata=flags.doc(
-        "Retries of one call on 429, 5xx, timeouts and connection errors (exponential backoff, "
-        "Retry-After honoured) before the run stops."))
-    request_timeout: float = field(default=600.0, metadata=flags.doc(
-        "Seconds before one API call times out (then it is retried)."))
+    max_concurrency: int = call_flags.concurrency_field(32)
+    max_retries: int = call_flags.retries_field()
+    request_timeout: float = call_flags.timeout_field(600.0)
     similarity_threshold: float = field(default=0.7, metadata=flags.doc(
         "Drop an instruction whose ROUGE-L F against a seed or kept instruction is above this."))
     dedup_tokenizer: DedupTokenizer = field(default="rouge", metadata=flags.doc(
@@ -96,21 +93,14 @@ class GenerateConfig:
     reject_non_ascii_start: bool = field(default=True, metadata=flags.doc(
         "Reject instructions whose first character is not ASCII (the reference's rule; off for "
         "non-English seeds unless set, see --language)."))
-    price_input: float | None = field(default=None, metadata=flags.doc(
-        "USD per 1M input tokens, overriding the built-in price table."))
-    price_output: float | None = field(default=None, metadata=flags.doc(
-        "USD per 1M output tokens, overriding the built-in price table."))
+    price_input: float | None = call_flags.price_input_field()
+    price_output: float | None = call_flags.price_output_field()
     # --- spending limits: every loop that costs money has a stop ----------------------------
     stall_requests: int = field(default=50, metadata=flags.doc(
         "Stop (exit status 1, summary written) after this many answered requests in a row, in "
         "request order, kept nothing; the message names the main rejection reasons. 0: no guard."))
-    max_requests: int | None = field(default=None, metadata=flags.doc(
-        "Stop cleanly (exit status 3) once this many requests are answered over the whole run, "
-        "resumes included; rerun with a higher value to continue. Default: no cap."))
-    max_cost_usd: float | None = field(default=None, metadata=flags.doc(
-        "Stop cleanly (exit status 3) before the estimated cost of the whole run, resumes included, "
-        "could pass this many USD (calls in flight are counted at their most: max_tokens per "
-        "prompt); rerun with a higher value to continue. Default: no cap."))
+    max_requests: int | None = call_flags.max_requests_field()
+    max_cost_usd: float | None = call_flags.max_cost_field()
     # --- end of spending limits ------------------------------------------------------------
     # --- options read by the batch and local backends ----------------------------------
     batch_poll_interval: float = field(default=30.0, metadata=flags.doc(
@@ -194,7 +184,7 @@ def validate(config: GenerateConfig) -> None:
     """Reject values that cannot work, naming the flag and the fix."""
     positive_ints = (
         "num_instructions_to_generate", "num_prompt_instructions", "request_batch_size",
-        "max_tokens", "max_concurrency", "batch_size", "num_cpus",
+        "max_tokens", "batch_size", "num_cpus",
         "batch_max_enqueued_tokens",
     )
     for name in positive_ints:
@@ -202,18 +192,11 @@ def validate(config: GenerateConfig) -> None:
             raise ConfigError(f"--{name} must be >= 1 (got {getattr(config, name)})")
     if config.stall_requests < 0:
         raise ConfigError(f"--stall_requests must be >= 0 (0 turns the stall guard off; got {config.stall_requests})")
-    if config.max_requests is not None and config.max_requests < 1:
-        raise ConfigError(f"--max_requests must be >= 1 (got {config.max_requests}); leave it out for no cap")
-    if config.max_cost_usd is not None and not config.max_cost_usd > 0:
-        raise ConfigError(f"--max_cost_usd must be > 0 USD (got {config.max_cost_usd}); leave it out for no cap")
-    if config.max_retries < 0:
-        raise ConfigError(f"--max_retries must be >= 0 (got {config.max_retries})")
+    call_flags.check_call_flags(config)
     if not 0.0 <= config.temperature <= 2.0:
         raise ConfigError(f"--temperature must be in [0, 2] (got {config.temperature})")
     if not 0.0 < config.top_p <= 1.0:
         raise ConfigError(f"--top_p must be in (0, 1] (got {config.top_p})")
-    if config.request_timeout <= 0:
-        raise ConfigError(f"--request_timeout must be > 0 seconds (got {config.request_timeout})")
     if config.local_threads < 0:
         raise ConfigError(f"--local_threads must be >= 0 (0: one per physical core; got {config.local_threads})")
     if config.batch_poll_interval <= 0:
@@ -227,10 +210,6 @@ def validate(config: GenerateConfig) -> None:
             "--min_instruction_words must be >= 0 and <= --max_instruction_words "
             f"(got {config.min_instruction_words} and {config.max_instruction_words})"
         )
-    for name in ("price_input", "price_output"):
-        value = getattr(config, name)
-        if value is not None and value < 0:
-            raise ConfigError(f"--{name} must be >= 0 USD per 1M tokens (got {value})")
     check_rule_names(config.quality_disable, "--quality_disable")
     check_rule_names(config.quality_enforce, "--quality_enforce")
     if not config.model_name.strip():

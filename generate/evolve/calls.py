@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from core.exit_codes import ConfigError
 from core.openai_client.budget import SpendBudget
 from core.openai_client.client import ClientSettings, OpenAIClient
 from core.openai_client.cost import count_tokens, estimate_cost_usd
@@ -55,27 +52,6 @@ class CallStats:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     tokens_estimated: bool = False  # some tokens were counted with tiktoken (no usage from the server)
-
-
-def check_call_settings(config: Any) -> None:
-    """The flags every command calling through `Calls` shares, checked and named: --max_requests,
-    --max_cost_usd, --max_concurrency, --max_retries, --request_timeout, --price_input/--price_output."""
-    if config.max_concurrency < 1:
-        raise ConfigError(f"--max_concurrency must be >= 1 (got {config.max_concurrency})")
-    if config.max_requests is not None and config.max_requests < 1:
-        raise ConfigError(f"--max_requests must be >= 1 (got {config.max_requests}); leave it out for no cap")
-    if config.max_cost_usd is not None and not (math.isfinite(config.max_cost_usd) and config.max_cost_usd > 0):
-        raise ConfigError(f"--max_cost_usd must be > 0 USD (got {config.max_cost_usd:g}); leave it out for no cap")
-    if config.max_retries < 0:
-        raise ConfigError(f"--max_retries must be >= 0 (got {config.max_retries})")
-    if config.request_timeout <= 0:
-        raise ConfigError(f"--request_timeout must be > 0 seconds (got {config.request_timeout:g})")
-    for name in ("price_input", "price_output"):
-        value = getattr(config, name)
-        if value is not None and value < 0:
-            raise ConfigError(f"--{name} must be >= 0 USD per 1M tokens (got {value:g})")
-    if not config.model_name.strip():
-        raise ConfigError("--model_name must not be empty")
 
 
 def call_index(role: str, key: str, prompt: str) -> int:

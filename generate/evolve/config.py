@@ -8,7 +8,7 @@ from typing import Literal
 
 from core import flags
 from core.exit_codes import ConfigError
-from generate.evolve.calls import check_call_settings
+from core.openai_client import call_flags
 from generate.evolve.operations import OPERATIONS
 
 PROG = "generate.evolve"
@@ -50,29 +50,25 @@ class EvolveConfig:
         "Also write the input examples, first, with lineage round 0 and operation 'original'."))
     seed: int = field(default=42, metadata=flags.doc(
         "Seed of the choice of operation: example i's rewrite in round r depends only on (seed, i, r)."))
-    max_concurrency: int = field(default=16, metadata=flags.doc(
-        "Most calls in flight (the client adapts below it on 429s)."))
-    max_retries: int = field(default=6, metadata=flags.doc("Retries of one call on 429, 5xx and timeouts."))
-    request_timeout: float = field(default=120.0, metadata=flags.doc("Seconds per call before it is retried."))
-    price_input: float | None = field(default=None, metadata=flags.doc(
-        "USD per 1M input tokens, for a model the price table lacks (0 for a free local server)."))
-    price_output: float | None = field(default=None, metadata=flags.doc("USD per 1M output tokens."))
+    max_concurrency: int = call_flags.concurrency_field(16)
+    max_retries: int = call_flags.retries_field()
+    request_timeout: float = call_flags.timeout_field(120.0)
+    price_input: float | None = call_flags.price_input_field()
+    price_output: float | None = call_flags.price_output_field()
     stall_candidates: int = field(default=50, metadata=flags.doc(
         "Stop (exit status 1, outputs and summary written) after this many candidates in a row were "
         "eliminated; the message names the main reasons. 0: no guard."))
-    max_requests: int | None = field(default=None, metadata=flags.doc(
-        "Stop cleanly (exit status 3) once this many calls are answered, resumes included; rerun with a "
-        "higher value to continue. Default: no cap."))
-    max_cost_usd: float | None = field(default=None, metadata=flags.doc(
-        "Stop cleanly (exit status 3) before the estimated cost, resumes included, could pass this many USD "
-        "(calls in flight counted at their most). Default: no cap."))
+    max_requests: int | None = call_flags.max_requests_field("calls")
+    max_cost_usd: float | None = call_flags.max_cost_field()
     progress: bool = field(default=True, metadata=flags.doc("Show a tqdm progress bar."))
     log_level: Literal["debug", "info", "warning", "error"] = field(default="info", metadata=flags.doc(
         "debug shows one line per call."))
 
     def validate(self) -> None:
         """Reject values that cannot work, naming the flag."""
-        check_call_settings(self)
+        call_flags.check_call_flags(self)
+        if not self.model_name.strip():
+            raise ConfigError("--model_name must not be empty")
         for name in ("rounds", "rewrite_max_tokens", "judge_max_tokens", "answer_max_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be >= 1 (got {getattr(self, name)})")

@@ -51,6 +51,7 @@ from core.exit_codes import (
     interrupt_status,
 )
 from core.files import atomic_write_text
+from core.openai_client import call_flags
 from core.openai_client.budget import SpendBudget
 from core.openai_client.client import ClientSettings, OpenAIClient
 from core.openai_client.cost import count_tokens, estimate_cost_usd, price_for
@@ -105,13 +106,11 @@ class RateConfig:
         "Hard cap on the judge's cost in USD, all runs into this output folder together."))
     max_tokens: int = field(default=16, metadata=flags.doc(
         "Answer token bound per item (two short lines); also each answer's cost bound."))
-    max_concurrency: int = field(default=16, metadata=flags.doc(
-        "Most calls in flight (the client adapts below it on 429s)."))
-    max_retries: int = field(default=6, metadata=flags.doc("Retries of one call on 429, 5xx and timeouts."))
-    request_timeout: float = field(default=120.0, metadata=flags.doc("Seconds per call before it is retried."))
-    price_input: float | None = field(default=None, metadata=flags.doc(
-        "USD per 1M input tokens, for a model the price table lacks (0 for a free local server)."))
-    price_output: float | None = field(default=None, metadata=flags.doc("USD per 1M output tokens."))
+    max_concurrency: int = call_flags.concurrency_field(16)
+    max_retries: int = call_flags.retries_field()
+    request_timeout: float = call_flags.timeout_field(120.0)
+    price_input: float | None = call_flags.price_input_field()
+    price_output: float | None = call_flags.price_output_field()
     progress: bool = field(default=True, metadata=flags.doc("Show a tqdm progress bar."))
     log_level: Literal["debug", "info", "warning", "error"] = field(default="info", metadata=flags.doc(
         "debug shows one line per call."))
@@ -133,19 +132,11 @@ class RateConfig:
         """Reject values that cannot work, naming the flag."""
         if not 1.0 <= self.min_score <= 5.0:
             raise ConfigError(f"--min_score must be in [1, 5] (got {self.min_score:g})")
-        if not math.isfinite(self.max_cost_usd) or self.max_cost_usd < 0:
-            raise ConfigError(f"--max_cost_usd must be >= 0 (got {self.max_cost_usd:g})")
-        for name in ("max_tokens", "max_concurrency"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name} must be >= 1 (got {getattr(self, name)})")
-        if self.max_retries < 0:
-            raise ConfigError(f"--max_retries must be >= 0 (got {self.max_retries})")
-        if self.request_timeout <= 0:
-            raise ConfigError(f"--request_timeout must be > 0 seconds (got {self.request_timeout:g})")
-        for name in ("price_input", "price_output"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ConfigError(f"--{name} must be >= 0 USD per 1M tokens (got {value:g})")
+        if not (math.isfinite(self.max_cost_usd) and self.max_cost_usd > 0):  # a cap always holds here
+            raise ConfigError(f"--max_cost_usd must be > 0 USD (got {self.max_cost_usd:g})")
+        if self.max_tokens < 1:
+            raise ConfigError(f"--max_tokens must be >= 1 (got {self.max_tokens})")
+        call_flags.check_call_flags(self)
         if not self.model_name.strip():
             raise ConfigError("--model_name must not be empty")
         cluster.validate_flags(self)

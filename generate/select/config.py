@@ -8,7 +8,7 @@ from typing import Literal
 
 from core import flags
 from core.exit_codes import ConfigError
-from generate.evolve.calls import check_call_settings
+from core.openai_client import call_flags
 
 PROG = "generate.select"
 # What "too close" means by default: ROUGE-L F above the generate stage's dedup threshold; for
@@ -44,24 +44,22 @@ class SelectConfig:
         "The model that scores complexity, reached through OPENAI_BASE_URL / OPENAI_API_KEY."))
     max_tokens: int = field(default=16, metadata=flags.doc(
         "Token limit of one complexity answer ([[n]]); raise it for a reasoning model."))
-    max_cost_usd: float | None = field(default=None, metadata=flags.doc(
-        "Stop cleanly (exit status 3) before the complexity scores' estimated cost, resumes included, could "
-        "pass this many USD. Default: no cap."))
-    max_requests: int | None = field(default=None, metadata=flags.doc(
-        "Stop cleanly (exit status 3) once this many complexity calls are answered, resumes included."))
-    max_concurrency: int = field(default=16, metadata=flags.doc("Most calls in flight."))
-    max_retries: int = field(default=6, metadata=flags.doc("Retries of one call on 429, 5xx and timeouts."))
-    request_timeout: float = field(default=120.0, metadata=flags.doc("Seconds per call before it is retried."))
-    price_input: float | None = field(default=None, metadata=flags.doc(
-        "USD per 1M input tokens, for a model the price table lacks (0 for a free local server)."))
-    price_output: float | None = field(default=None, metadata=flags.doc("USD per 1M output tokens."))
+    max_cost_usd: float | None = call_flags.max_cost_field()
+    max_requests: int | None = call_flags.max_requests_field("complexity calls")
+    max_concurrency: int = call_flags.concurrency_field(16)
+    max_retries: int = call_flags.retries_field()
+    request_timeout: float = call_flags.timeout_field(120.0)
+    price_input: float | None = call_flags.price_input_field()
+    price_output: float | None = call_flags.price_output_field()
     progress: bool = field(default=True, metadata=flags.doc("Show a tqdm progress bar."))
     log_level: Literal["debug", "info", "warning", "error"] = field(default="info", metadata=flags.doc(
         "debug shows one line per call."))
 
     def validate(self) -> None:
         """Reject values that cannot work, naming the flag."""
-        check_call_settings(self)
+        call_flags.check_call_flags(self)
+        if not self.model_name.strip():
+            raise ConfigError("--model_name must not be empty")
         for name in ("k", "max_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be >= 1 (got {getattr(self, name)})")
