@@ -11,11 +11,14 @@ counterparts are the most precise:
   de lenguaje ...") and its sentence must speak in the first person singular. "I am (just) a
   language model" is first person by itself.
 - `refusal.decline` (its opening part): the answer opens with an apology or "unfortunately"
-  and a first-person inability, or with the inability itself, AND the same sentence names
-  what a model declines: helping, answering, providing, accessing, opening or viewing, or a
-  picture, a file, a link, the internet, real time, a personal opinion. Without that last
-  condition a story's "Je ne peux pas m'empêcher de sourire", a letter's "Lo siento, pero no
-  puedo asistir a tu boda" or "Leider kann ich mich nicht erinnern" would go. An answer
+  and a first-person inability, or with the inability itself, AND the inability's own clause
+  names what a model declines: helping, answering, providing, accessing, generating,
+  predicting, the request, or a picture, a file, a link, the internet, real time, a personal
+  opinion. Without that condition a story's "Je ne peux pas m'empêcher de sourire", a letter's
+  "Lo siento, pero no puedo asistir a tu boda" or "Leider kann ich mich nicht erinnern" would
+  go. Verbs that are as often a story's (open, watch, visit, sail, express, attend, fulfil a
+  wish, execute) are left out: a refusal with them usually names its object (a link, a
+  video, the request) anyway. An answer
   opening with a quote or a dash is dialogue, not the model's voice.
 
 The role-play exemptions of the English rules (a persona's in-story decline) read English;
@@ -65,10 +68,9 @@ PHRASES: dict[str, Phrases] = {
                 r"|es\s+ist\s+mir\s+(?:nicht\s+möglich|unmöglich)"),
         inverted=(rf"(?:kann|darf)\s+ich{_DE_NOT}|bin\s+ich\s+nicht\s+in\s+der\s+lage|habe\s+ich\s+kein\w*"
                   r"|ist\s+es\s+mir\s+(?:nicht\s+möglich|unmöglich)"),
-        task=(r"(?<!mir nicht )helfen|behilflich|beantworten|antworten|bereitstellen|erfüllen|nachkommen|ausführen"
-              r"|zugreifen|zugriff|zugang|aufrufen|öffnen|ansehen|anschauen|abspielen|durchsuchen|surfen|generieren"
-              r"|abrufen|äußern|bild(?:er|ern)?|fotos?|videos?|dateien?|anh(?:ang|änge)|links?|urls?|webseiten?"
-              r"|websites?|internet\w*|echtzeit\w*|persönliche\w*\s+(?:meinung\w*|vorlieben|gefühle)"),
+        task=(r"(?<!mir nicht )helfen|behilflich|beantworten|antworten|bereitstellen|zugreifen|zugriff|zugang|aufrufen"
+              r"|abrufen|generieren|anfrage\w*|bild(?:er|ern)?|fotos?|videos?|dateien?|anh(?:ang|änge)|link|urls?"
+              r"|webseiten?|websites?|internet\w*|echtzeit\w*|persönliche\w*\s+(?:meinung\w*|vorlieben|gefühle)"),
     ),
     "fr": Phrases(
         as_model=(r"en\s+tant\s+qu(?:e\s+|['’])|comme\s+"),
@@ -81,8 +83,7 @@ PHRASES: dict[str, Phrases] = {
         unable=(r"je\s+ne\s+(?:peux|pourrai|pourrais|suis\s+pas\s+(?:en\s+mesure|capable|autorisée?))\b"
                 r"|je\s+n['’](?:ai|aurai)\s+pas|je\s+suis\s+(?:incapable|dans\s+l['’]impossibilité)"
                 r"|il\s+m['’]est\s+(?:impossible|pas\s+possible)"),
-        task=(r"aider|assister|répondre|fournir|accéder|accès|naviguer|consulter|ouvrir|visionner|exécuter|générer"
-              r"|satisfaire|accomplir|traiter\s+(?:cette|votre|ta)\s+demande|exprimer|prédire|images?|photos?|vidéos?"
+        task=(r"aider|répondre|fournir|accéder|accès|générer|prédire|demande|requête|images?|photos?|vidéos?"
               r"|fichiers?|liens?|pièces?\s+jointes?|internet|sites?\s+web|pages?\s+web|url|temps\s+réel"
               r"|opinions?\s+personnelles?|avis\s+personnel"),
     ),
@@ -97,10 +98,9 @@ PHRASES: dict[str, Phrases] = {
         but=r"pero|sin\s+embargo",
         unable=(r"(?:yo\s+)?no\s+(?:puedo|podré|podría|soy\s+capaz\s+de|estoy\s+en\s+(?:condiciones|capacidad|posición)\s+de"
                 r"|tengo\s+(?:acceso|la\s+capacidad|la\s+posibilidad|forma|manera))\b|me\s+es\s+imposible|no\s+me\s+es\s+posible"),
-        task=(r"ayud\w+|respond\w+|contestar|proporcionar\w*|brindar\w*|facilitar\w*|cumplir|acceder|acceso|navegar|abrir"
-              r"|generar|ejecutar|expresar|predecir|procesar|imágenes|imagen|fotos?|fotografías?|v[íi]deos?|archivos?"
-              r"|enlaces?|adjuntos?|internet|sitios?\s+web|páginas?\s+web|url|tiempo\s+real"
-              r"|opini(?:ón|ones)\s+personal(?:es)?"),
+        task=(r"ayud\w+|respond\w+|contestar|proporcionar\w*|brindar\w*|acceder|acceso|generar|predecir|solicitud"
+              r"|petición|imágenes|imagen|fotos?|fotografías?|v[íi]deos?|archivos?|enlaces?|adjuntos?|internet"
+              r"|sitios?\s+web|páginas?\s+web|url|tiempo\s+real|opini(?:ón|ones)\s+personal(?:es)?"),
     ),
     "pt": Phrases(
         as_model=r"como\s+|sendo\s+",
@@ -111,9 +111,9 @@ PHRASES: dict[str, Phrases] = {
         but=r"mas|porém|no\s+entanto",
         unable=(r"(?:eu\s+)?não\s+(?:posso|poderei|poderia|consigo|sou\s+capaz\s+de|estou\s+em\s+condições\s+de"
                 r"|tenho\s+(?:acesso|a\s+capacidade|como|a\s+possibilidade))\b|não\s+me\s+é\s+possível|é-me\s+impossível"),
-        task=(r"ajud\w+|auxiliar|respond\w+|fornecer|prover|cumprir|atender|executar|acessar|aceder|acesso|navegar|abrir"
-              r"|gerar|expressar|prever|processar|imagens?|fotos?|fotografias?|vídeos?|arquivos?|ficheiros?|links?"
-              r"|anexos?|internet|sites?|páginas?\s+(?:da\s+)?web|url|tempo\s+real|opini(?:ão|ões)\s+pesso\w+"),
+        task=(r"ajud\w+|auxiliar|respond\w+|fornecer|prover|acessar|aceder|acesso|gerar|prever|solicitação|pedido"
+              r"|imagens?|fotos?|fotografias?|vídeos?|arquivos?|ficheiros?|links?|anexos?|internet|sites?"
+              r"|páginas?\s+(?:da\s+)?web|url|tempo\s+real|opini(?:ão|ões)\s+pesso\w+"),
     ),
     "it": Phrases(
         as_model=r"come\s+|in\s+quanto\s+|essendo\s+",
@@ -125,9 +125,9 @@ PHRASES: dict[str, Phrases] = {
         but=r"ma|però|tuttavia",
         unable=(r"(?:io\s+)?non\s+(?:posso|potrò|potrei|sono\s+in\s+grado\s+di|riesco\s+a"
                 r"|ho\s+(?:accesso|la\s+capacità|la\s+possibilità|modo))\b|mi\s+è\s+impossibile|non\s+mi\s+è\s+possibile"),
-        task=(r"aiut\w+|assister\w*|rispond\w+|fornire|soddisfare|esaudire|eseguire|accedere|accesso|navigare|aprire"
-              r"|generare|esprimere|prevedere|elaborare|immagin[ei]|foto(?:grafi[ae])?|video|file|link|allegat[oi]"
-              r"|internet|siti\s+web|pagine\s+web|url|tempo\s+reale|opinion[ei]\s+personal[ei]"),
+        task=(r"aiut\w+|rispond\w+|fornire|accedere|accesso|generare|prevedere|richiesta|immagin[ei]"
+              r"|foto(?:grafi[ae])?|video|file|link|allegat[oi]|internet|siti\s+web|pagine\s+web|url|tempo\s+reale"
+              r"|opinion[ei]\s+personal[ei]"),
     ),
     "nl": Phrases(
         as_model=(r"als\s+(?:een\s+)?(?:(?:groot|grote)\s+)?"),
@@ -141,10 +141,9 @@ PHRASES: dict[str, Phrases] = {
                 r"|het\s+is\s+(?:mij|me)\s+niet\s+mogelijk"),
         inverted=(rf"(?:kan|mag)\s+ik{_NL_NOT}|ben\s+ik\s+niet\s+in\s+staat|heb\s+ik\s+geen"
                   r"|is\s+het\s+(?:mij|me)\s+niet\s+mogelijk"),
-        task=(r"(?<!het niet )helpen|behulpzaam|beantwoorden|antwoorden|verstrekken|leveren|voldoen|uitvoeren|toegang"
-              r"|openen|bekijken|bezoeken|browsen|genereren|uiten|voorspellen|afbeelding\w*|foto'?s?|video'?s?"
-              r"|bestand\w*|links?|bijlage\w*|internet|website\w*|webpagina\w*|url|realtime|real-time"
-              r"|persoonlijke\s+(?:mening\w*|voorkeur\w*)"),
+        task=(r"(?<!het niet )helpen|behulpzaam|beantwoorden|antwoorden|verstrekken|toegang|browsen|genereren"
+              r"|voorspellen|verzoek|afbeelding\w*|foto'?s?|video'?s?|bestand\w*|link|bijlage\w*|internet|website\w*"
+              r"|webpagina\w*|url|realtime|real-time|persoonlijke\s+(?:mening\w*|voorkeur\w*)"),
     ),
     "ru": Phrases(
         as_model=r"как\s+|будучи\s+",
@@ -155,9 +154,9 @@ PHRASES: dict[str, Phrases] = {
                  r"|к\s+(?:большому\s+)?сожалению|увы"),
         but=r"но|однако",
         unable=(r"(?:я\s+)?не\s+(?:могу|смогу|в\s+состоянии|имею\s+возможности)\b|у\s+меня\s+нет\s+(?:доступа|возможности)"),
-        task=(r"помо\w+|ответ\w*|предостав\w+|выполн\w+|доступ\w*|просм\w+|откры\w+|обработ\w+|сгенерир\w+|генерир\w+"
-              r"|выраз\w+|изображени\w+|картинк\w+|фото\w*|видео\w*|файл\w*|ссылк\w+|интернет\w*|сайт\w*|веб-\w+"
-              r"|вложени\w+|реальном\s+времени|личн\w+\s+мнени\w+"),
+        task=(r"помо\w+|ответ\w*|предостав\w+|доступ\w*|сгенерир\w+|генерир\w+|запрос\w*|просьб\w+"
+              r"|изображени\w+|картинк\w+|фото(?:графи\w+)?|видео\w*|файл\w*|ссылк\w+|интернет\w*|сайт\w*"
+              r"|веб-\w+|вложени\w+|реальном\s+времени|личн\w+\s+мнени\w+"),
     ),
     "pl": Phrases(
         as_model=r"jako\s+|będąc\s+",
@@ -168,10 +167,9 @@ PHRASES: dict[str, Phrases] = {
         apology=(r"przepraszam|przykro\s+mi|niestety|wybacz(?:cie)?|proszę\s+wybaczyć|z\s+przykrością"),
         but=r"ale|jednak",
         unable=(r"(?:ja\s+)?nie\s+(?:mogę|jestem\s+w\s+stanie|potrafię|będę\s+w\s+stanie|mam\s+(?:dostępu|możliwości))\b"),
-        task=(r"pomó\w*|pomag\w+|odpowi\w+|udziel\w+|dostarcz\w+|wykon\w+|spełni\w+|dostęp\w*|przegląd\w+|otworzy\w*"
-              r"|otwiera\w*|wygener\w+|generow\w+|wyrazi\w+|obraz(?:ów|y|k\w*)|zdjęć|zdjęci\w*|wideo|plik\w*|link\w*"
-              r"|załącznik\w*|internet\w*|stron\w*\s+internetow\w*|czasie\s+rzeczywistym"
-              r"|osobist\w+\s+(?:opini\w+|zdani\w+|preferencj\w+)"),
+        task=(r"pomó\w*|pomag\w+|odpowied(?:zieć|zi\w*)|odpowiada\w*|udziel\w+|dostęp\w*|wygener\w+|generow\w+"
+              r"|prośb\w+|zapytani\w+|obraz(?:ów|y|k\w*)|zdjęć|zdjęci\w*|wideo|plik\w*|link\w*|załącznik\w*"
+              r"|internet\w*|stron\w*\s+internetow\w*|czasie\s+rzeczywistym|osobist\w+\s+(?:opini\w+|zdani\w+|preferencj\w+)"),
     ),
 }
 
