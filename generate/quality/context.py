@@ -23,6 +23,28 @@ _ROLE = re.compile(
     r"|你(?:现在)?(?:扮演|是一[个名位])|扮演|以.{1,20}的(?:口吻|身份|角度)",
     re.IGNORECASE | re.MULTILINE,
 )
+# The same ask in the other first-class languages (de, fr, es, pt, it, nl, ru, pl): "Du bist ein
+# Burgwächter", "Joue le rôle de ...", "Eres un pirata", "Ты — капитан ...". A role found where
+# none was asked only makes the refusal rules stricter about what they remove.
+_ROLE_OTHER = re.compile(
+    r"\b(?:du bist|stell dir vor,? (?:du bist|du wärst|dass du)|stellen sie sich vor,? (?:sie sind|sie wären|dass sie)"
+    r"|spiel(?:e|en sie)? die rolle|schlüpf\w* in die rolle|übernimm die rolle|in der rolle (?:von|des|der|eines|einer)"
+    r"|antworte(?:n sie)? als|rollenspiel"
+    r"|tu es|vous êtes|imagine(?:z)? que (?:tu es|vous êtes)|joue(?:z)? le rôle|incarne(?:z)?|dans la peau d['’e]|dans le rôle d['’e]"
+    r"|jeu de rôle|fais comme si tu étais"
+    r"|eres|imagina que eres|actúa como|actúe como|interpreta(?:r)? (?:a|al|el papel)|haz (?:el papel|de)|en el papel de"
+    r"|juego de rol|ponte en (?:la piel|el lugar)"
+    r"|você é|tu és|imagine que (?:você é|é)|aja como|atue como|faça o papel|no papel de|finja (?:ser|que)"
+    r"|sei (?:un|una|uno|il|la|l['’])|immagina di essere|fingi di essere|interpreta il ruolo|nel ruolo d(?:i|el\w*)|recita la parte"
+    r"|gioco di ruolo|fai finta di essere|impersona"
+    r"|je bent|jij bent|u bent|stel je voor dat je|doe alsof je|speel de rol|in de rol van|neem de rol|rollenspel"
+    r"|kruip in de huid"
+    r"|ты\s*[—–-]|вы\s*[—–-]|ты являешься|представь(?:те)?,? что (?:ты|вы)|сыграй(?:те)? роль|играй(?:те)? роль|в роли"
+    r"|от лица|ролев\w+ игр\w*|притворись|веди себя как"
+    r"|jesteś|wyobraź sobie,? że jesteś|wciel się|zagraj rolę|odegraj rolę|w roli|udawaj,? że|gra fabularna)(?!\w)"
+    r"|^\W*ты\b",
+    re.IGNORECASE | re.MULTILINE,
+)
 # The role's name, for "I am not <name>": "You are Tom Ripley." -> "Tom Ripley".
 _ROLE_NAME = re.compile(r"\b(?i:you are|you're|roleplay as|role-play as|pretend to be|act as|play)\s+"
                         r"((?:[A-Z](?:[\w'-]+|\.))(?:\s+(?:[A-Z](?:[\w'-]+|\.)|de|von|van|the))*)")
@@ -30,7 +52,7 @@ _ROLE_NAME = re.compile(r"\b(?i:you are|you're|roleplay as|role-play as|pretend 
 
 def asks_for_role(instruction: str) -> bool:
     """The instruction asks the model to play a role (a persona's voice is then the task)."""
-    return bool(_ROLE.search(instruction))
+    return bool(_ROLE.search(instruction) or _ROLE_OTHER.search(instruction))
 
 
 def role_name(instruction: str) -> str | None:

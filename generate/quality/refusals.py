@@ -1,13 +1,16 @@
 """`refusal`: the answer declines the task, or speaks as the model instead of the role asked for.
 
 Four rules. `refusal.language_model`: "as an AI language model", "I am just a language
-model", "作为一个人工智能语言模型" anywhere (the model speaking as itself is never a persona a
+model", "作为一个人工智能语言模型", "Als KI-Sprachmodell habe ich ..." anywhere (the model speaking as itself is never a persona a
 task asks for), except inside a string of code. `refusal.as_an_ai`: "As an AI ..." with a
 limitation in the same sentence; in role-play only when that limitation declines the task
 (so "As an AI life coach, I advise..." is the persona). `refusal.decline`: an answer that
 opens by declining ("I'm sorry, but I cannot...", "I'm unable to provide...",
 "Unfortunately, I cannot..."); in role-play only a decline of the task itself, so a guard's
-"I'm sorry, but I cannot let you pass" stays. `refusal.breaks_role` (role-play only): the
+"I'm sorry, but I cannot let you pass" stays. German, French, Spanish, Portuguese, Italian,
+Dutch, Russian and Polish phrasings of these two rules are in `refusal_phrases` ("Es tut mir
+leid, aber ich kann keine Bilder ansehen."); their declines count outside role-play only,
+since the in-story reading of a persona's decline is English. `refusal.breaks_role` (role-play only): the
 answer steps out of the role ("my assigned personality role", "I am not <the role>").
 """
 
@@ -22,6 +25,7 @@ from generate.quality.context import (
     role_name,
 )
 from generate.quality.evidence import ALL_ON, Hit, Item, Settings, hit
+from generate.quality.refusal_phrases import opening_decline, speaks_as_model
 
 # The model speaking as itself: never a persona a task asks for.
 _LANGUAGE_MODEL = re.compile(
@@ -118,9 +122,10 @@ def refusal(item: Item, settings: Settings = ALL_ON) -> Hit | None:
     role = asks_for_role(instruction)
     if settings.on("refusal.language_model"):
         match = _LANGUAGE_MODEL.search(output)
+        span = match.span() if match else next(speaks_as_model(output), None)
         # A test string in code ("Hello, I am an AI language model") is data.
-        if match and not (output_is_code(output) and inside_string(output, match.start())):
-            return hit("refusal.language_model", "output", output, match)
+        if span and not (output_is_code(output) and inside_string(output, span[0])):
+            return hit("refusal.language_model", "output", output, start=span[0], end=span[1])
     if settings.on("refusal.as_an_ai"):
         for match in _AS_AN_AI.finditer(output):
             if (_TASK_DECLINE if role else _LIMITATION).search(match.group(0)):
@@ -128,6 +133,10 @@ def refusal(item: Item, settings: Settings = ALL_ON) -> Hit | None:
     if settings.on("refusal.decline"):
         match = _DECLINE_START.search(output)
         if match and (not role or (_TASK_DECLINE.search(match.group(0)) and not _in_story(match.group(0)))):
+            return hit("refusal.decline", "output", output, match)
+        # The other languages' declines: outside role-play only (see refusal_phrases).
+        match = None if role else opening_decline(output)
+        if match:
             return hit("refusal.decline", "output", output, match)
     if role and settings.on("refusal.breaks_role"):
         match = _BREAKS_ROLE.search(output)
