@@ -228,7 +228,8 @@ def check_seeds(config: GenerateConfig, *, for_run: bool = False) -> SeedCheck:
     check = SeedCheck(config=config)
     path = Path(config.seed_tasks_path)
     try:
-        check.tasks = load_seed_tasks(path)
+        # `check_seeds PATH` takes the file as its argument: no flag to name when it cannot be read.
+        check.tasks = load_seed_tasks(path, hint="set --seed_tasks_path" if for_run else "")
     except RecordError as err:
         check.errors.append(str(err))
         return check

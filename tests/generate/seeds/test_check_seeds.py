@@ -112,8 +112,11 @@ def test_bad_flags_and_missing_path_exit_2(tmp_path: Path, capsys) -> None:
     assert main([str(tmp_path / "x.jsonl"), "--language=xx"]) == 2
     assert "--language must be one of auto, en, de, fr, es, pt, it, nl, ru, pl, zh, ja, ko, th, other (got 'xx')" in capsys.readouterr().err
     assert main([str(tmp_path / "absent.jsonl")]) == 1
+    # The path is the command's argument, not a flag: the line names no flag the user never typed.
     assert capsys.readouterr().out.splitlines()[0] == (
-        f"error: {tmp_path / 'absent.jsonl'}: cannot read (No such file or directory); set --seed_tasks_path")
+        f"error: {tmp_path / 'absent.jsonl'}: cannot read (No such file or directory)")
+    assert main([str(tmp_path)]) == 1
+    assert capsys.readouterr().out.splitlines()[0] == f"error: {tmp_path}: cannot read (Is a directory)"
 
 
 def test_a_run_stops_on_seed_errors_before_any_request(tmp_path: Path, clean_env) -> None:
