@@ -43,8 +43,8 @@ def size_category(n: int) -> str:
     return next((label for bound, label in SIZE_CATEGORIES if n < bound), "n>10M")
 
 
-def _median(values: list[int]) -> float | int | None:
-    return statistics.median(values) if values else None
+def _median(values: list[int]) -> float | int | str:
+    return statistics.median(values) if values else "n/a (no examples)"
 
 
 def _kept_license(path: Path) -> str:
@@ -141,7 +141,8 @@ def card_body(config: GenerateConfig, summary: dict[str, Any], stats: Stats, see
               _row(f"median instruction length ({unit})", _median(lengths["instruction"])),
               _row(f"median input length, non-empty inputs ({unit})", _median(inputs) if inputs else "n/a (no inputs)"),
               _row(f"median output length ({unit})", _median(lengths["output"])),
-              _row("instructions whose leading verb was found", f"{100 * stats.verb_share:.1f}%")]
+              _row("instructions whose leading verb was found",
+                   f"{100 * stats.verb_share:.1f}%" if lengths["instruction"] else "n/a (no examples)")]
     nearest = stats.rouge_seed + stats.rouge_kept
     if nearest:
         lines.append(_row("median ROUGE-L to the nearest seed or earlier instruction", f"{statistics.median(nearest):.3f}"))
