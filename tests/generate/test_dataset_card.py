@@ -130,3 +130,23 @@ def test_a_run_that_kept_nothing_says_so_in_its_own_units(tmp_path: Path, clean_
     assert "<tr><th>length unit</th><td>characters</td></tr>" in page
     assert ("<tr><th>instruction</th><td>n/a</td><td>n/a</td></tr><tr><th>input (non-empty)</th><td>n/a</td>"
             "<td>n/a</td></tr><tr><th>output</th><td>n/a</td><td>n/a</td></tr>") in page
+
+
+DE_SEEDS = [("Erkläre, wie ein Bienenvolk den Winter übersteht.", "", "Die Bienen bilden eine Wintertraube."),
+            ("Nenne drei Anzeichen für einen starken Befall mit der Varroamilbe.", "", "Verkrüppelte Flügel."),
+            ("Wann ist der richtige Zeitpunkt, um Honig zu ernten?", "", "Wenn die Waben verdeckelt sind."),
+            ("Schlage fünf Pflanzen für einen bienenfreundlichen Garten vor.", "", "Lavendel, Salbei, Borretsch.")]
+
+
+def test_a_card_names_the_language_the_data_is_in_when_it_is_not_the_seeds(tmp_path: Path, clean_env) -> None:
+    # German seeds, a model that answers in English, the language check off: the data is English,
+    # and the card must not call it German only (Hub header and body).
+    seeds = write_seeds(tmp_path / "de.jsonl", DE_SEEDS)
+    out = tmp_path / "run"
+    with OpenAIServer(ServerOptions(material="synthetic")) as server:
+        clean_env.setenv("OPENAI_BASE_URL", server.base_url)
+        assert main(["--output_dir", str(out), "--seed_tasks_path", str(seeds), "--num_instructions_to_generate", "6",
+                     "--progress", "False", "--language_check", "off", "--report", "False"]) == 0
+    header, body = read_card(out / "README.md")
+    assert header["language"] == ["de", "en"]
+    assert ("Language: German (de) for the seed tasks; of the kept instructions, 6 of 6 read as en." in body)
