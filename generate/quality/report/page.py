@@ -52,7 +52,7 @@ def render_html(run: RunData, stats: Stats, plots: dict[str, bytes]) -> str:
         ("requests", summary.get("requests", "?") if summary else "?"),
         ("estimated cost", "unknown" if stats.cost_usd is None else f"${stats.cost_usd:.4f}"),
         ("cost per kept item", "unknown" if stats.cost_per_kept is None else f"${stats.cost_per_kept:.6f}"),
-        ("language", f"{stats.language.code} ({stats.language.name}), from {stats.language.source}"),
+        ("language", f"{stats.language.code} ({stats.language.name}), {stats.language.source}"),
         ("language settings", stats.language.settings or "unknown (no generate_summary.json)"),
         ("language check", _check_fact(stats)),
         ("length unit", stats.unit),
