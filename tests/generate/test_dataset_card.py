@@ -99,6 +99,17 @@ def test_a_card_that_cannot_be_written_does_not_fail_the_run(seed_file, prompt_f
     assert any("could not write the dataset card" in r.getMessage() for r in caplog.records)
 
 
+def _run_own_seeds(tmp_path: Path, env, tasks: list[tuple[str, str, str]], target: int, *flags: str) -> tuple[int, Path]:
+    """A run on seeds of the test's own (their language's prompt, no --prompt_path); its status and folder."""
+    seeds = write_seeds(tmp_path / "seeds.jsonl", tasks)
+    out = tmp_path / "run"
+    with OpenAIServer(ServerOptions(material="synthetic")) as server:
+        env.setenv("OPENAI_BASE_URL", server.base_url)
+        status = main(["--output_dir", str(out), "--seed_tasks_path", str(seeds), "--num_instructions_to_generate",
+                       str(target), "--progress", "False", "--report", "False", *flags])
+    return status, out
+
+
 ZH_SEEDS = [("把下面的句子翻译成英文。", "这家茶馆已经开了一百年。", "This teahouse has been open for a hundred years."),
             ("用三句话说明绿茶应该怎样冲泡。", "", "水温控制在八十度左右。先温杯，再放茶叶。第一泡一分钟后出汤。"),
             ("列出五种常见的饺子馅。", "", "猪肉白菜、韭菜鸡蛋、牛肉洋葱、三鲜和羊肉胡萝卜。"),
@@ -109,12 +120,8 @@ def test_a_run_that_kept_nothing_says_so_in_its_own_units(tmp_path: Path, clean_
     # Chinese seeds, and a server that cannot answer prompt_zh.txt's labels: every answer is
     # malformed and the stall guard stops the run with nothing kept. The card's figures are
     # "n/a", never "None" or a 0% share of nothing, and lengths are in the language's unit.
-    seeds = write_seeds(tmp_path / "zh.jsonl", ZH_SEEDS)
-    out = tmp_path / "run"
-    with OpenAIServer(ServerOptions(material="synthetic")) as server:
-        clean_env.setenv("OPENAI_BASE_URL", server.base_url)
-        assert main(["--output_dir", str(out), "--seed_tasks_path", str(seeds), "--num_instructions_to_generate", "5",
-                     "--progress", "False", "--stall_requests", "2", "--report", "False"]) == 1
+    status, out = _run_own_seeds(tmp_path, clean_env, ZH_SEEDS, 5, "--stall_requests", "2")
+    assert status == 1
     header, body = read_card(out / "README.md")
     assert header["language"] == ["zh"] and table(body, "Cost")["kept"] == "0"
     assert table(body, "Main figures") == {
@@ -141,12 +148,8 @@ DE_SEEDS = [("Erkläre, wie ein Bienenvolk den Winter übersteht.", "", "Die Bie
 def test_a_card_names_the_language_the_data_is_in_when_it_is_not_the_seeds(tmp_path: Path, clean_env) -> None:
     # German seeds, a model that answers in English, the language check off: the data is English,
     # and the card must not call it German only (Hub header and body).
-    seeds = write_seeds(tmp_path / "de.jsonl", DE_SEEDS)
-    out = tmp_path / "run"
-    with OpenAIServer(ServerOptions(material="synthetic")) as server:
-        clean_env.setenv("OPENAI_BASE_URL", server.base_url)
-        assert main(["--output_dir", str(out), "--seed_tasks_path", str(seeds), "--num_instructions_to_generate", "6",
-                     "--progress", "False", "--language_check", "off", "--report", "False"]) == 0
+    status, out = _run_own_seeds(tmp_path, clean_env, DE_SEEDS, 6, "--language_check", "off")
+    assert status == 0
     header, body = read_card(out / "README.md")
     assert header["language"] == ["de", "en"]
     assert ("Language: German (de) for the seed tasks; of the kept instructions, 6 of 6 read as en." in body)
