@@ -203,8 +203,10 @@ train train-lora diff recover: override ARGS += $(if $(OVERWRITE),--overwrite $(
 generate:         export ALPACA_MAKE_VARIABLES = output_dir=OUTPUT_DIR seed_tasks_path=SEED_TASKS prompt_path=PROMPT \
   language=LANGUAGE num_instructions_to_generate=NUM_INSTRUCTIONS backend=BACKEND model_name=MODEL api=API
 report:           export ALPACA_MAKE_VARIABLES = folder=OUTPUT_DIR output_dir=OUTPUT_DIR
-evolve:           export ALPACA_MAKE_VARIABLES = input=DATA output=EVOLVED rounds=ROUNDS model_name=MODEL
-select:           export ALPACA_MAKE_VARIABLES = input=DATA output=SELECTED k=K score=SCORE model_name=MODEL
+evolve:           export ALPACA_MAKE_VARIABLES = input=DATA output=EVOLVED IN=DATA OUT=EVOLVED rounds=ROUNDS \
+  model_name=MODEL
+select:           export ALPACA_MAKE_VARIABLES = input=DATA output=SELECTED IN=DATA OUT=SELECTED k=K score=SCORE \
+  model_name=MODEL
 train train-lora: export ALPACA_MAKE_VARIABLES = model_name_or_path=MODEL data_path=DATA output_dir=OUTPUT_DIR fsdp=FSDP \
   overwrite=OVERWRITE
 diff:             export ALPACA_MAKE_VARIABLES = path_raw=RAW path_tuned=TUNED path_diff=DIFF overwrite=OVERWRITE

@@ -37,6 +37,14 @@ def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 2, ensure_as
     atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=ensure_ascii) + "\n")
 
 
+def folder_in_the_way(path: Path | None, name: str) -> str | None:
+    """The one-line refusal when a file to be written is an existing folder, else None; checked
+    before any work (a paid call, a long dedup), since the write that fails comes last."""
+    if path is not None and Path(path).is_dir():
+        return f"{name} {path} is a folder; give a file path (such as {Path(path) / 'out.json'})"
+    return None
+
+
 def leftover_temp_files(folder: Path, name: str) -> list[Path]:
     """The temp files `atomic_write_text` leaves for `name` when killed mid-write."""
     return sorted(folder.glob(f".{name}.*.tmp"))

@@ -7,7 +7,8 @@ that runs a command exports `ALPACA_MAKE_VARIABLES`, the flags its variables set
 one-line errors of every command, the last lines of a run) pass through `in_make_terms`,
 which writes each such flag as its variable: `--seed_tasks_path` -> `SEED_TASKS`,
 `--num_instructions_to_generate=5` -> `NUM_INSTRUCTIONS=5`, and a switch `--overwrite True`
--> `OVERWRITE=1`. Run outside make (the variable unset), every message is unchanged.
+-> `OVERWRITE=1`; a command's argument named by its placeholder (`OUT`, given as `OUT=EVOLVED`)
+is written as its variable too. Run outside make (the variable unset), every message is unchanged.
 """
 
 from __future__ import annotations
@@ -46,4 +47,10 @@ def in_make_terms(text: str, environ: Mapping[str, str] | None = None) -> str:
         value = match.group(2) if match.group(2) is not None else match.group(4)
         return variable if value is None else f"{variable}={value}"
 
-    return _FLAG.sub(swap, text)
+    text = _FLAG.sub(swap, text)
+    # A command's arguments (evolve's IN and OUT) are named by their placeholder, in capitals:
+    # written as the variable that gave them (`OUT=EVOLVED` in the target's list).
+    for placeholder, variable in variables.items():
+        if placeholder.isupper():
+            text = re.sub(rf"(?<![\w-]){re.escape(placeholder)}(?![\w-])", variable, text)
+    return text

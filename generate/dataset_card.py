@@ -18,11 +18,13 @@ import dataclasses
 import hashlib
 import logging
 import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from core.cards.front_matter import CARD_NAME, read_card, write_card
 from generate.config import GenerateConfig
+from generate.quality.report.languages import TOO_SHORT
 from generate.quality.report.load import load_run
 from generate.quality.report.stats import Stats, compute_stats
 from generate.seeds.language import resolve_language
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LICENSE = "other"
 TOP_VERBS_SHOWN = 10
+# A language this share of the kept instructions is in is named in the card beside the run's.
+DATA_LANGUAGE_SHARE = 0.1
 # The Hub's size categories: (upper bound, label).
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"))
@@ -43,8 +47,8 @@ def size_category(n: int) -> str:
     return next((label for bound, label in SIZE_CATEGORIES if n < bound), "n>10M")
 
 
-def _median(values: list[int]) -> float | int | None:
-    return statistics.median(values) if values else None
+def _median(values: list[int]) -> float | int | str:
+    return statistics.median(values) if values else "n/a (no examples)"
 
 
 def _kept_license(path: Path) -> str:
@@ -58,14 +62,25 @@ def _kept_license(path: Path) -> str:
     return str(header.get("license") or DEFAULT_LICENSE)
 
 
-def card_header(config: GenerateConfig, kept: int, license_id: str) -> dict[str, Any]:
-    """The YAML header: what the Hub reads."""
+def languages_found(stats: Stats, run_language: str) -> list[tuple[str, int]]:
+    """Languages other than the run's that at least DATA_LANGUAGE_SHARE of the kept instructions
+    were identified in (a model that drifted while the language check was off), most first."""
+    found = stats.language.kept.get("instruction", Counter())
+    judged = sum(count for code, count in found.items() if code != TOO_SHORT)
+    return [(code, count) for code, count in found.most_common()
+            if code not in (TOO_SHORT, run_language) and count >= DATA_LANGUAGE_SHARE * judged]
+
+
+def card_header(config: GenerateConfig, kept: int, license_id: str,
+                also: list[tuple[str, int]] = ()) -> dict[str, Any]:
+    """The YAML header: what the Hub reads. `also`: languages the data holds besides the run's."""
     header: dict[str, Any] = {"license": license_id}
     if license_id == "other":
         header["license_name"] = "generated-data"
     header["pretty_name"] = f"{Path(config.output_dir).resolve().name} (Alpaca-format instructions)"
-    if len(config.language) == 2:  # an ISO 639-1 code; "other" is none
-        header["language"] = [config.language]
+    languages = [code for code in (config.language, *(code for code, _ in also)) if len(code) == 2]
+    if languages:  # ISO 639-1 codes; "other" is none
+        header["language"] = languages
     header["task_categories"] = ["text-generation"]
     header["size_categories"] = [size_category(kept)]
     header["tags"] = ["alpaca", "self-instruct", "synthetic", "instruction-tuning"]
@@ -73,9 +88,14 @@ def card_header(config: GenerateConfig, kept: int, license_id: str) -> dict[str,
     return header
 
 
-def _language_name(summary: dict[str, Any], config: GenerateConfig) -> str:
+def _language_name(summary: dict[str, Any], config: GenerateConfig, stats: Stats) -> str:
     name = (summary.get("language") or {}).get("name")
-    return f"{name} ({config.language})" if name else config.language
+    text = f"{name} ({config.language})" if name else config.language
+    also = languages_found(stats, config.language)
+    if also:
+        text += (" for the seed tasks; of the kept instructions, " + ", ".join(
+            f"{count} of {stats.language.identified} read as {code}" for code, count in also))
+    return text
 
 
 def _row(name: str, value: Any) -> str:
@@ -94,7 +114,7 @@ def card_body(config: GenerateConfig, summary: dict[str, Any], stats: Stats, see
     lines = [f"# {name}", "",
              f"{kept} instruction-following examples (`instruction`, `input`, `output`) written by "
              f"`{summary['model']}` with self-instruct from {seeds} seed tasks, in the format of Stanford "
-             f"Alpaca's data. Language: {_language_name(summary, config)}.", "",
+             f"Alpaca's data. Language: {_language_name(summary, config, stats)}.", "",
              "## Dataset structure", "",
              f"`{DATA_NAME}`: a JSON list of {kept} objects with three strings each: `instruction` (the task), "
              f"`input` (its context, `\"\"` when it needs none: {stats.with_input} of {kept} have one) and `output` "
@@ -141,7 +161,8 @@ def card_body(config: GenerateConfig, summary: dict[str, Any], stats: Stats, see
               _row(f"median instruction length ({unit})", _median(lengths["instruction"])),
               _row(f"median input length, non-empty inputs ({unit})", _median(inputs) if inputs else "n/a (no inputs)"),
               _row(f"median output length ({unit})", _median(lengths["output"])),
-              _row("instructions whose leading verb was found", f"{100 * stats.verb_share:.1f}%")]
+              _row("instructions whose leading verb was found",
+                   f"{100 * stats.verb_share:.1f}%" if lengths["instruction"] else "n/a (no examples)")]
     nearest = stats.rouge_seed + stats.rouge_kept
     if nearest:
         lines.append(_row("median ROUGE-L to the nearest seed or earlier instruction", f"{statistics.median(nearest):.3f}"))
@@ -179,7 +200,8 @@ def write_dataset_card(config: GenerateConfig, summary: dict[str, Any]) -> Path 
         stats = compute_stats(load_run(folder))
         path = folder / CARD_NAME
         license_id = _kept_license(path)
-        write_card(path, card_header(resolved, summary["kept"], license_id),
+        write_card(path, card_header(resolved, summary["kept"], license_id,
+                                     languages_found(stats, resolved.language)),
                    card_body(resolved, summary, stats, len(tasks), prompt_sha, license_id))
     except Exception as err:  # noqa: BLE001 - the data is written; a card problem must not fail the run
         log.warning("could not write the dataset card in %s: %s", folder, err)

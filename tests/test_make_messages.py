@@ -45,3 +45,17 @@ def test_recover_into_a_non_empty_folder_names_overwrite_as_make_spells_it(tmp_p
     assert proc.returncode != 0
     assert _last_lines(proc) == [f"recover: error: TUNED: {tmp_path / 'out'} exists and is not empty; "
                                  "choose another path or pass OVERWRITE=1"]
+
+
+def test_evolve_and_select_name_their_files_as_make_spells_them(tmp_path: Path) -> None:
+    # IN and OUT are the commands' arguments; under make the user typed DATA and EVOLVED/SELECTED.
+    data = tmp_path / "alpaca_data.json"
+    data.write_text('[{"instruction": "Name a colour.", "input": "", "output": "Red."}]')
+    folder = tmp_path / "chosen"
+    folder.mkdir()
+    proc = _make(tmp_path, "select", f"DATA={data}", f"SELECTED={folder}", "K=1")
+    assert _last_lines(proc) == [f"generate.select: error: SELECTED {folder} is a folder; give a file path (such as "
+                                 f"{folder / 'out.json'})"]
+    proc = _make(tmp_path, "evolve", f"DATA={data}", f"EVOLVED={data}")
+    assert _last_lines(proc) == [f"generate.evolve: error: {data}: EVOLVED must be another file than DATA (DATA is "
+                                 "never written)"]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from core.exit_codes import UserError
-from core.files import fsync_dir
+from core.files import atomic_write_text, fsync_dir
 from core.openai_client.request import Completion, GenerationRequest, GenerationResult
 
 log = logging.getLogger(__name__)
@@ -162,19 +162,30 @@ class Journal:
     def _check_settings(self) -> None:
         assert self.header is not None  # checked by the caller
         old = self.header.get("settings", {})
-        for key, value in self.settings.items():
-            if key in old and old[key] != value:
-                described = self._describe(key, old[key], value) if self._describe else None
-                if described is not None:
-                    raise JournalError(
-                        f"{self.path} cannot be resumed: {described}; restore it to resume, or use a "
-                        f"new --output_dir (or delete the journal) to start fresh"
-                    )
+        changed = [key for key, value in self.settings.items() if key in old and old[key] != value]
+        if changed and self.is_empty:
+            # Nothing was paid for under the old settings (a first call refused: a misspelt
+            # model, a bad key), so nothing is lost by starting afresh; refusing would hold the
+            # folder hostage to the very setting the error asked the user to change.
+            log.info("%s holds no answer yet: started afresh with this run's %s", self.path, ", ".join(changed))
+            header = {"type": "header", "version": JOURNAL_VERSION, "settings": self.settings}
+            atomic_write_text(self.path, json.dumps(header, ensure_ascii=False) + "\n")
+            self.header, self.created = header, True
+            return
+        if changed:
+            key = changed[0]
+            value = self.settings[key]
+            described = self._describe(key, old[key], value) if self._describe else None
+            if described is not None:
                 raise JournalError(
-                    f"{self.path} was written with {key}={old[key]!r} but this run has {value!r}; "
-                    f"rerun with the same setting to resume, or use a new --output_dir "
-                    f"(or delete the journal) to start fresh"
+                    f"{self.path} cannot be resumed: {described}; restore it to resume, or use a "
+                    f"new --output_dir (or delete the journal) to start fresh"
                 )
+            raise JournalError(
+                f"{self.path} was written with {key}={old[key]!r} but this run has {value!r}; "
+                f"rerun with the same setting to resume, or use a new --output_dir "
+                f"(or delete the journal) to start fresh"
+            )
 
     def _append(self, record: dict[str, Any], index: int | None = None) -> None:
         line = json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"

@@ -71,13 +71,15 @@ def model_for_endpoint(config: GenerateConfig, name: BackendName, model_given: b
     listed: that one; several: refused, naming them, unless the default is among them); a
     server that lists nothing is asked for the default and its cost is unknown.
     """
-    if (name == "ray" and config.ray_engine == "endpoint" and not model_given
-            and (config.ray_endpoints or not is_openai_endpoint(environ))):
+    # `--backend ray` with no --ray_endpoints sends its calls to OPENAI_BASE_URL: one server, asked
+    # for its models as the openai backend asks it.
+    one_server = name == "openai" or (name == "ray" and config.ray_engine == "endpoint" and not config.ray_endpoints)
+    if name == "ray" and config.ray_engine == "endpoint" and not model_given and config.ray_endpoints:
         # The cluster's servers are asked for the default name; what they charge is not known.
         log.warning("--model_name is not set; the cluster's endpoints are asked for %s, at an unknown cost",
                     config.model_name)
         return config, False
-    if model_given or name != "openai" or is_openai_endpoint(environ):
+    if model_given or not one_server or is_openai_endpoint(environ):
         return config, True
     served = served_models_at(environ)
     url = endpoint_for_messages(env_value("OPENAI_BASE_URL", environ) or "")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from core import flags
 from core.exit_codes import EXIT_OK, ConfigError, UserError, error_line
-from core.files import atomic_write_text
+from core.files import atomic_write_text, folder_in_the_way
 from core.records import RecordError, read_jsonl
 from generate.dedup.index import dedup_stream
 from generate.dedup.tokens import TokenizerName
@@ -47,6 +47,8 @@ class DedupConfig:
         if not (isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold)
                 and 0.0 <= self.threshold <= 1.0):
             raise ConfigError(f"--threshold must be a number in [0, 1] (ROUGE-L F), got {self.threshold!r}")
+        if (in_the_way := folder_in_the_way(self.output_path, "--output_path")) is not None:
+            raise ConfigError(in_the_way)
 
 
 COMMAND = flags.Command(

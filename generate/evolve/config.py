@@ -8,6 +8,7 @@ from typing import Literal
 
 from core import flags
 from core.exit_codes import ConfigError
+from core.files import folder_in_the_way
 from core.openai_client import call_flags
 from generate.evolve.operations import OPERATIONS
 
@@ -84,6 +85,8 @@ class EvolveConfig:
             raise ConfigError(f"--stall_candidates must be >= 0 (0 turns the guard off; got {self.stall_candidates})")
         if self.output.resolve() == self.input.resolve():
             raise ConfigError(f"{self.output}: OUT must be another file than IN (IN is never written)")
+        if (in_the_way := folder_in_the_way(self.output, "OUT")) is not None:
+            raise ConfigError(in_the_way)
 
     @property
     def judge(self) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from core import flags
 from core.exit_codes import EXIT_FAILED, EXIT_OK, ConfigError, UserError, error_line
-from core.files import atomic_write_text
+from core.files import atomic_write_text, folder_in_the_way
 from core.records import read_examples
 from generate.quality.detectors import (
     DEFECT_REASONS,
@@ -89,6 +89,9 @@ def _validate(config: CleanConfig) -> None:
             if path is not None and path.resolve() == config.input.resolve():
                 raise ConfigError(f"{path}: the output must be a different file from the input "
                                   "(nothing is changed in place)")
+        for path, name in ((config.output, "OUT"), (config.removed, "--removed")):
+            if (in_the_way := folder_in_the_way(path, name)) is not None:
+                raise ConfigError(in_the_way)
 
 
 COMMAND = flags.Command(

@@ -57,7 +57,7 @@ from core.openai_client.client import ClientSettings, OpenAIClient
 from core.openai_client.cost import count_tokens, estimate_cost_usd, price_for
 from core.openai_client.credentials import check_credentials, env_value
 from core.openai_client.journal import Journal, JournalBackendState, record_to_result
-from core.openai_client.request import GenerationRequest, GenerationResult
+from core.openai_client.request import GenerationError, GenerationRequest, GenerationResult
 from core.records import read_examples
 from generate.store import RATE_JOURNAL_NAME, RATE_SUMMARY_NAME, SCORES_NAME
 
@@ -67,6 +67,9 @@ log = logging.getLogger(PROG)
 JOURNAL_NAME = RATE_JOURNAL_NAME
 SUMMARY_NAME = RATE_SUMMARY_NAME
 MESSAGE_OVERHEAD_TOKENS = 8  # chat formatting tokens around one user message (an upper bound)
+# The stall guard: this many answers in a row without both scores mean the model does not follow
+# the judge prompt (a base model, a server answering something else); paying on buys nothing.
+STALL_ANSWERS = 20
 
 JUDGE_PROMPT = """You are grading one example from an instruction-tuning data set.
 
@@ -272,9 +275,12 @@ def rate(config: RateConfig) -> dict[str, Any]:
     bar = tqdm(total=len(items), initial=len(journal.results), desc="rated", unit="item",
                disable=not config.progress, dynamic_ncols=True)
 
+    unscored_in_a_row, stalled_at, last_answer = 0, 0, ""
+
     def requests() -> Iterator[GenerationRequest]:
         for index in todo:
-            if not budget.try_reserve(bounds[index]):
+            # Calls already out are still collected and counted: the guard only stops new ones.
+            if stalled_at or not budget.try_reserve(bounds[index]):
                 return
             yield GenerationRequest(index, (prompts[index],))
 
@@ -290,6 +296,16 @@ def rate(config: RateConfig) -> dict[str, Any]:
                 budget.pay(cost)
                 requests_this_run += 1
                 bar.update(1)
+                text = result.completions[0].text if result.completions else ""
+                unscored_in_a_row = 0 if parse_scores(text) is not None else unscored_in_a_row + 1
+                if unscored_in_a_row >= STALL_ANSWERS and not stalled_at:
+                    stalled_at, last_answer = unscored_in_a_row, text
+            if stalled_at:
+                raise GenerationError(
+                    f"stopped: {stalled_at} answers in a row of {config.model_name} held no scores "
+                    f"(accuracy and helpfulness), so the model does not follow the judge prompt (the last began "
+                    f"{last_answer.strip()[:60]!r}; {config.folder / SCORES_NAME} has them): choose another "
+                    f"--model_name, with another --output_dir (this one's journal holds {config.model_name}'s answers)")
     except BaseException as err:
         error = str(err) or type(err).__name__
         raise

@@ -39,12 +39,14 @@ from generate.dedup.index import Deduplicator
 from generate.parsing import FilterSettings, filter_hits
 from generate.quality.domain import settings_for_run
 from generate.seeds.language import (
+    PROFILES,
     Detection,
     profile_of,
     resolve_language,
     settings_line,
 )
 from generate.seeds.language_check import LanguagePolicy, policy_for
+from generate.seeds.language_id import FIRST_CLASS, identify
 from generate.seeds.tasks import (
     SeedTask,
     SeedTaskError,
@@ -58,6 +60,9 @@ log = logging.getLogger(__name__)
 _SHOWN_IDS = 10  # ids listed in one finding before "and N more"
 # Below this many seeds the same examples come back prompt after prompt (docs/seed_tasks.md).
 FEW_SEEDS = 50
+# A share of the seeds in another language worth a warning (the language check's own bar for
+# accepting a seed language).
+MIXED_SHARE = 0.2
 
 # The flag that changes each filter, as a report names it.
 _FLAG_FOR = {
@@ -211,6 +216,25 @@ def _check_language(check: SeedCheck, for_run: bool) -> None:
     check.warnings += check.language_check.seed_warnings()
 
 
+def _check_mixed_languages(check: SeedCheck) -> None:
+    """Seeds in another first-class language than the run's: they get the run's settings too."""
+    if check.detection is None or check.detection.forced or check.detection.script not in ("Latin", "Cyrillic"):
+        return
+    run = check.config.language
+    found: dict[str, list[SeedTask]] = defaultdict(list)
+    for task in check.tasks:
+        language = identify(task.instruction, FIRST_CLASS)
+        if language is not None and language != run:
+            found[language].append(task)
+    for language, tasks in sorted(found.items(), key=lambda kv: -len(kv[1])):
+        if len(tasks) >= 2 and len(tasks) >= MIXED_SHARE * len(check.tasks):
+            check.warnings.append(
+                f"{len(tasks)} of your {len(check.tasks)} seed instructions read as {language} "
+                f"({PROFILES[language].name}), not {run}: the run gives them {run}'s settings (prompt, blacklist, "
+                f"lengths, dedup tokenizer) and its tasks follow the mix; ids {_ids(tasks)}. Put each language in "
+                "a file of its own, or choose one with --language")
+
+
 def _check_size(check: SeedCheck) -> None:
     count, shown = len(check.tasks), check.config.num_prompt_instructions
     if count < FEW_SEEDS:
@@ -228,7 +252,8 @@ def check_seeds(config: GenerateConfig, *, for_run: bool = False) -> SeedCheck:
     check = SeedCheck(config=config)
     path = Path(config.seed_tasks_path)
     try:
-        check.tasks = load_seed_tasks(path)
+        # `check_seeds PATH` takes the file as its argument: no flag to name when it cannot be read.
+        check.tasks = load_seed_tasks(path, hint="set --seed_tasks_path" if for_run else "")
     except RecordError as err:
         check.errors.append(str(err))
         return check
@@ -240,6 +265,7 @@ def check_seeds(config: GenerateConfig, *, for_run: bool = False) -> SeedCheck:
     check.notes.append(f"language: {check.detection.describe()}")
     check.notes.append(f"settings: {settings_line(check.config)}")
     _check_language(check, for_run)
+    _check_mixed_languages(check)
     _check_size(check)
     try:
         check.prompt_text = load_prompt(Path(check.config.prompt_path))

@@ -36,13 +36,14 @@ class SeedTask:
         return self.id or f"line {self.line}"
 
 
-def load_seed_tasks(path: Path) -> list[SeedTask]:
+def load_seed_tasks(path: Path, *, hint: str = "set --seed_tasks_path") -> list[SeedTask]:
     """Read reference-schema JSONL (uses `instruction` and `instances[0]`), rejecting bad lines by number.
 
-    UTF-8, with or without a byte-order mark; blank lines are skipped.
+    UTF-8, with or without a byte-order mark; blank lines are skipped. `hint` follows a file that
+    cannot be read: the setting that names it.
     """
     tasks: list[SeedTask] = []
-    for line, record in read_jsonl_objects(path, hint="set --seed_tasks_path"):
+    for line, record in read_jsonl_objects(path, hint=hint):
         where = f"{path}:{line}"
         instruction = record.get("instruction")
         instances = record.get("instances")

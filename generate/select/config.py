@@ -8,6 +8,7 @@ from typing import Literal
 
 from core import flags
 from core.exit_codes import ConfigError
+from core.files import folder_in_the_way
 from core.openai_client import call_flags
 
 PROG = "generate.select"
@@ -67,6 +68,8 @@ class SelectConfig:
             raise ConfigError(f"--max_similarity must be in [0, 1] (got {self.max_similarity:g})")
         if self.output.resolve() == self.input.resolve():
             raise ConfigError(f"{self.output}: OUT must be another file than IN (IN is never written)")
+        if (in_the_way := folder_in_the_way(self.output, "OUT")) is not None:
+            raise ConfigError(in_the_way)
         if self.embedding_model is not None and self.diversity == "rouge":
             raise ConfigError("--embedding_model is only used with --diversity embedding or auto")
 

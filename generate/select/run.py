@@ -138,9 +138,22 @@ def select(config: SelectConfig) -> dict[str, Any]:
                    choices=str(config.choices_path), elapsed_s=round(time.monotonic() - started, 3))
     atomic_write_json(config.summary_path, summary)
     if len(chosen) < config.k:
-        log.warning("only %d of the %d examples asked for: the others are too close to one chosen or have no score; "
-                    "raise --max_similarity to allow closer ones", len(chosen), config.k)
+        log.warning("only %d of the %d examples asked for: %s", len(chosen), config.k,
+                    "; ".join(_shortfall(config, len(items), outcomes)))
     return summary
+
+
+def _shortfall(config: SelectConfig, items: int, outcomes: dict[str, int]) -> list[str]:
+    """Why fewer than --k were chosen, each cause with what changes it (only the causes that hold)."""
+    why = [f"the data has only {items}"] if items < config.k else []
+    if outcomes["too_close"]:
+        why.append(f"{outcomes['too_close']} too close to one chosen (raise --max_similarity to allow closer ones)")
+    if outcomes["unscored"]:
+        source = {"rating": f"no rating in {config.scores_path} (rate them with python -m generate.rate)",
+                  "complexity": "no complexity score (the model's answer held none)",
+                  "both": f"no rating in {config.scores_path} or no complexity score"}[config.score]
+        why.append(f"{outcomes['unscored']} with {source}")
+    return why
 
 
 def combine(ratings: list[float | None] | None, complexity: list[int | None] | None) -> list[float | None]:

@@ -62,16 +62,23 @@ def test_damage_before_the_end_is_an_error(tmp_path: Path) -> None:
         Journal.open(path, SETTINGS)
 
 
+def _answered(path: Path, settings: dict) -> None:
+    """A journal holding one paid answer under `settings`."""
+    journal = Journal.open(path, settings)
+    journal.append_result(_result(0))
+    journal.close()
+
+
 def test_different_settings_refuse_to_resume(tmp_path: Path) -> None:
     path = tmp_path / "j.jsonl"
-    Journal.open(path, SETTINGS).close()
+    _answered(path, SETTINGS)
     with pytest.raises(JournalError, match=r"written with model_name='m' but this run has 'other'.*new --output_dir"):
         Journal.open(path, {**SETTINGS, "model_name": "other"})
 
 
 def test_a_described_change_is_refused_in_those_words(tmp_path: Path) -> None:
     path = tmp_path / "j.jsonl"
-    Journal.open(path, {**SETTINGS, "prompt": "a\nb\n"}).close()
+    _answered(path, {**SETTINGS, "prompt": "a\nb\n"})
 
     def describe(key, old, new):
         return f"{key} went from {old!r} to {new!r}" if key == "prompt" else None
@@ -81,6 +88,31 @@ def test_a_described_change_is_refused_in_those_words(tmp_path: Path) -> None:
         Journal.open(path, {**SETTINGS, "prompt": "a\nc\n"}, describe)
     with pytest.raises(JournalError, match="written with seed=1 but this run has 2"):
         Journal.open(path, {**SETTINGS, "seed": 2, "prompt": "a\nb\n"}, describe)
+
+
+def test_a_journal_with_no_answer_starts_afresh_with_new_settings(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    # A first call refused (a misspelt model): nothing was paid under the old settings, so the
+    # rerun with the model the error named must not be refused.
+    path = tmp_path / "j.jsonl"
+    Journal.open(path, SETTINGS).close()
+    with caplog.at_level("INFO"):
+        journal = Journal.open(path, {**SETTINGS, "model_name": "other"})
+    assert f"{path} holds no answer yet: started afresh with this run's model_name" in caplog.text
+    assert journal.created and journal.is_empty
+    journal.append_result(_result(0))
+    journal.close()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["type"] for line in lines] == ["header", "result"]
+    assert lines[0]["settings"] == {"seed": 1, "model_name": "other"}
+    assert sorted(Journal.open(path, {**SETTINGS, "model_name": "other"}).results) == [0]
+    # Backend state (a batch already submitted) is something paid for: still refused.
+    state_path = tmp_path / "state.jsonl"
+    with_state = Journal.open(state_path, SETTINGS)
+    JournalBackendState(with_state).set("batch_id", {"id": "b1"})
+    with_state.close()
+    with pytest.raises(JournalError, match="written with model_name='m' but this run has 'other'"):
+        Journal.open(state_path, {**SETTINGS, "model_name": "other"})
 
 
 def test_a_result_is_counted_once_its_line_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ from core.exit_codes import error_line
 from core.make_vars import ENV, in_make_terms, make_variables
 
 MAPPING = {ENV: "seed_tasks_path=SEED_TASKS num_instructions_to_generate=NUM_INSTRUCTIONS output_dir=OUTPUT_DIR "
-                "overwrite=OVERWRITE model_name=MODEL"}
+                "overwrite=OVERWRITE model_name=MODEL IN=DATA OUT=SELECTED"}
 
 
 @pytest.mark.parametrize(("message", "said"), [
@@ -20,6 +20,10 @@ MAPPING = {ENV: "seed_tasks_path=SEED_TASKS num_instructions_to_generate=NUM_INS
     ("or pass --model_name <local model directory> instead", "or pass MODEL=<local model directory> instead"),
     ("raise --stall_requests (now 8)", "raise --stall_requests (now 8)"),  # no variable sets it: the flag
     ("--output_directory x", "--output_directory x"),  # a longer name is another flag
+    # An argument's placeholder, in capitals, as its variable; only as a whole word.
+    ("x.json: OUT must be another file than IN (IN is never written)",
+     "x.json: SELECTED must be another file than DATA (DATA is never written)"),
+    ("OUTPUT_DIR and OUT-OF-RANGE and LOUT stay", "OUTPUT_DIR and OUT-OF-RANGE and LOUT stay"),
 ])
 def test_flags_set_by_make_variables_are_named_as_the_variables(message: str, said: str) -> None:
     assert in_make_terms(message, MAPPING) == said

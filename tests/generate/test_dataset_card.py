@@ -14,9 +14,11 @@ from core.cards.front_matter import read_card
 from generate.cli import main
 from generate.config import config_from_flags
 from generate.dataset_card import card_header, size_category
+from generate.quality.report.cli import main as report_main
 from generate.quality.report.load import load_run
 from generate.quality.report.stats import compute_stats
 from tests.fakes.openai_server import OpenAIServer, ServerOptions
+from tests.generate.seed_files import write_seeds
 from tests.markdown_tables import table
 
 # Faults that make every reference filter reject something, so the card's table has rows.
@@ -95,3 +97,59 @@ def test_a_card_that_cannot_be_written_does_not_fail_the_run(seed_file, prompt_f
         assert _run(out, seed_file, prompt_file, 5) == 0
     assert json.loads((out / "alpaca_data.json").read_text()) and (out / "README.md").is_dir()
     assert any("could not write the dataset card" in r.getMessage() for r in caplog.records)
+
+
+def _run_own_seeds(tmp_path: Path, env, tasks: list[tuple[str, str, str]], target: int, *flags: str) -> tuple[int, Path]:
+    """A run on seeds of the test's own (their language's prompt, no --prompt_path); its status and folder."""
+    seeds = write_seeds(tmp_path / "seeds.jsonl", tasks)
+    out = tmp_path / "run"
+    with OpenAIServer(ServerOptions(material="synthetic")) as server:
+        env.setenv("OPENAI_BASE_URL", server.base_url)
+        status = main(["--output_dir", str(out), "--seed_tasks_path", str(seeds), "--num_instructions_to_generate",
+                       str(target), "--progress", "False", "--report", "False", *flags])
+    return status, out
+
+
+ZH_SEEDS = [("把下面的句子翻译成英文。", "这家茶馆已经开了一百年。", "This teahouse has been open for a hundred years."),
+            ("用三句话说明绿茶应该怎样冲泡。", "", "水温控制在八十度左右。先温杯，再放茶叶。第一泡一分钟后出汤。"),
+            ("列出五种常见的饺子馅。", "", "猪肉白菜、韭菜鸡蛋、牛肉洋葱、三鲜和羊肉胡萝卜。"),
+            ("判断下面这条顾客评价的情绪是正面还是负面。", "茶叶收到了，包装破了。", "负面")]
+
+
+def test_a_run_that_kept_nothing_says_so_in_its_own_units(tmp_path: Path, clean_env) -> None:
+    # Chinese seeds, and a server that cannot answer prompt_zh.txt's labels: every answer is
+    # malformed and the stall guard stops the run with nothing kept. The card's figures are
+    # "n/a", never "None" or a 0% share of nothing, and lengths are in the language's unit.
+    status, out = _run_own_seeds(tmp_path, clean_env, ZH_SEEDS, 5, "--stall_requests", "2")
+    assert status == 1
+    header, body = read_card(out / "README.md")
+    assert header["language"] == ["zh"] and table(body, "Cost")["kept"] == "0"
+    assert table(body, "Main figures") == {
+        "median instruction length (characters)": "n/a (no examples)",
+        "median input length, non-empty inputs (characters)": "n/a (no inputs)",
+        "median output length (characters)": "n/a (no examples)",
+        "instructions whose leading verb was found": "n/a (no examples)",
+    }
+    assert compute_stats(load_run(out)).unit == "characters"
+    # The report's page says the same: no lengths of 0 for data that is not there.
+    assert report_main([str(out)]) == 0
+    page = (out / "generate_report.html").read_text()
+    assert "<tr><th>length unit</th><td>characters</td></tr>" in page
+    assert ("<tr><th>instruction</th><td>n/a</td><td>n/a</td></tr><tr><th>input (non-empty)</th><td>n/a</td>"
+            "<td>n/a</td></tr><tr><th>output</th><td>n/a</td><td>n/a</td></tr>") in page
+
+
+DE_SEEDS = [("Erkläre, wie ein Bienenvolk den Winter übersteht.", "", "Die Bienen bilden eine Wintertraube."),
+            ("Nenne drei Anzeichen für einen starken Befall mit der Varroamilbe.", "", "Verkrüppelte Flügel."),
+            ("Wann ist der richtige Zeitpunkt, um Honig zu ernten?", "", "Wenn die Waben verdeckelt sind."),
+            ("Schlage fünf Pflanzen für einen bienenfreundlichen Garten vor.", "", "Lavendel, Salbei, Borretsch.")]
+
+
+def test_a_card_names_the_language_the_data_is_in_when_it_is_not_the_seeds(tmp_path: Path, clean_env) -> None:
+    # German seeds, a model that answers in English, the language check off: the data is English,
+    # and the card must not call it German only (Hub header and body).
+    status, out = _run_own_seeds(tmp_path, clean_env, DE_SEEDS, 6, "--language_check", "off")
+    assert status == 0
+    header, body = read_card(out / "README.md")
+    assert header["language"] == ["de", "en"]
+    assert ("Language: German (de) for the seed tasks; of the kept instructions, 6 of 6 read as en." in body)

@@ -65,3 +65,16 @@ def test_a_named_model_is_priced_with_the_prices_given(seed_file, prompt_file, t
     assert status == 0 and summary["price_usd_per_million_tokens"] == {"input": 0.2, "output": 0.2}
     tokens = summary["prompt_tokens"] + summary["completion_tokens"]
     assert summary["estimated_cost_usd"] == pytest.approx(0.2 * tokens / 1e6, abs=1e-6)
+
+
+def test_a_misspelt_model_does_not_lock_the_folder(seed_file, prompt_file, tmp_path, monkeypatch, capsys) -> None:
+    # The 404 names the served model; the rerun with it must run, not be refused by the journal
+    # the failed start left (it holds no answer: nothing was paid under the misspelt name).
+    out = tmp_path / "out"
+    with OpenAIServer(ServerOptions(material="synthetic", models=("my-llama-3-8b",))) as server:
+        assert _run(server, out, seed_file, prompt_file, monkeypatch, "--model_name=my-lama-3-8b") == 1
+        assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+            "it serves my-llama-3-8b: pick one with --model_name")
+        assert _run(server, out, seed_file, prompt_file, monkeypatch, "--model_name=my-llama-3-8b") == 0
+    summary = json.loads((out / SUMMARY_NAME).read_text())
+    assert (summary["model"], summary["kept"], summary["stopped_by"]) == ("my-llama-3-8b", 5, "target")

@@ -35,7 +35,7 @@ def language_stats(run: RunData) -> LanguageStats:
     block = (run.summary or {}).get("language") or {}
     code = block.get("code")
     if code in PROFILES:
-        source = "generate_summary.json"
+        source = "from generate_summary.json"
     else:
         code = detect_language([item["instruction"] for item in run.items]).code if run.items else "en"
         source = "detected from the kept instructions (the summary does not say)"

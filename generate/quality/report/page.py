@@ -52,7 +52,7 @@ def render_html(run: RunData, stats: Stats, plots: dict[str, bytes]) -> str:
         ("requests", summary.get("requests", "?") if summary else "?"),
         ("estimated cost", "unknown" if stats.cost_usd is None else f"${stats.cost_usd:.4f}"),
         ("cost per kept item", "unknown" if stats.cost_per_kept is None else f"${stats.cost_per_kept:.6f}"),
-        ("language", f"{stats.language.code} ({stats.language.name}), from {stats.language.source}"),
+        ("language", f"{stats.language.code} ({stats.language.name}), {stats.language.source}"),
         ("language settings", stats.language.settings or "unknown (no generate_summary.json)"),
         ("language check", _check_fact(stats)),
         ("length unit", stats.unit),
@@ -63,7 +63,7 @@ def render_html(run: RunData, stats: Stats, plots: dict[str, bytes]) -> str:
     lengths = "".join(
         f"<tr><th>{key}{' (non-empty)' if key == 'input' else ''}</th>"
         f"<td>{_median([v for v in values if v > 0] if key == 'input' else values)}</td>"
-        f"<td>{max(values, default=0)}</td></tr>"
+        f"<td>{max(values, default='n/a')}</td></tr>"
         for key, values in stats.lengths.items()
     )
     parts = [
@@ -154,9 +154,9 @@ def _language_tables(stats: Stats) -> str:
            f'{rejected}</table>' if rejected else '<p class="note">none</p>'))
 
 
-def _median(values: list[int]) -> float | int:
-    if not values:
-        return 0
+def _median(values: list[int]) -> float | int | str:
+    if not values:  # no item (or no input): a length of 0 would be a claim about data that is not there
+        return "n/a"
     ordered = sorted(values)
     middle = len(ordered) // 2
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2

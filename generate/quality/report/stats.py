@@ -39,6 +39,7 @@ from generate.quality.rejected import REJECTED_NAME, read_rejected
 from generate.quality.report.function_words import ELIDING, FUNCTION_WORDS
 from generate.quality.report.languages import LanguageStats, language_stats
 from generate.quality.report.load import RunData
+from generate.seeds.language import PROFILES
 from generate.store import JOURNAL_NAME
 
 TOP_VERBS = 20
@@ -208,11 +209,13 @@ def journal_examples(folder: Path, wanted: Sequence[str]) -> dict[str, list[dict
 def compute_stats(run: RunData) -> Stats:
     """Everything the page shows, from the run's files."""
     items = run.items
-    unit = dominant_unit([item["instruction"] for item in items])
     lengths = {key: [count_units(item[key]) for item in items] for key in ("instruction", "input", "output")}
     with_input = sum(1 for item in items if item["input"].strip() and not is_no_input(item["input"]))
 
     language = language_stats(run)
+    # No item to look at (a run that kept nothing): the unit the run's language counts in.
+    unit = (dominant_unit([item["instruction"] for item in items]) if items
+            else "characters" if PROFILES[language.code].length_unit == "char" else "words")
     pairs = [verb_object(item["instruction"], language.code) for item in items]
     found = [pair for pair in pairs if pair is not None]
     verb_counts = Counter(verb for verb, _ in found)

@@ -93,6 +93,19 @@ def test_a_cap_stops_the_cluster_run(ray_cluster, seed_file, prompt_file, tmp_pa
     assert len(_data(tmp_path / "out")) == summary["kept"] > 0
 
 
+def test_the_one_model_the_server_serves_is_used_as_by_the_openai_backend(ray_cluster, seed_file, prompt_file,
+                                                                          tmp_path, clean_env) -> None:
+    # No --ray_endpoints: the calls go to OPENAI_BASE_URL, one server, asked for its models as
+    # `--backend openai` asks it (README's offline run with --backend ray, no --model_name).
+    with OpenAIServer(ServerOptions(material="synthetic", models=("tiny-offline",))) as server:
+        _use(server, clean_env)
+        values = _values(tmp_path / "out", seed_file, prompt_file, **RAY, num_instructions_to_generate=10)
+        assert main([f"--{name}={value}" for name, value in values.items()]) == 0
+    summary = json.loads((tmp_path / "out" / "generate_summary.json").read_text())
+    assert (summary["backend"], summary["model"], summary["kept"]) == ("ray", "tiny-offline", 10)
+    assert summary["estimated_cost_usd"] is None  # a self-hosted model: no price is made up
+
+
 def test_a_fatal_error_on_the_workers_is_one_line(ray_cluster, seed_file, prompt_file, tmp_path, clean_env) -> None:
     with OpenAIServer(ServerOptions(material="synthetic", api_key="sk-the-right-one")) as server:
         _use(server, clean_env)

@@ -15,7 +15,7 @@ import pytest
 from core.exit_codes import ConfigError
 from core.openai_client.cost import count_tokens
 from generate.quality import rate
-from tests.fakes.openai_server import OpenAIServer
+from tests.fakes.openai_server import OpenAIServer, ServerOptions
 from tests.fakes.rating_judge import Judge, expected_scores
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -170,3 +170,27 @@ def test_refusals_before_any_request(tmp_path: Path, judge_env: Judge, clean_env
                                    "(No such file or directory)")
     assert judge_env.calls == 0
     assert not (tmp_path / rate.JOURNAL_NAME).exists()
+
+
+def test_a_judge_that_never_scores_is_stopped_by_the_stall_guard(tmp_path: Path, clean_env, capsys) -> None:
+    # The loopback server's own answers are self-instruct tasks, not scores: a model that does not
+    # follow the judge prompt. The run stops after STALL_ANSWERS such answers instead of paying
+    # for all 60, and every call it paid for is journaled and counted.
+    data = _write(tmp_path / "data.json", _items(60))
+    with OpenAIServer(ServerOptions(material="synthetic", models=("base-model",))) as server:
+        clean_env.setenv("OPENAI_BASE_URL", server.base_url)
+        status = rate.main(["--data", str(data), "--min_score", "4", "--model_name", "base-model", "--price_input", "0",
+                            "--price_output", "0", "--max_concurrency", "1", "--progress", "False"])
+        answered = server.stats()["answered"]
+    summary = json.loads((tmp_path / rate.SUMMARY_NAME).read_text())
+    assert status == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        f"generate.rate: error: stopped: {rate.STALL_ANSWERS} answers in a row of base-model held no scores "
+        "(accuracy and helpfulness), so the model does not follow the judge prompt (the last began ")
+    # What the server answered is what the summary counts; beyond the guard only the calls the
+    # client had already taken (its window: 4 x --max_concurrency, plus the one being dispatched).
+    assert answered == summary["requests_this_run"] == summary["unparsed"] == len(_scores(tmp_path))
+    assert rate.STALL_ANSWERS <= answered <= rate.STALL_ANSWERS + 5
+    assert (summary["rated"], summary["complete"]) == (0, False)
+    assert summary["error"].endswith("choose another --model_name, with another --output_dir (this one's journal "
+                                     "holds base-model's answers)")

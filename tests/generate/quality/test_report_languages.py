@@ -81,4 +81,7 @@ def test_without_a_summary_the_language_is_detected_from_the_items(tmp_path: Pat
     stats = compute_stats(load_run(_run_folder(tmp_path, None)))
     assert (stats.language.code, stats.language.source) == (
         "de", "detected from the kept instructions (the summary does not say)")
+    # The page's row reads as a sentence (it said "from detected from ...").
+    page = build_report(_run_folder(tmp_path, None)).read_text(encoding="utf-8")
+    assert "<th>language</th><td>de (German), detected from the kept instructions (the summary does not say)</td>" in page
     assert stats.verbs[0][:2] == ("erkläre", 2)

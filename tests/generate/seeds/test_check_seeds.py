@@ -112,8 +112,11 @@ def test_bad_flags_and_missing_path_exit_2(tmp_path: Path, capsys) -> None:
     assert main([str(tmp_path / "x.jsonl"), "--language=xx"]) == 2
     assert "--language must be one of auto, en, de, fr, es, pt, it, nl, ru, pl, zh, ja, ko, th, other (got 'xx')" in capsys.readouterr().err
     assert main([str(tmp_path / "absent.jsonl")]) == 1
+    # The path is the command's argument, not a flag: the line names no flag the user never typed.
     assert capsys.readouterr().out.splitlines()[0] == (
-        f"error: {tmp_path / 'absent.jsonl'}: cannot read (No such file or directory); set --seed_tasks_path")
+        f"error: {tmp_path / 'absent.jsonl'}: cannot read (No such file or directory)")
+    assert main([str(tmp_path)]) == 1
+    assert capsys.readouterr().out.splitlines()[0] == f"error: {tmp_path}: cannot read (Is a directory)"
 
 
 def test_a_run_stops_on_seed_errors_before_any_request(tmp_path: Path, clean_env) -> None:
@@ -155,3 +158,35 @@ def test_url_seeds_relax_the_url_rule_and_defects_in_seeds_are_named(tmp_path: P
 def test_clean_seeds_relax_nothing(seed_file: Path, capsys) -> None:
     _status, lines = _run(capsys, str(seed_file))
     assert "defect detectors: no rule fires on any of the 8 seed tasks; none is relaxed" in lines
+
+
+MIXED = [("Erkläre, wie ein Bienenvolk den Winter übersteht.", "", "Die Bienen bilden eine Wintertraube."),
+         ("Nenne drei Anzeichen für einen starken Befall mit der Varroamilbe.", "", "Verkrüppelte Flügel."),
+         ("Wann ist der richtige Zeitpunkt, um Honig zu ernten?", "", "Wenn die Waben verdeckelt sind."),
+         ("Explain how a honey bee colony survives the winter.", "", "The bees form a winter cluster."),
+         ("Name three signs that a hive is badly infested with mites.", "", "Deformed wings."),
+         ("When is the right time to harvest honey from a hive?", "", "When most cells are capped."),
+         ("Suggest five plants for a garden that feeds bees all summer.", "", "Lavender, sage, borage, phacelia."),
+         ("Write a short letter to a neighbour who worries about the hives.", "", "Dear Mr Baker, ...")]
+
+
+def test_seeds_in_two_languages_are_named_with_what_the_run_does_with_them(tmp_path: Path, capsys,
+                                                                          repo_root: Path) -> None:
+    # Half German, half English: detected as English (the larger part), so the German seeds
+    # get English settings (ASCII dedup tokenizer, English blacklist and prompt) and no check.
+    path = write_seeds(tmp_path / "mixed.jsonl", MIXED, prefix="bee")
+    status, out = _run(capsys, str(path))
+    assert status == 0 and out[1].startswith("language: en (English), detected")
+    assert [line for line in out if "read as" in line] == [
+        "warning: 3 of your 8 seed instructions read as de (German), not en: the run gives them en's settings "
+        "(prompt, blacklist, lengths, dedup tokenizer) and its tasks follow the mix; ids bee_0, bee_1, bee_2. Put "
+        "each language in a file of its own, or choose one with --language"]
+    # The user chose the language: nothing to warn about. One seed in another language is no mix.
+    status, out = _run(capsys, str(path), "--language", "en")
+    assert not [line for line in out if "read as" in line]
+    one = write_seeds(tmp_path / "one.jsonl", MIXED[2:], prefix="bee")
+    status, out = _run(capsys, str(one))
+    assert not [line for line in out if "read as" in line]
+    # The shipped seeds are all English.
+    status, out = _run(capsys, str(repo_root / "seed_tasks.jsonl"))
+    assert out[-1] == "check_seeds: 0 errors, 0 warnings"

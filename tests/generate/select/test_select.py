@@ -93,7 +93,15 @@ def test_too_few_diverse_items(tmp_path: Path, caplog: pytest.LogCaptureFixture)
     # Every scored item is considered: 11 is too close to 0 as well.
     assert summary["chosen"] == 7 and summary["short_by"] == 13
     assert summary["outcomes"] == {"chosen": 7, "too_close": 4, "below_cut": 0, "unscored": 1}
-    assert "only 7 of the 20 examples asked for" in caplog.text
+    # Each cause is named with what changes it, and only the causes that hold.
+    assert (f"only 7 of the 20 examples asked for: the data has only 12; 4 too close to one chosen (raise "
+            f"--max_similarity to allow closer ones); 1 with no rating in {tmp_path / 'rate_scores.jsonl'} (rate them "
+            "with python -m generate.rate)") in caplog.text
+    caplog.clear()
+    select(SelectConfig(input=data, output=tmp_path / "loose.json", k=12, diversity="rouge", max_similarity=1.0,
+                        progress=False))
+    assert caplog.messages == [f"only 11 of the 12 examples asked for: 1 with no rating in {tmp_path / 'rate_scores.jsonl'} "
+                               "(rate them with python -m generate.rate)"]
 
 
 def _tiny_sentence_model(folder: Path) -> Path:
