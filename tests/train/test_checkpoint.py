@@ -73,3 +73,29 @@ def test_hf_trainer_path_saves_the_base_settings_too(tiny_llama: Path, same_data
     base_max = json.loads((tiny_llama / "tokenizer_config.json").read_text())["model_max_length"]
     assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == base_max
     assert prep.tokenizer.model_max_length == 128  # training's own value is back
+
+
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled")  # one process, no group: DCP says so
+def test_ctrl_c_while_a_checkpoint_is_written_stays_a_ctrl_c(tiny_llama: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """DCP turns an exception inside its writer into a CheckpointException (printed as a traceback
+    and exit 1); Ctrl-C at that moment must reach the CLI as KeyboardInterrupt (one line, 130)."""
+    import torch
+    from torch.distributed.checkpoint.filesystem import FileSystemWriter
+
+    from train.checkpoint import save_checkpoint
+    from train.distributed import DistEnv
+    from train.model_setup import load_model
+
+    model = load_model(str(tiny_llama))
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    env = DistEnv(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"), backend=None)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(FileSystemWriter, "write_data", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path, 3, model, optimizer, scheduler, {}, {}, env, None)
+    assert not (tmp_path / "checkpoint-3").exists()

@@ -76,3 +76,32 @@ def test_make_uses_the_launcher(target: str, repo_root: Path) -> None:
     dry = subprocess.run([make, "-n", target, "MODEL=m"], cwd=repo_root, capture_output=True, text=True,
                          check=True).stdout
     assert "-m train.launch --" in dry and "torch.distributed.run" not in dry
+
+
+def test_ctrl_c_during_training_is_the_launchers_one_line(tiny_llama: Path, same_data: Path, tmp_path: Path) -> None:
+    """Ctrl-C reaches the terminal's process group (the launcher); torchrun forwards SIGINT to the
+    worker, which stops without a traceback and leaves the line to the launcher."""
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "train.launch", "--nproc_per_node=1", f"--master_port={free_port()}", "-m", "train",
+           "--model_name_or_path", str(tiny_llama), "--data_path", str(same_data), "--output_dir", str(out),
+           "--max_steps", "100000", "--per_device_train_batch_size", "1", "--save_strategy", "steps",
+           "--save_steps", "5", "--model_max_length", "256"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    log = tmp_path / "log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        deadline = time.monotonic() + 240
+        while not list(out.glob("checkpoint-*")):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=120) == 130
+    output = log.read_text()
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-3000:]
+    assert [line for line in output.splitlines() if "error" in line.lower()] == [
+        "train: error: stopped by SIGINT; add --resume_from_checkpoint latest to the same command to continue "
+        "from the last saved checkpoint"]
