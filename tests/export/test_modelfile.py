@@ -140,6 +140,10 @@ def test_cli_refuses_an_unsupported_family_in_one_line(tmp_path, capsys):
 def test_cli_flag_errors(tmp_path, capsys):
     assert main(["--model", str(tmp_path / "missing")]) == 1
     assert capsys.readouterr().err == f"export: error: --model {tmp_path / 'missing'}: no such folder\n"
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    assert main(["--model", str(tmp_path / "model.safetensors")]) == 1
+    assert capsys.readouterr().err == (f"export: error: --model {tmp_path / 'model.safetensors'}: is a file; give the "
+                                       "checkpoint or LoRA adapter folder\n")
     assert main(["--model", str(tmp_path), "--outtype", "q4_0"]) == 2
     assert capsys.readouterr().err == "export: error: --outtype must be one of f16, bf16, q8_0, f32 (got 'q4_0')\n"
     assert main(["--model", str(tmp_path), "--ollama_from", "safetensors"]) == 2
