@@ -38,8 +38,8 @@ DATA_SUMMARY = "generate_summary.json"
 
 # train_summary.json keys the card shows (or uses to say how the model was trained).
 TRAINING_KEYS = ("world_size", "fsdp", "deepspeed", "packing", "precision", "device", "train_loss", "final_loss",
-                 "steps", "effective_batch_size", "supervised_tokens", "examples", "elapsed_s", "lora",
-                 "trainable_params", "total_params")
+                 "steps", "effective_batch_size", "supervised_tokens", "examples", "examples_read",
+                 "dropped_examples", "truncated_examples", "elapsed_s", "lora", "trainable_params", "total_params")
 
 
 # --- facts ----------------------------------------------------------------------------------
@@ -170,6 +170,21 @@ def _method(training: dict[str, Any], role: str) -> str:
     return "full fine-tuning on one process" if processes == 1 else f"full fine-tuning over {processes} processes (DDP)"
 
 
+def _examples(training: dict[str, Any]) -> str:
+    """The examples trained on, and when truncation cost some, how many of those read."""
+    text = _num(training.get("examples"))
+    read, dropped, truncated = (training.get(key) for key in ("examples_read", "dropped_examples",
+                                                               "truncated_examples"))
+    notes = []
+    if dropped:
+        notes.append(f"{_num(dropped)} dropped: no response token left after truncation")
+    if truncated:
+        notes.append(f"{_num(truncated)} truncated at the maximum length")
+    if notes and read is not None:
+        text += f" of {_num(read)} read ({'; '.join(notes)})"
+    return text
+
+
 def _hardware(hardware: dict[str, Any]) -> str:
     if not hardware:
         return "n/a"
@@ -244,10 +259,13 @@ def body(facts: dict[str, Any]) -> str:
     training = facts.get("training") or {}
     dataset = facts.get("dataset") or {}
     examples = dataset.get("examples") if dataset.get("examples") is not None else training.get("examples")
+    # What the model learnt from: the examples left after truncation, which can be fewer than the file holds.
+    trained_on = training.get("examples") if training.get("examples") is not None else examples
     what = {"model": "a model", "adapter": "a LoRA adapter", "diff": "a weight diff"}[role]
     lines = [f"# {name}", "",
              f"{what[0].upper() + what[1:]}: `{base}` fine-tuned to follow instructions on "
-             f"{_num(examples)} examples in the Alpaca format ({_method(training, role)}).", ""]
+             f"{_num(trained_on)} example{'' if trained_on == 1 else 's'} in the Alpaca format "
+             f"({_method(training, role)}).", ""]
     if role == "diff":
         raw = facts.get("diff_base") or base
         lines += ["This folder holds the difference between the fine-tuned weights and the base, not usable "
@@ -269,7 +287,7 @@ def body(facts: dict[str, Any]) -> str:
               f"| precision | {training.get('precision', 'n/a')} |",
               f"| optimizer steps | {_num(training.get('steps'))} |",
               f"| effective batch size | {_num(training.get('effective_batch_size'))} |",
-              f"| examples | {_num(training.get('examples'))} |",
+              f"| examples | {_examples(training)} |",
               f"| supervised tokens | {_num(training.get('supervised_tokens'))} |",
               f"| training loss (mean) | {_num(training.get('train_loss'))} |",
               f"| final loss | {_num(training.get('final_loss'))} |",
