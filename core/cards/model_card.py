@@ -138,7 +138,8 @@ def eval_facts(eval_dir: Path, model_dir: Path) -> dict[str, Any] | None:
     }
     controlled = summary.get("length_controlled")
     if isinstance(controlled, dict) and controlled.get("win_rate") is not None:
-        facts["length_controlled"] = {key: controlled.get(key) for key in ("win_rate", "length_coefficient")}
+        facts["length_controlled"] = {key: controlled.get(key)
+                                      for key in ("win_rate", "length_coefficient", "ci95", "extreme_change")}
     return facts
 
 
@@ -238,6 +239,9 @@ def _eval_section(ev: dict[str, Any]) -> list[str]:
     controlled = ev.get("length_controlled")
     if controlled:
         lines.append(f"| length-controlled win rate | {_num(controlled['win_rate'])} |")
+        interval = controlled.get("ci95")
+        if isinstance(interval, list) and len(interval) == 2:
+            lines.append(f"| length-controlled 95% interval | {_num(interval[0])} - {_num(interval[1])} |")
         lines.append(f"| length coefficient | {_num(controlled.get('length_coefficient'))} |")
     lines.append(f"| win rate | {_num(ev.get('win_rate'))} |")
     lines.append(f"| standard error | {_num(ev.get('standard_error'))} |")
@@ -248,7 +252,10 @@ def _eval_section(ev: dict[str, Any]) -> list[str]:
         lines.append(f"| tasks without a verdict | {ev.get('unparseable')} |")
     lines += ["", "An LLM judge prefers longer answers and can favour its own style: read the rate as a "
               "comparison under this judge, not as an absolute quality."
-              + ("" if controlled else " No length-controlled rate was computed for this run."), ""]
+              + ("" if controlled else " No length-controlled rate was computed for this run.")
+              + (" The length-controlled rate moved far from the raw one (AlpacaEval's warning rule): the length "
+                 "model may not describe this judge, or there are too few tasks for the fit."
+                 if controlled and controlled.get("extreme_change") else ""), ""]
     return lines
 
 

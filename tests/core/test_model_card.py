@@ -91,6 +91,21 @@ def test_eval_with_a_length_controlled_rate_shows_it_first(model: Path, tmp_path
     rows = list(table(body, "Evaluation").items())
     assert rows[:3] == [("length-controlled win rate", "0.5123"), ("length coefficient", "-0.8000"),
                         ("win rate", "0.4365")]
+    assert "moved far from the raw one" not in body
+
+
+def test_a_length_controlled_rate_comes_with_its_interval_and_its_warning(model: Path, tmp_path: Path) -> None:
+    """On a few tasks the controlled rate can swing far from the raw one (the eval flags it):
+    the card shows its interval and says so, as eval_summary.json does."""
+    eval_dir = _eval(tmp_path, model, length_controlled={"win_rate": 0.9013, "length_coefficient": 2.2765,
+                                                         "ci95": [0.4123, 0.9917], "extreme_change": True})
+    assert add_eval(model, eval_dir)
+    body = read_card(model / "README.md")[1]
+    assert list(table(body, "Evaluation").items())[:4] == [
+        ("length-controlled win rate", "0.9013"), ("length-controlled 95% interval", "0.4123 - 0.9917"),
+        ("length coefficient", "2.2765"), ("win rate", "0.4365")]
+    assert ("The length-controlled rate moved far from the raw one (AlpacaEval's warning rule): the length model "
+            "may not describe this judge, or there are too few tasks for the fit.") in body
 
 
 def test_another_models_eval_is_left_out(model: Path, tmp_path: Path) -> None:
