@@ -45,3 +45,10 @@ def test_recover_into_a_non_empty_folder_names_overwrite_as_make_spells_it(tmp_p
     assert proc.returncode != 0
     assert _last_lines(proc) == [f"recover: error: TUNED: {tmp_path / 'out'} exists and is not empty; "
                                  "choose another path or pass OVERWRITE=1"]
+
+
+def test_a_bad_process_count_names_the_variable(tmp_path: Path) -> None:
+    proc = _make(tmp_path, "train", f"MODEL={tmp_path}", "NPROC=abc")
+    assert proc.returncode == 2
+    assert _last_lines(proc) == ["train: error: NPROC must be a positive whole number or one of auto, cpu, gpu, xpu "
+                                 "(got 'abc')"]

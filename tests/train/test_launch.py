@@ -105,3 +105,20 @@ def test_ctrl_c_during_training_is_the_launchers_one_line(tiny_llama: Path, same
     assert [line for line in output.splitlines() if "error" in line.lower()] == [
         "train: error: stopped by SIGINT; add --resume_from_checkpoint latest to the same command to continue "
         "from the last saved checkpoint"]
+
+
+@pytest.mark.parametrize(("flag", "value", "line"), [
+    ("--nproc_per_node", "abc", "NPROC must be a positive whole number or one of auto, cpu, gpu, xpu (got 'abc')"),
+    ("--nproc_per_node", "0", "NPROC must be a positive whole number or one of auto, cpu, gpu, xpu (got '0')"),
+    ("--nnodes", "x", "NNODES must be a positive whole number, or MIN:MAX for an elastic run (got 'x')"),
+    ("--master_port", "99999999", "PORT must be a TCP port, 0 to 65535 (got 99999999)"),
+])
+def test_torchruns_own_numbers_are_one_line_naming_the_make_variable(flag: str, value: str, line: str) -> None:
+    """`make train NPROC=abc` and the like: torchrun raises from deep inside its setup; the
+    launcher answers first, in make's words, exit status 2."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT),
+           "ALPACA_MAKE_VARIABLES": "nproc_per_node=NPROC nnodes=NNODES master_port=PORT"}
+    proc = subprocess.run([sys.executable, "-m", "train.launch", f"{flag}={value}", "-m", "train", "--help"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", f"train: error: {line}\n")
+
