@@ -208,7 +208,7 @@ evolve:           export ALPACA_MAKE_VARIABLES = input=DATA output=EVOLVED IN=DA
 select:           export ALPACA_MAKE_VARIABLES = input=DATA output=SELECTED IN=DATA OUT=SELECTED k=K score=SCORE \
   model_name=MODEL
 train train-lora: export ALPACA_MAKE_VARIABLES = model_name_or_path=MODEL data_path=DATA output_dir=OUTPUT_DIR fsdp=FSDP \
-  overwrite=OVERWRITE
+  overwrite=OVERWRITE nproc_per_node=NPROC nnodes=NNODES master_port=PORT
 diff:             export ALPACA_MAKE_VARIABLES = path_raw=RAW path_tuned=TUNED path_diff=DIFF overwrite=OVERWRITE
 recover:          export ALPACA_MAKE_VARIABLES = path_raw=RAW path_diff=DIFF path_tuned=TUNED overwrite=OVERWRITE
 chat:             export ALPACA_MAKE_VARIABLES = model=MODEL

@@ -209,7 +209,7 @@ def _api_answers(config: EvalConfig, pending: Sequence[EvalItem], journal: Journ
         model=config.model_api, api=config.contestant_api, temperature=config.temperature, top_p=config.top_p,
         max_tokens=config.max_new_tokens, max_concurrency=config.max_concurrency, max_retries=config.max_retries,
         request_timeout=config.request_timeout, state=JournalBackendState(journal),
-        base_url=config.contestant_base_url or None, api_key=env_value("CONTESTANT_API_KEY"),
+        base_url=config.contestant_base_url or None, api_key=env_value("CONTESTANT_API_KEY"), model_flag="--model_api",
     )
     requests = (GenerationRequest(item.index, (_contestant_prompt(config, item),)) for item in pending)
     try:

@@ -35,6 +35,7 @@ def make_client(
     base_url: str | None = None,
     api_key: str | None = None,
     top_logprobs: int = 0,
+    model_flag: str = "--judge_model",
 ) -> OpenAIClient:
     """A client for one model. `base_url`/`api_key` replace OPENAI_BASE_URL/OPENAI_API_KEY for
     this client only (the contestant may live on another server than the judge); `top_logprobs`
@@ -42,6 +43,6 @@ def make_client(
     settings = ClientSettings(
         model=model, api=api, temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=(),
         max_concurrency=max_concurrency, max_retries=max_retries, request_timeout=request_timeout,
-        base_url=base_url, api_key=api_key, messages_json=True, top_logprobs=top_logprobs,
+        base_url=base_url, api_key=api_key, messages_json=True, top_logprobs=top_logprobs, model_flag=model_flag,
     )
     return OpenAIClient(settings, state)

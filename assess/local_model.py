@@ -13,7 +13,9 @@ without a chat template is prompted with the Alpaca template directly.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from core.prompt_format import alpaca_messages, format_prompt
 logger = logging.getLogger(__name__)
 
 EngineName = Literal["vllm", "transformers"]
+ADAPTER_CONFIG = "adapter_config.json"  # peft's name (core.checkpoints.adapter imports torch: not here)
 
 
 class ModelLoadError(InputError):
@@ -35,18 +38,40 @@ class ModelLoadError(InputError):
 def check_model_dir(path: str, flag: str) -> Path:
     """A local checkpoint directory (config.json present), or a one-line error naming `flag`."""
     model_dir = Path(path).expanduser()
+    if model_dir.is_file():
+        raise ModelLoadError(f"{flag} {path}: is a file; give the checkpoint directory (written by `make train`)")
     if not model_dir.is_dir():
         raise ModelLoadError(f"{flag} {path}: no such directory (expected a checkpoint written by `make train`)")
     if is_adapter(model_dir):
+        _check_adapter_base(model_dir, flag, path)
         return model_dir  # a LoRA run's output: base (from adapter_config.json) + adapter
     if not (model_dir / "config.json").is_file():
         raise ModelLoadError(f"{flag} {path}: no config.json there; not a Hugging Face checkpoint directory")
     return model_dir
 
 
+# A Hugging Face hub id (`Qwen/Qwen2.5-0.5B`): anything else that is not a folder here is a path
+# that has gone (a base moved or deleted since training), which transformers would report as a
+# malformed repo id.
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+
+
+def _check_adapter_base(model_dir: Path, flag: str, path: str) -> None:
+    """The base a LoRA adapter names must be a folder here or a hub id, else one line naming it."""
+    config = model_dir / ADAPTER_CONFIG
+    try:
+        base = str(json.loads(config.read_text(encoding="utf-8"))["base_model_name_or_path"] or "")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ModelLoadError(f"{flag} {path}: {config} names no base model ({err})") from None
+    if Path(base).expanduser().is_dir() or _HUB_ID.fullmatch(base):
+        return
+    raise ModelLoadError(f"{flag} {path} is a LoRA adapter whose base {base!r} (base_model_name_or_path in {config}) "
+                         "is not there; put the base model back at that path, or set that field to where it is now")
+
+
 def is_adapter(model_dir: Path) -> bool:
     """A LoRA adapter directory (`make train-lora`'s output) rather than a full model."""
-    return (model_dir / "adapter_config.json").is_file() and not (model_dir / "config.json").is_file()
+    return (model_dir / ADAPTER_CONFIG).is_file() and not (model_dir / "config.json").is_file()
 
 
 def resolve_device(device: str) -> str:

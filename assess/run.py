@@ -397,6 +397,12 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
             paid = _judge_all(config, inputs, answers, judge_journal)
             records, results, length_fit = build_report(config, inputs, answers, judge_journal)
             totals = _journal_totals(judge_journal)
+        except BaseException:
+            if judge_journal.created and judge_journal.is_empty:
+                # The judge answered nothing (a wrong JUDGE, a bad key): a journal of its header
+                # alone would refuse the corrected command as a changed setting.
+                judge_journal.discard()
+            raise
         finally:
             judge_journal.close()
         summary["judge_mode"] = config.judge_mode

@@ -64,6 +64,8 @@ def validate(config: ExportConfig) -> None:
     """Reject values that cannot work, naming the flag and the fix."""
     if not config.model.strip():
         raise ConfigError("--model must name the checkpoint or LoRA adapter folder to export")
+    if config.model_dir.is_file():
+        raise InputError(f"--model {config.model}: is a file; give the checkpoint or LoRA adapter folder")
     if not config.model_dir.is_dir():
         raise InputError(f"--model {config.model}: no such folder")
     if config.base and not Path(config.base).expanduser().is_dir():

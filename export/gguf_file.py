@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ from gguf import (
 from gguf.quants import quant_shape_to_byte_shape, quantize
 from tqdm import tqdm
 
+from core.checkpoints.output_dir import partial_path
 from core.checkpoints.reader import CheckpointReader
 from core.prompt_format import CHAT_TEMPLATE
 from export.errors import ExportError
@@ -307,7 +307,7 @@ def write_gguf(
     plan = list(tensors)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.parent / f".{out_path.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = partial_path(out_path)  # a kill -9 leaves it; the next export into this folder removes it
     writer = GGUFWriter(tmp, arch)
     try:
         writer.add_name(name)

@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 from core.checkpoints.adapter import ADAPTER_CONFIG, is_adapter_dir
 from core.checkpoints.adapter_merge import merge_adapter
+from core.checkpoints.output_dir import remove_stale_partials
 from core.files import missing_dirs, remove_empty_dirs
-from export.config import ExportConfig
+from export.config import ExportConfig, OutType
 from export.errors import ExportError
 from export.gguf_file import GgufSummary, export_gguf
 from export.modelfile import MODELFILE, alpaca_modelfile, context_length, write_modelfile
@@ -97,6 +99,8 @@ def run_export(cfg: ExportConfig) -> ExportResult:
     out_dir = cfg.out_dir
     write_gguf = cfg.format == "gguf" or cfg.ollama_from == "gguf"
     gguf_path = out_dir / f"{cfg.model_name}.{cfg.outtype}.gguf"
+    for outtype in get_args(OutType):  # what an export killed outright (-9) left, in any encoding
+        remove_stale_partials(out_dir / f"{cfg.model_name}.{outtype}.gguf")
     if write_gguf and gguf_path.exists() and not cfg.overwrite:
         raise ExportError(f"{gguf_path} exists; pass --overwrite True to replace it")
     if cfg.format == "ollama" and (out_dir / MODELFILE).exists() and not cfg.overwrite:

@@ -190,6 +190,6 @@ def load_recipe(path: Path, environ: dict[str, str] | None = None) -> Recipe:
     path = Path(path)
     if path.is_dir() or not path.exists():
         shipped = sorted(p.name for p in (Path(__file__).resolve().parent.parent / "recipes").glob("*.yaml"))
-        raise InputError(f"{path}: no such recipe file" + (f" (shipped: recipes/{', recipes/'.join(shipped)})"
-                                                          if shipped else ""))
+        what = "is a folder; give a recipe file" if path.is_dir() else "no such recipe file"
+        raise InputError(f"{path}: {what}" + (f" (shipped: recipes/{', recipes/'.join(shipped)})" if shipped else ""))
     return parse_recipe(read_text(path), path, environ)

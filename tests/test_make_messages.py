@@ -59,3 +59,10 @@ def test_evolve_and_select_name_their_files_as_make_spells_them(tmp_path: Path) 
     proc = _make(tmp_path, "evolve", f"DATA={data}", f"EVOLVED={data}")
     assert _last_lines(proc) == [f"generate.evolve: error: {data}: EVOLVED must be another file than DATA (DATA is "
                                  "never written)"]
+
+
+def test_a_bad_process_count_names_the_variable(tmp_path: Path) -> None:
+    proc = _make(tmp_path, "train", f"MODEL={tmp_path}", "NPROC=abc")
+    assert proc.returncode == 2
+    assert _last_lines(proc) == ["train: error: NPROC must be a positive whole number or one of auto, cpu, gpu, xpu "
+                                 "(got 'abc')"]

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -101,7 +102,14 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     barrier(env)
-    dcp.save(_model_and_optim_state(model, optimizer), checkpoint_id=str(tmp))
+    try:
+        dcp.save(_model_and_optim_state(model, optimizer), checkpoint_id=str(tmp))
+    except CheckpointException as err:
+        # DCP wraps whatever stopped a rank's write into its own exception, Ctrl-C included: a
+        # Ctrl-C during a save is still a Ctrl-C (one line, exit 130), not a crash's traceback.
+        if any(isinstance(exc, KeyboardInterrupt) for exc, _ in err.failures.values()):
+            raise KeyboardInterrupt from None
+        raise
     if env.is_main:
         torch.save(scheduler.state_dict(), tmp / SCHEDULER_STATE)
         atomic_write_json(tmp / LOOP_STATE, loop_state)

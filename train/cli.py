@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 
 from core import flags
-from core.exit_codes import EXIT_OK, UserError
+from core.exit_codes import EXIT_OK, UserError, error_line, interrupt_status
 from core.make_vars import in_make_terms
 from train.config import TrainConfig
 from train.output_dir import check_output_dir
@@ -89,4 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         report_error(str(exc))
         return exc.exit_code
+    except KeyboardInterrupt as exc:
+        # Ctrl-C: under torchrun (`make train`) the launcher forwards the signal to every worker
+        # and says the one line itself; a worker's traceback per rank would bury it.
+        if "TORCHELASTIC_RUN_ID" not in os.environ:
+            print(error_line("train", "interrupted; add --resume_from_checkpoint latest to the same command to "
+                                      "continue from the last saved checkpoint"), file=sys.stderr)
+        return interrupt_status(exc)
     return EXIT_OK

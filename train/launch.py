@@ -23,12 +23,15 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from core.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, error_line
+from core.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, error_line
 
 PROG = "train"
 # The launcher's own lines about a failure it is about to raise: the one line below replaces them.
 _LAUNCHER_NOISE = ("failed (exitcode", "Sending process")
+# The words torchrun takes for --nproc_per_node besides a number (one process per device found).
+_NPROC_WORDS = ("auto", "cpu", "gpu", "xpu")
 
 
 class _DropFailureChatter(logging.Filter):
@@ -58,6 +61,21 @@ def exit_status(exitcode: int) -> int:
     return 128 - exitcode if exitcode < 0 else exitcode or EXIT_FAILED
 
 
+def launch_mistake(launch: Any) -> str | None:
+    """What is wrong with torchrun's own numbers (`make train NPROC=abc`, `PORT=99999999`), which
+    torchrun would report as a traceback from deep inside its setup; None when they are fine."""
+    nproc = str(launch.nproc_per_node)
+    if nproc not in _NPROC_WORDS and not (nproc.isdigit() and int(nproc) > 0):
+        return (f"--nproc_per_node must be a positive whole number or one of {', '.join(_NPROC_WORDS)} "
+                f"(got {nproc!r})")
+    bounds = str(launch.nnodes).split(":")
+    if len(bounds) > 2 or not all(b.isdigit() and int(b) > 0 for b in bounds):
+        return f"--nnodes must be a positive whole number, or MIN:MAX for an elastic run (got {launch.nnodes!r})"
+    if not 0 <= int(launch.master_port or 0) <= 65535:
+        return f"--master_port must be a TCP port, 0 to 65535 (got {launch.master_port})"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Launch as torchrun would; return the first failed worker's exit status (0 when all succeeded)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -68,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logging.getLogger("torch.distributed.elastic.multiprocessing.api").addFilter(_DropFailureChatter())
     launch = parse_args(args)  # torchrun's own flags and its own usage errors (exit 2)
+    mistake = launch_mistake(launch)
+    if mistake is not None:
+        print(error_line(PROG, mistake), file=sys.stderr)
+        return EXIT_USAGE
     try:
         run(launch)
     except ChildFailedError as err:

@@ -9,6 +9,8 @@ processes therefore do not change what is optimised, unlike a mean of per-micro-
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import math
 import time
@@ -23,8 +25,9 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 from transformers import get_scheduler
 
+from core.exit_codes import ConfigError
 from core.files import atomic_write_json
-from train.checkpoint import load_checkpoint, save_checkpoint, save_final_model
+from train.checkpoint import LOOP_STATE, load_checkpoint, save_checkpoint, save_final_model
 from train.config import TrainConfig
 from train.data import IGNORE_INDEX, PadCollator, TokenizeStats
 from train.distributed import DistEnv, all_reduce_sum
@@ -307,6 +310,7 @@ class Trainer:
         """Train to the end (from checkpoint `resume` if given), save the model, return the summary."""
         env = self.env
         if resume is not None:
+            self._check_same_run(resume)
             loop_state, state = load_checkpoint(resume, self.model, self.optimizer, self.scheduler, env)
             self.step = int(loop_state["step"])
             self.step_losses = list(loop_state["step_losses"])
@@ -383,7 +387,33 @@ class Trainer:
             "supervised_tokens": self.supervised_tokens,
             "train_seconds": self.train_seconds,
             "world_size": self.env.world_size,
+            "trained_on": self._trained_on(),
         }
+
+    def _trained_on(self) -> dict:
+        """What a checkpoint continues: its base model and the bytes of its data (hashed once)."""
+        if getattr(self, "_identity", None) is None:
+            model = Path(self.cfg.model_name_or_path).expanduser()
+            self._identity = {
+                "model_name_or_path": str(model.resolve()) if model.is_dir() else self.cfg.model_name_or_path,
+                "data_sha256": hashlib.sha256(Path(self.cfg.data_path).expanduser().read_bytes()).hexdigest()}
+        return self._identity
+
+    def _check_same_run(self, resume: Path) -> None:
+        """A resume continues the run it names: with other data or another base, the result (and its
+        card) would claim a training that did not happen. Checkpoints of older versions say nothing."""
+        old = json.loads((resume / LOOP_STATE).read_text()).get("trained_on")
+        if not old:
+            return
+        new = self._trained_on()
+        if old.get("data_sha256") != new["data_sha256"]:
+            raise ConfigError(f"--resume_from_checkpoint: {resume} was trained on other data than --data_path "
+                              f"{self.cfg.data_path} holds; resume with the same data, or start afresh "
+                              "(--overwrite True)")
+        if old.get("model_name_or_path") != new["model_name_or_path"]:
+            raise ConfigError(f"--resume_from_checkpoint: {resume} was trained from {old.get('model_name_or_path')}, "
+                              f"not --model_name_or_path {self.cfg.model_name_or_path}; resume with that base, or "
+                              "start afresh (--overwrite True)")
 
     def _save(self, step: int) -> None:
         save_checkpoint(self.output_dir, step, self.model, self.optimizer, self.scheduler,

@@ -38,8 +38,8 @@ DATA_SUMMARY = "generate_summary.json"
 
 # train_summary.json keys the card shows (or uses to say how the model was trained).
 TRAINING_KEYS = ("world_size", "fsdp", "deepspeed", "packing", "precision", "device", "train_loss", "final_loss",
-                 "steps", "effective_batch_size", "supervised_tokens", "examples", "elapsed_s", "lora",
-                 "trainable_params", "total_params")
+                 "steps", "effective_batch_size", "supervised_tokens", "examples", "examples_read",
+                 "dropped_examples", "truncated_examples", "elapsed_s", "lora", "trainable_params", "total_params")
 
 
 # --- facts ----------------------------------------------------------------------------------
@@ -138,7 +138,8 @@ def eval_facts(eval_dir: Path, model_dir: Path) -> dict[str, Any] | None:
     }
     controlled = summary.get("length_controlled")
     if isinstance(controlled, dict) and controlled.get("win_rate") is not None:
-        facts["length_controlled"] = {key: controlled.get(key) for key in ("win_rate", "length_coefficient")}
+        facts["length_controlled"] = {key: controlled.get(key)
+                                      for key in ("win_rate", "length_coefficient", "ci95", "extreme_change")}
     return facts
 
 
@@ -168,6 +169,21 @@ def _method(training: dict[str, Any], role: str) -> str:
         return f"full fine-tuning, FSDP over {training.get('world_size')} processes"
     processes = training.get("world_size") or 1
     return "full fine-tuning on one process" if processes == 1 else f"full fine-tuning over {processes} processes (DDP)"
+
+
+def _examples(training: dict[str, Any]) -> str:
+    """The examples trained on, and when truncation cost some, how many of those read."""
+    text = _num(training.get("examples"))
+    read, dropped, truncated = (training.get(key) for key in ("examples_read", "dropped_examples",
+                                                               "truncated_examples"))
+    notes = []
+    if dropped:
+        notes.append(f"{_num(dropped)} dropped: no response token left after truncation")
+    if truncated:
+        notes.append(f"{_num(truncated)} truncated at the maximum length")
+    if notes and read is not None:
+        text += f" of {_num(read)} read ({'; '.join(notes)})"
+    return text
 
 
 def _hardware(hardware: dict[str, Any]) -> str:
@@ -223,6 +239,9 @@ def _eval_section(ev: dict[str, Any]) -> list[str]:
     controlled = ev.get("length_controlled")
     if controlled:
         lines.append(f"| length-controlled win rate | {_num(controlled['win_rate'])} |")
+        interval = controlled.get("ci95")
+        if isinstance(interval, list) and len(interval) == 2:
+            lines.append(f"| length-controlled 95% interval | {_num(interval[0])} - {_num(interval[1])} |")
         lines.append(f"| length coefficient | {_num(controlled.get('length_coefficient'))} |")
     lines.append(f"| win rate | {_num(ev.get('win_rate'))} |")
     lines.append(f"| standard error | {_num(ev.get('standard_error'))} |")
@@ -233,7 +252,10 @@ def _eval_section(ev: dict[str, Any]) -> list[str]:
         lines.append(f"| tasks without a verdict | {ev.get('unparseable')} |")
     lines += ["", "An LLM judge prefers longer answers and can favour its own style: read the rate as a "
               "comparison under this judge, not as an absolute quality."
-              + ("" if controlled else " No length-controlled rate was computed for this run."), ""]
+              + ("" if controlled else " No length-controlled rate was computed for this run.")
+              + (" The length-controlled rate moved far from the raw one (AlpacaEval's warning rule): the length "
+                 "model may not describe this judge, or there are too few tasks for the fit."
+                 if controlled and controlled.get("extreme_change") else ""), ""]
     return lines
 
 
@@ -244,10 +266,13 @@ def body(facts: dict[str, Any]) -> str:
     training = facts.get("training") or {}
     dataset = facts.get("dataset") or {}
     examples = dataset.get("examples") if dataset.get("examples") is not None else training.get("examples")
+    # What the model learnt from: the examples left after truncation, which can be fewer than the file holds.
+    trained_on = training.get("examples") if training.get("examples") is not None else examples
     what = {"model": "a model", "adapter": "a LoRA adapter", "diff": "a weight diff"}[role]
     lines = [f"# {name}", "",
              f"{what[0].upper() + what[1:]}: `{base}` fine-tuned to follow instructions on "
-             f"{_num(examples)} examples in the Alpaca format ({_method(training, role)}).", ""]
+             f"{_num(trained_on)} example{'' if trained_on == 1 else 's'} in the Alpaca format "
+             f"({_method(training, role)}).", ""]
     if role == "diff":
         raw = facts.get("diff_base") or base
         lines += ["This folder holds the difference between the fine-tuned weights and the base, not usable "
@@ -269,7 +294,7 @@ def body(facts: dict[str, Any]) -> str:
               f"| precision | {training.get('precision', 'n/a')} |",
               f"| optimizer steps | {_num(training.get('steps'))} |",
               f"| effective batch size | {_num(training.get('effective_batch_size'))} |",
-              f"| examples | {_num(training.get('examples'))} |",
+              f"| examples | {_examples(training)} |",
               f"| supervised tokens | {_num(training.get('supervised_tokens'))} |",
               f"| training loss (mean) | {_num(training.get('train_loss'))} |",
               f"| final loss | {_num(training.get('final_loss'))} |",

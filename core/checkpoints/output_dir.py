@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import socket
 import tempfile
@@ -67,10 +68,16 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def remove_stale_partials(final: Path) -> list[Path]:
-    """Remove `.<name>.partial-*` directories beside `final` left by dead processes of this host.
+def partial_path(final: Path) -> Path:
+    """A temporary name beside `final` for a file written in one piece and renamed when complete,
+    which `remove_stale_partials(final)` recognises after a kill."""
+    return final.parent / f".{final.name}.partial-{_host()}-{os.getpid()}-{secrets.token_hex(4)}"
 
-    Only directories named by this module (`.<name>.partial-<host>-<pid>-<random>`) are
+
+def remove_stale_partials(final: Path) -> list[Path]:
+    """Remove `.<name>.partial-*` directories (or files) beside `final` left by dead processes of this host.
+
+    Only those named by this module (`.<name>.partial-<host>-<pid>-<random>`) are
     judged; one whose process is still running, or which another host wrote (on a shared
     filesystem its process cannot be checked from here), is left alone. Returns what was removed.
     """
@@ -80,7 +87,7 @@ def remove_stale_partials(final: Path) -> list[Path]:
     pattern = re.compile(rf"\.{re.escape(final.name)}\.partial-(?P<host>.+)-(?P<pid>\d+)-[^-]+")
     removed = []
     for path in sorted(final.parent.iterdir()):
-        if not path.name.startswith(f".{final.name}.partial-") or not path.is_dir():
+        if not path.name.startswith(f".{final.name}.partial-") or not (path.is_dir() or path.is_file()):
             continue
         match = pattern.fullmatch(path.name)
         if not match or match["host"] != _host():
@@ -90,8 +97,12 @@ def remove_stale_partials(final: Path) -> list[Path]:
         pid = int(match["pid"])
         if pid == os.getpid() or _process_exists(pid):
             continue
-        size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-        shutil.rmtree(path, ignore_errors=True)
+        if path.is_file():
+            size = path.stat().st_size
+            path.unlink(missing_ok=True)
+        else:
+            size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+            shutil.rmtree(path, ignore_errors=True)
         logger.warning("removed %s (%.1f MB): the partial output of an interrupted run (process %d, "
                        "no longer running)", path, size / 1e6, pid)
         removed.append(path)

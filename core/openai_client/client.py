@@ -77,6 +77,7 @@ class ClientSettings:
     api_key: str | None = None
     messages_json: bool = False
     top_logprobs: int = 0
+    model_flag: str = "--model_name"  # named by errors about the model (the eval's judge: --judge_model)
 
     @property
     def sampling(self) -> SamplingParams:
@@ -150,7 +151,7 @@ class OpenAIClient:
         )
         self.base_url = endpoint_for_messages(str(self.client.base_url))
         self.where = Where(self.base_url, settings.model, settings.api, settings.max_retries,
-                           settings.request_timeout, api_key)
+                           settings.request_timeout, api_key, settings.model_flag)
         eot = end_of_text_token(settings.model) if settings.api == "completions" else None
         # Blocking <|endoftext|> only means something in the model's own vocabulary.
         self._logit_bias = {str(eot): -100} if eot is not None else None
@@ -277,7 +278,7 @@ class OpenAIClient:
                         raise GenerationError(
                             f"the prompt leaves no room for an answer at {self.base_url} even with "
                             f"max_tokens={max_tokens}: lower --num_prompt_instructions or use a "
-                            f"longer-context --model_name"
+                            f"longer-context {self.settings.model_flag}"
                         ) from None
                     with self._counts_lock:
                         # Shrink for every later call too, as the reference did.

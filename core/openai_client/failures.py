@@ -35,6 +35,7 @@ class Where:
     max_retries: int
     request_timeout: float
     secret: str | None
+    model_flag: str = "--model_name"  # the flag that picks `model` in the command the user ran
 
 
 def server_message(err: openai.APIStatusError, where: Where) -> str:
@@ -70,9 +71,9 @@ def fatal_error(err: Exception, where: Where, not_found: str | None = None,
     if isinstance(err, openai.NotFoundError):
         said = f"model {model!r} is unknown or retired at {url} (HTTP 404: {server_message(err, where)})"
         if served:
-            return GenerationError(f"{said}; it serves {describe_models(served, model)}: pick one with --model_name")
+            return GenerationError(f"{said}; it serves {describe_models(served, model)}: pick one with {where.model_flag}")
         return GenerationError(
-            f"{said}; pick a current --model_name, check --api {where.api}, and that OPENAI_BASE_URL ends in /v1"
+            f"{said}; pick a current {where.model_flag}, check --api {where.api}, and that OPENAI_BASE_URL ends in /v1"
         )
     if isinstance(err, QuotaExhausted):
         return GenerationError(
@@ -89,7 +90,7 @@ def fatal_error(err: Exception, where: Where, not_found: str | None = None,
     if isinstance(err, openai.APIStatusError):
         return GenerationError(
             f"{url} refused the request (HTTP {err.status_code}): {server_message(err, where)}; "
-            f"check --model_name, --api and the sampling flags"
+            f"check {where.model_flag}, --api and the sampling flags"
         )
     if isinstance(err, openai.APITimeoutError):
         return GenerationError(

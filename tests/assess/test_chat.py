@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -81,3 +82,22 @@ def test_chat_bad_flags_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) 
     assert "--model <checkpoint dir> is required" in capsys.readouterr().err
     assert main(["--model", str(tmp_path), "--input", "x"]) == 2
     assert "--input goes with --prompt" in capsys.readouterr().err
+
+
+def test_a_file_or_an_adapter_without_its_base_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"")
+    assert main(["--model", str(weights), "--prompt", "Hi."]) == 1
+    assert capsys.readouterr().err == (f"assess.chat: error: --model {weights}: is a file; give the checkpoint "
+                                       "directory (written by `make train`)\n")
+    # An adapter whose base moved since training: one line naming the base and where it is set,
+    # where transformers would call the path a malformed hub repo id.
+    adapter = tmp_path / "lora"
+    adapter.mkdir()
+    gone = tmp_path / "gone" / "base"
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(gone)}))
+    assert main(["--model", str(adapter), "--prompt", "Hi."]) == 1
+    assert capsys.readouterr().err == (
+        f"assess.chat: error: --model {adapter} is a LoRA adapter whose base '{gone}' (base_model_name_or_path in "
+        f"{adapter / 'adapter_config.json'}) is not there; put the base model back at that path, or set that field "
+        "to where it is now\n")

@@ -151,3 +151,33 @@ def test_reference_by_instruction_alone(tmp_path: Path) -> None:
     only_instructions = {(" ".join(r["instruction"].split()), ""): r["output"] for r in reference_records()[:4]}
     paired = pair_reference(items, only_instructions)
     assert paired == {i: f"Reference answer {i}." + (" ZEBRA-7" if i == 0 else "") for i in range(4)}
+
+
+def test_an_unknown_judge_names_the_judge_flag_and_the_fixed_command_runs(
+        tiny_chat_model: Path, eval_files, tmp_path: Path, monkeypatch, capsys: pytest.CaptureFixture) -> None:
+    """A judge the server does not serve: one line naming --judge_model (JUDGE under make), not
+    generate's --model_name; and the command with the right judge then runs, where a journal of
+    the refused judge's settings alone would refuse it as a changed setting."""
+    from tests.fakes.openai_server import ServerOptions
+
+    eval_set, reference = eval_files
+    out = tmp_path / "eval"
+    args = ["--model", str(tiny_chat_model), "--eval_set", str(eval_set), "--reference", str(reference),
+            "--max_items", "2", "--max_new_tokens", "3", "--max_retries", "0", "--output_dir", str(out),
+            "--progress", "False"]
+    with OpenAIServer(ServerOptions(models=("judge-1",))) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+        assert main([*args, "--judge_model", "gpt-4.1"]) == 1
+        assert capsys.readouterr().err == (
+            f"assess: error: model 'gpt-4.1' is unknown or retired at {server.base_url} (HTTP 404: The model "
+            "`gpt-4.1` does not exist or you do not have access to it.); it serves judge-1: pick one with "
+            "--judge_model\n")
+        assert sorted(p.name for p in out.iterdir()) == ["eval_answers.journal.jsonl", "eval_answers.jsonl"]
+        monkeypatch.setenv("ALPACA_MAKE_VARIABLES", "model=MODEL judge_model=JUDGE output_dir=EVAL_DIR")
+        assert main([*args, "--judge_model", "gpt-4.1"]) == 1
+        assert capsys.readouterr().err.endswith("it serves judge-1: pick one with JUDGE\n")
+        monkeypatch.delenv("ALPACA_MAKE_VARIABLES")
+        assert main([*args, "--judge_model", "judge-1"]) == 0
+    summary = json.loads((out / "eval_summary.json").read_text())
+    assert (summary["judge_model"], summary["judge"]["requests"]) == ("judge-1", 2)

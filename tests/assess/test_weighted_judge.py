@@ -90,5 +90,6 @@ def test_a_server_without_logprobs_stops_at_once(tmp_path: Path, monkeypatch: py
     assert len(err.splitlines()) == 1
     assert "returned no logprobs for judge-1: --judge_mode weighted needs a server that returns them" in err
     assert route.judge_calls <= 2  # stopped after the first answer (one more may have been in flight)
-    journal = (out / "eval_judge.journal.jsonl").read_text().splitlines()
-    assert len(journal) == 1  # the header only: nothing useless was kept
+    # Nothing judged, nothing kept: no journal whose weighted-mode header would refuse the
+    # suggested `--judge_mode reasoned` rerun as a changed setting.
+    assert not (out / "eval_judge.journal.jsonl").exists()

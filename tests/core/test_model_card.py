@@ -91,6 +91,21 @@ def test_eval_with_a_length_controlled_rate_shows_it_first(model: Path, tmp_path
     rows = list(table(body, "Evaluation").items())
     assert rows[:3] == [("length-controlled win rate", "0.5123"), ("length coefficient", "-0.8000"),
                         ("win rate", "0.4365")]
+    assert "moved far from the raw one" not in body
+
+
+def test_a_length_controlled_rate_comes_with_its_interval_and_its_warning(model: Path, tmp_path: Path) -> None:
+    """On a few tasks the controlled rate can swing far from the raw one (the eval flags it):
+    the card shows its interval and says so, as eval_summary.json does."""
+    eval_dir = _eval(tmp_path, model, length_controlled={"win_rate": 0.9013, "length_coefficient": 2.2765,
+                                                         "ci95": [0.4123, 0.9917], "extreme_change": True})
+    assert add_eval(model, eval_dir)
+    body = read_card(model / "README.md")[1]
+    assert list(table(body, "Evaluation").items())[:4] == [
+        ("length-controlled win rate", "0.9013"), ("length-controlled 95% interval", "0.4123 - 0.9917"),
+        ("length coefficient", "2.2765"), ("win rate", "0.4365")]
+    assert ("The length-controlled rate moved far from the raw one (AlpacaEval's warning rule): the length model "
+            "may not describe this judge, or there are too few tasks for the fit.") in body
 
 
 def test_another_models_eval_is_left_out(model: Path, tmp_path: Path) -> None:
@@ -133,3 +148,26 @@ def test_loss_curve(tmp_path: Path) -> None:
     path = write_loss_curve(history, tmp_path / "loss_curve.png", "run")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert write_loss_curve([], tmp_path / "none.png", "run") is None and not (tmp_path / "none.png").exists()
+
+
+def test_examples_lost_to_truncation_are_counted_where_the_examples_are(tmp_path: Path) -> None:
+    """A model that learnt from 1 of the file's 12 examples says so: the first line and the table
+    give the examples trained on, the table how many were read, dropped and truncated."""
+    summary = {**TRAIN_SUMMARY, "examples": 1, "examples_read": 12, "dropped_examples": 11, "truncated_examples": 12}
+    data = tmp_path / "alpaca_data.json"
+    data.write_text("[]")
+    (tmp_path / "generate_summary.json").write_text(json.dumps({"kept": 12, "model": "gpt-4o-mini"}))
+    facts = training_facts(name="m", role="model", base_model="base", data_path=str(data), summary=summary,
+                           hardware={}, loss_curve=False)
+    (tmp_path / "m").mkdir()
+    write_model_card(tmp_path / "m", facts)
+    _, body = read_card(tmp_path / "m" / "README.md")
+    assert body.splitlines()[2] == ("A model: `base` fine-tuned to follow instructions on 1 example in the Alpaca "
+                                    "format (full fine-tuning, FSDP over 4 processes).")
+    assert f"- `{data}`: 12 examples" in body
+    assert table(body, "Training")["examples"] == (
+        "1 of 12 read (11 dropped: no response token left after truncation; 12 truncated at the maximum length)")
+    # Nothing lost: the table shows the count alone, as before.
+    facts["training"].update(examples=12, dropped_examples=0, truncated_examples=0)
+    write_model_card(tmp_path / "m", facts)
+    assert table(read_card(tmp_path / "m" / "README.md")[1], "Training")["examples"] == "12"

@@ -9,6 +9,7 @@ tests/export/gotemplate.py, a Python renderer of the subset Modelfiles use, whic
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from core.checkpoints.output_dir import _host
 from export.cli import main
 from export.modelfile import INSTRUCTION_STOP, context_length, go_literal, ollama_template
 from tests.export.gotemplate import render
@@ -140,6 +142,10 @@ def test_cli_refuses_an_unsupported_family_in_one_line(tmp_path, capsys):
 def test_cli_flag_errors(tmp_path, capsys):
     assert main(["--model", str(tmp_path / "missing")]) == 1
     assert capsys.readouterr().err == f"export: error: --model {tmp_path / 'missing'}: no such folder\n"
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    assert main(["--model", str(tmp_path / "model.safetensors")]) == 1
+    assert capsys.readouterr().err == (f"export: error: --model {tmp_path / 'model.safetensors'}: is a file; give the "
+                                       "checkpoint or LoRA adapter folder\n")
     assert main(["--model", str(tmp_path), "--outtype", "q4_0"]) == 2
     assert capsys.readouterr().err == "export: error: --outtype must be one of f16, bf16, q8_0, f32 (got 'q4_0')\n"
     assert main(["--model", str(tmp_path), "--ollama_from", "safetensors"]) == 2
@@ -152,3 +158,26 @@ def test_a_missing_gguf_package_is_one_line(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().err == (
         "export: error: the gguf package is not installed: pip install -e '.[gguf]' "
         "(or make setup EXTRAS=train,eval,test,gguf)\n")
+
+
+def test_an_export_killed_outright_leaves_nothing_behind_the_next_one(checkpoints, tmp_path, caplog):
+    """SIGKILL cannot remove the GGUF being written; the next export into that folder does (any
+    encoding's), and says so, while a partial file of a live process is left alone."""
+    out = tmp_path / "gguf"
+    out.mkdir()
+    writer = ("import os, signal, sys\nfrom pathlib import Path\nfrom core.checkpoints.output_dir import partial_path\n"
+              "partial_path(Path(sys.argv[1])).write_bytes(b'GGUF' * 1000)\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    for encoding in ("f32", "q8_0"):
+        killed = subprocess.run([sys.executable, "-c", writer, str(out / f"tiny-llama.{encoding}.gguf")],
+                                cwd=Path(__file__).resolve().parents[2])
+        assert killed.returncode == -9
+    live = out / f".tiny-llama.f16.gguf.partial-{_host()}-{os.getpid()}-abcd1234"
+    live.write_bytes(b"GGUF")
+    left = sorted(p.name for p in out.iterdir())
+    assert len(left) == 3 and all(name.startswith(".tiny-llama.") for name in left)
+    with caplog.at_level("WARNING", logger="core.checkpoints.output_dir"):
+        assert main(["--model", str(checkpoints["llama"]), "--outtype", "f16", "--output_dir", str(out),
+                     "--progress", "False"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [live.name, "tiny-llama.f16.gguf"]
+    assert sorted(r.getMessage().split(" (")[0] for r in caplog.records) == [
+        f"removed {out / name}" for name in left if name != live.name]

@@ -110,6 +110,8 @@ def test_a_kill_during_training_then_a_rerun_skips_generation_and_finishes(kille
     assert re.search(r"resumed from \S+/checkpoint-\d+ at step \d+", rerun.stdout + rerun.stderr)
     summary = json.loads((workdir / NAME / "train_summary.json").read_text())
     assert summary["steps"] == 24
+    # The tiny tokenizer spends many tokens per word: every generated example keeps its response.
+    assert (summary["examples_read"], summary["dropped_examples"]) == (12, 0)
     assert sorted(p.name for p in (workdir / f"{NAME}-gguf").iterdir()) == ["Modelfile", f"{NAME}.q8_0.gguf"]
     assert (workdir / f"{NAME}-diff" / "recover_manifest.json").is_file()
 

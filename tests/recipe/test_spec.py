@@ -80,6 +80,8 @@ def test_yaml_that_does_not_parse_names_the_line(tmp_path: Path) -> None:
         load_recipe(path)
     with pytest.raises(InputError, match=r"^missing.yaml: no such recipe file \(shipped: recipes/alpaca-7b-fsdp.yaml, "):
         load_recipe(Path("missing.yaml"))
+    with pytest.raises(InputError, match=rf"^{tmp_path}: is a folder; give a recipe file \(shipped: recipes/alpaca"):
+        load_recipe(tmp_path)
 
 
 @pytest.mark.parametrize("name", ["alpaca-7b-fsdp", "qwen2.5-0.5b-lora", "smoke"])

@@ -73,3 +73,65 @@ def test_hf_trainer_path_saves_the_base_settings_too(tiny_llama: Path, same_data
     base_max = json.loads((tiny_llama / "tokenizer_config.json").read_text())["model_max_length"]
     assert json.loads((out / "tokenizer_config.json").read_text())["model_max_length"] == base_max
     assert prep.tokenizer.model_max_length == 128  # training's own value is back
+
+
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled")  # one process, no group: DCP says so
+def test_ctrl_c_while_a_checkpoint_is_written_stays_a_ctrl_c(tiny_llama: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """DCP turns an exception inside its writer into a CheckpointException (printed as a traceback
+    and exit 1); Ctrl-C at that moment must reach the CLI as KeyboardInterrupt (one line, 130)."""
+    import torch
+    from torch.distributed.checkpoint.filesystem import FileSystemWriter
+
+    from train.checkpoint import save_checkpoint
+    from train.distributed import DistEnv
+    from train.model_setup import load_model
+
+    model = load_model(str(tiny_llama))
+    optimizer = torch.optim.AdamW(model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    env = DistEnv(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"), backend=None)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(FileSystemWriter, "write_data", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path, 3, model, optimizer, scheduler, {}, {}, env, None)
+    assert not (tmp_path / "checkpoint-3").exists()
+
+
+@pytest.mark.filterwarnings("ignore:torch.distributed is disabled")  # one process, no group: DCP says so
+def test_a_resume_with_other_data_or_another_base_is_refused(tiny_llama: Path, tmp_path: Path) -> None:
+    """A checkpoint continues the run that wrote it: resumed on other data (or from another base),
+    the model and its card would claim a training that never happened."""
+    import shutil
+
+    from tests.train.runs import same_response_records
+    from train import run as train_run
+    from train.cli import parse_config
+
+    data, other = tmp_path / "data.json", tmp_path / "other.json"
+    data.write_text(json.dumps(same_response_records(8)))
+    other.write_text(json.dumps(same_response_records(9)))
+    copy = tmp_path / "copy-of-base"
+    shutil.copytree(tiny_llama, copy)
+    out = tmp_path / "out"
+
+    def args(model: Path, data_path: Path, *extra: str) -> list[str]:
+        return ["--model_name_or_path", str(model), "--data_path", str(data_path), "--output_dir", str(out),
+                "--per_device_train_batch_size", "2", "--save_strategy", "steps", "--save_steps", "2", *extra]
+
+    train_run.train(parse_config(args(tiny_llama, data, "--max_steps", "2")))
+    checkpoint = out / "checkpoint-2"
+    resume = ["--max_steps", "4", "--resume_from_checkpoint", "latest", "--overwrite", "True"]
+    with pytest.raises(ConfigError) as refused:
+        train_run.train(parse_config(args(tiny_llama, other, *resume)))
+    assert str(refused.value) == (f"--resume_from_checkpoint: {checkpoint} was trained on other data than --data_path "
+                                  f"{other} holds; resume with the same data, or start afresh (--overwrite True)")
+    with pytest.raises(ConfigError) as refused:
+        train_run.train(parse_config(args(copy, data, *resume)))
+    assert str(refused.value) == (f"--resume_from_checkpoint: {checkpoint} was trained from {tiny_llama.resolve()}, "
+                                  f"not --model_name_or_path {copy}; resume with that base, or start afresh "
+                                  "(--overwrite True)")
+    assert train_run.train(parse_config(args(tiny_llama, data, *resume)))["steps"] == 4

@@ -76,3 +76,49 @@ def test_make_uses_the_launcher(target: str, repo_root: Path) -> None:
     dry = subprocess.run([make, "-n", target, "MODEL=m"], cwd=repo_root, capture_output=True, text=True,
                          check=True).stdout
     assert "-m train.launch --" in dry and "torch.distributed.run" not in dry
+
+
+def test_ctrl_c_during_training_is_the_launchers_one_line(tiny_llama: Path, same_data: Path, tmp_path: Path) -> None:
+    """Ctrl-C reaches the terminal's process group (the launcher); torchrun forwards SIGINT to the
+    worker, which stops without a traceback and leaves the line to the launcher."""
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "train.launch", "--nproc_per_node=1", f"--master_port={free_port()}", "-m", "train",
+           "--model_name_or_path", str(tiny_llama), "--data_path", str(same_data), "--output_dir", str(out),
+           "--max_steps", "100000", "--per_device_train_batch_size", "1", "--save_strategy", "steps",
+           "--save_steps", "5", "--model_max_length", "256"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT)}
+    log = tmp_path / "log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        deadline = time.monotonic() + 240
+        while not list(out.glob("checkpoint-*")):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=120) == 130
+    output = log.read_text()
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-3000:]
+    assert [line for line in output.splitlines() if "error" in line.lower()] == [
+        "train: error: stopped by SIGINT; add --resume_from_checkpoint latest to the same command to continue "
+        "from the last saved checkpoint"]
+
+
+@pytest.mark.parametrize(("flag", "value", "line"), [
+    ("--nproc_per_node", "abc", "NPROC must be a positive whole number or one of auto, cpu, gpu, xpu (got 'abc')"),
+    ("--nproc_per_node", "0", "NPROC must be a positive whole number or one of auto, cpu, gpu, xpu (got '0')"),
+    ("--nnodes", "x", "NNODES must be a positive whole number, or MIN:MAX for an elastic run (got 'x')"),
+    ("--master_port", "99999999", "PORT must be a TCP port, 0 to 65535 (got 99999999)"),
+])
+def test_torchruns_own_numbers_are_one_line_naming_the_make_variable(flag: str, value: str, line: str) -> None:
+    """`make train NPROC=abc` and the like: torchrun raises from deep inside its setup; the
+    launcher answers first, in make's words, exit status 2."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO_ROOT),
+           "ALPACA_MAKE_VARIABLES": "nproc_per_node=NPROC nnodes=NNODES master_port=PORT"}
+    proc = subprocess.run([sys.executable, "-m", "train.launch", f"{flag}={value}", "-m", "train", "--help"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", f"train: error: {line}\n")
+
