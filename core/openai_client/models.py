@@ -8,14 +8,18 @@ server serves instead of asking it for, and pricing it as, OpenAI's default.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import openai
 
+from core.exit_codes import ConfigError
 from core.openai_client.credentials import OPENAI_DEFAULT_BASE_URL, PLACEHOLDER_KEY, env_value
+from core.redact import endpoint_for_messages
 
 log = logging.getLogger(__name__)
 
@@ -58,3 +62,48 @@ def describe_models(models: list[str], wanted: str = "") -> str:
         return ", ".join(models)
     closest = difflib.get_close_matches(wanted, models, n=SHOWN, cutoff=0.0) if wanted else models[:SHOWN]
     return f"{len(models)} models, among them {', '.join(closest)}"
+
+
+def model_for_server(model: str, flag: str, environ: Mapping[str, str] | None = None) -> tuple[str, bool]:
+    """The model to ask a self-hosted server for when the user named none, and whether the
+    price table may price the calls by that name.
+
+    The flag's default is OpenAI's model; a self-hosted server (vLLM, llama.cpp, Ollama)
+    either refuses it or, as llama.cpp does, answers with whatever it runs, and pricing that
+    as OpenAI's model would be a made-up number. So the model is the one GET /v1/models lists
+    (one listed: that one; several: refused, naming them, unless the default is among them);
+    a server that lists nothing is asked for the default, and its cost is unknown (False).
+    Call it only when `flag` was left at its default; api.openai.com is asked nothing.
+    """
+    if is_openai_endpoint(environ):
+        return model, True
+    served = served_models_at(environ)
+    url = endpoint_for_messages(env_value("OPENAI_BASE_URL", environ) or "")
+    if not served:
+        log.warning("%s is not set and %s gave no list of its models (GET /v1/models); asking for %s, "
+                    "at an unknown cost", flag, url, model)
+        return model, False
+    if model in served:
+        return model, True
+    if len(served) > 1:
+        raise ConfigError(f"{flag} is not set and {url} serves {describe_models(served)}: pick one with {flag}")
+    log.info("model: %s, the one model %s serves (%s picks another)", served[0], url, flag)
+    return served[0], True
+
+
+def settle_models(config: Any, flags: Sequence[str], given: Collection[str],
+                  environ: Mapping[str, str] | None = None) -> Any:
+    """`config` with each model flag the user left at its default set to the model the
+    endpoint serves (`model_for_server`). A command that prices its calls (its caps need a
+    price) is refused in one line when the server lists no model and no price was given."""
+    for name in flags:
+        if name in given:
+            continue
+        model, priced = model_for_server(getattr(config, name), f"--{name}", environ)
+        if not priced and (config.price_input is None or config.price_output is None):
+            url = endpoint_for_messages(env_value("OPENAI_BASE_URL", environ) or "")
+            raise ConfigError(f"--{name} is not set and {url} gave no list of its models: name the model with "
+                              f"--{name}, and its price with --price_input and --price_output (0 and 0 for a "
+                              "free local server)")
+        config = dataclasses.replace(config, **{name: model})
+    return config

@@ -12,11 +12,9 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from core.cluster.session import import_ray
-from core.exit_codes import ConfigError
-from core.openai_client.credentials import check_credentials, endpoint_configured, env_value
-from core.openai_client.models import describe_models, is_openai_endpoint, served_models_at
+from core.openai_client.credentials import check_credentials, endpoint_configured
+from core.openai_client.models import model_for_server
 from core.openai_client.request import BackendState, GenerationError, SamplingParams
-from core.redact import endpoint_for_messages
 from generate.backends.base import Backend, BackendName
 from generate.backends.local.model_files import local_model_name
 from generate.config import GenerateConfig
@@ -79,21 +77,10 @@ def model_for_endpoint(config: GenerateConfig, name: BackendName, model_given: b
         log.warning("--model_name is not set; the cluster's endpoints are asked for %s, at an unknown cost",
                     config.model_name)
         return config, False
-    if model_given or not one_server or is_openai_endpoint(environ):
+    if model_given or not one_server:
         return config, True
-    served = served_models_at(environ)
-    url = endpoint_for_messages(env_value("OPENAI_BASE_URL", environ) or "")
-    if not served:
-        log.warning("--model_name is not set and %s gave no list of its models (GET /v1/models); asking for %s, "
-                    "at an unknown cost", url, config.model_name)
-        return config, False
-    if config.model_name in served:
-        return config, True
-    if len(served) > 1:
-        raise ConfigError(f"--model_name is not set and {url} serves {describe_models(served)}: "
-                          "pick one with --model_name")
-    log.info("model: %s, the one model %s serves (--model_name picks another)", served[0], url)
-    return replace(config, model_name=served[0]), True
+    model, priced = model_for_server(config.model_name, "--model_name", environ)
+    return replace(config, model_name=model), priced
 
 
 def model_used(name: BackendName, config: GenerateConfig) -> str:

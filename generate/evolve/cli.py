@@ -22,6 +22,7 @@ from core.exit_codes import (
     interrupt_status,
     sigterm_raises,
 )
+from core.openai_client.models import settle_models
 from generate.evolve.config import COMMAND, PROG, EvolveConfig
 from generate.evolve.run import evolve
 
@@ -40,6 +41,7 @@ def run_command(command: flags.Command, argv: list[str] | None, job: Callable[[A
     prog = command.prog
     try:
         with sigterm_raises():
+            config = settle_models(config, config.model_flags(), parsed.given)
             summary = job(config)
     except UserError as err:
         print(error_line(prog, err), file=sys.stderr)

@@ -65,6 +65,10 @@ class EvolveConfig:
     log_level: Literal["debug", "info", "warning", "error"] = field(default="info", metadata=flags.doc(
         "debug shows one line per call."))
 
+    def model_flags(self) -> tuple[str, ...]:
+        """The model flags that, left at their default, take the model a self-hosted server serves."""
+        return ("model_name",)
+
     def validate(self) -> None:
         """Reject values that cannot work, naming the flag."""
         call_flags.check_call_flags(self)

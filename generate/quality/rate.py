@@ -57,6 +57,7 @@ from core.openai_client.client import ClientSettings, OpenAIClient
 from core.openai_client.cost import count_tokens, estimate_cost_usd, price_for
 from core.openai_client.credentials import check_credentials, env_value
 from core.openai_client.journal import Journal, JournalBackendState, record_to_result
+from core.openai_client.models import settle_models
 from core.openai_client.request import GenerationError, GenerationRequest, GenerationResult
 from core.records import read_examples
 from generate.store import RATE_JOURNAL_NAME, RATE_SUMMARY_NAME, SCORES_NAME
@@ -389,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("httpx", "httpx2"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
+        if not (config.on_own_gpus or (config.backend == "ray" and config.ray_endpoints)):
+            config = settle_models(config, ("model_name",), parsed.given)
         summary = rate(config)
     except UserError as err:
         print(error_line(PROG, err), file=sys.stderr)

@@ -56,6 +56,11 @@ class SelectConfig:
     log_level: Literal["debug", "info", "warning", "error"] = field(default="info", metadata=flags.doc(
         "debug shows one line per call."))
 
+    def model_flags(self) -> tuple[str, ...]:
+        """The model flags that, left at their default, take the model a self-hosted server serves
+        (only when complexity scores are asked for: a selection by rating calls nothing)."""
+        return ("model_name",) if self.score in ("complexity", "both") else ()
+
     def validate(self) -> None:
         """Reject values that cannot work, naming the flag."""
         call_flags.check_call_flags(self)
