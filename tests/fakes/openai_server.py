@@ -261,9 +261,13 @@ class OpenAIServer:
 
     def answer_text(self, prompt: str, max_tokens: int, stop: list[str], restate: bool) -> tuple[str, str]:
         """The model's text and finish_reason for one prompt (deterministic)."""
-        numbers = re.findall(r"(\d+)\. Instruction:", prompt)
+        # The prompt's own labels (prompt_zh.txt asks for `N. 指令：`), so a completion continues
+        # the prompt's numbering and the parser finds the blocks it asked for.
+        chinese = re.search(r"\d+\. 指令：", prompt) is not None
+        instruction, given, output = ("指令：", "输入：", "输出：") if chinese else ("Instruction:", "Input:", "Output:")
+        numbers = re.findall(rf"(\d+)\. {instruction}", prompt)
         first = int(numbers[-1]) if numbers else 1
-        examples = re.findall(r"\d+\. Instruction: (.+)", prompt)
+        examples = re.findall(rf"\d+\. {instruction} ?(.+)", prompt)
         rng = self._rng(prompt)
         options = self.options
         blocks: list[str] = []
@@ -273,18 +277,18 @@ class OpenAIServer:
             item = self._item(rng)
             kind = rng.choice(BAD_KINDS) if rng.random() < options.bad_block_rate else None
             if kind == "malformed":
-                blocks.append(f"{number}. Instruction: {item['instruction']}\n{number}. Output:\n{item['output']}\n")
+                blocks.append(f"{number}. {instruction} {item['instruction']}\n{number}. {output}\n{item['output']}\n")
                 continue
             if kind is not None:
                 item = bad_block(kind, item, rng, earlier) or item
             earlier.append(item["instruction"])
             blocks.append(
-                f"{number}. Instruction: {item['instruction']}\n{number}. Input:\n"
-                f"{item['input'] or '<noinput>'}\n{number}. Output:\n{item['output']}\n"
+                f"{number}. {instruction} {item['instruction']}\n{number}. {given}\n"
+                f"{item['input'] or '<noinput>'}\n{number}. {output}\n{item['output']}\n"
             )
         text = "###\n".join(blocks)
         if not restate:
-            text = text[len(f"{first}. Instruction:"):]
+            text = text[len(f"{first}. {instruction}"):]
         finish = "stop"
         for s in stop:
             cut = text.find(s)

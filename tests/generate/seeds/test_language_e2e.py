@@ -164,6 +164,20 @@ def test_chinese_domain_reaches_its_target_with_no_duplicate(api: str, tmp_path:
             assert scorer.score(seed, a)["rougeL"].fmeasure <= 0.7, (a, seed)
 
 
+@pytest.mark.parametrize("api", ["chat", "completions"])
+def test_the_plain_loopback_server_follows_the_chinese_prompt(api: str, tmp_path: Path, clean_env) -> None:
+    # README's offline try with a Chinese domain: the loopback server answers prompt_zh.txt's
+    # `N. 指令：` blocks (its own English material), so the run parses them and reaches its target.
+    seeds = write_seeds(tmp_path / "zh.jsonl", CHINESE_SEEDS, "zh")
+    out = tmp_path / "out"
+    with OpenAIServer(ServerOptions(material="synthetic")) as server:
+        clean_env.setenv("OPENAI_BASE_URL", server.base_url)
+        summary = generate(config_from_flags({
+            "output_dir": str(out), "seed_tasks_path": str(seeds), "num_instructions_to_generate": 12,
+            "api": api, "progress": False, "max_concurrency": 4, "seed": 3}))
+    assert (summary["kept"], summary["finished"], summary["rejected"]["malformed"]) == (12, True, 0)
+
+
 LAW_SEEDS = [
     ("How do I file for bankruptcy in Texas?", "", "Chapter 7 or Chapter 13 petitions are filed with the federal bankruptcy court."),
     ("What is the difference between a will and a living trust?", "", "A will takes effect at death through probate; a trust avoids probate."),
