@@ -30,8 +30,9 @@ def headline(summary: dict[str, Any]) -> str:
     """One line: how far the people got and what they say."""
     results = summary["results"]
     people = len(summary["annotators"])
-    line = (f"{summary['contestant']} vs {summary['reference']}: {results['verdicts']} verdicts by {people} "
-            f"annotator{'s' * (people != 1)} on {summary['tasks_with_verdicts']} of {summary['tasks']} tasks")
+    verdicts = results["verdicts"]
+    line = (f"{summary['contestant']} vs {summary['reference']}: {verdicts} verdict{'s' * (verdicts != 1)} by "
+            f"{people} annotator{'s' * (people != 1)} on {summary['tasks_with_verdicts']} of {summary['tasks']} tasks")
     if results["win_rate"] is None:
         return line
     line += (f"; win rate {results['win_rate']:.3f} ({results['wins']} wins, {results['ties']} ties, "
@@ -56,7 +57,7 @@ def _serve(config: HumanConfig, log: VerdictLog, summary_path: Path) -> int:
         app = create_app(log, writer.request)
         done = sum(len(v) for v in log.in_force().values())
         print(f"{log.pairs.contestant_name} vs {log.pairs.reference_name}: {len(log.pairs.pairs)} tasks, "
-              f"{done} verdicts so far; open {url_of(sock)} (Ctrl-C stops; verdicts go to "
+              f"{done} verdict{'s' * (done != 1)} so far; open {url_of(sock)} (Ctrl-C stops; verdicts go to "
               f"{log.path})", flush=True)
         if config.host not in ("127.0.0.1", "localhost", "::1"):
             logger.warning("listening on %s: anyone who can reach this machine can open the page and annotate",

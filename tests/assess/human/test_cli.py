@@ -120,3 +120,15 @@ def test_a_run_without_a_judge_uses_its_sets_reference(eval_run: Path, tmp_path:
     assert (pairs.contestant_name, pairs.reference_name, len(pairs.pairs)) == (CONTESTANT, "text-davinci-003", N_TASKS)
     assert pairs.judge == {} and pairs.judge_model is None
     assert pairs.pairs[2].reference == json.loads(reference.decode().splitlines()[2])["output"]
+
+
+@pytest.mark.parametrize(("verdicts", "people", "said"), [
+    (1, 1, "c vs r: 1 verdict by 1 annotator on 1 of 8 tasks"),
+    (3, 2, "c vs r: 3 verdicts by 2 annotators on 2 of 8 tasks"),
+])
+def test_the_headline_counts_in_words(verdicts: int, people: int, said: str) -> None:
+    from assess.human.cli import headline
+
+    summary = {"contestant": "c", "reference": "r", "annotators": ["Ann", "Zoë"][:people], "tasks": 8,
+               "tasks_with_verdicts": people, "results": {"verdicts": verdicts, "win_rate": None}}
+    assert headline(summary) == said
