@@ -3,14 +3,14 @@
     .venv/bin/python bench/language_id.py [--output bench/results/language_id.json]
 
 Two labelled sets, both written for this project (JSONL: language, kind, text):
-- tests/generate/seeds/lid_tuning.jsonl: the set the rule's thresholds were chosen on (9
+- tests/core/lid_tuning.jsonl: the set the rule's thresholds were chosen on (9
   languages x 20 instructions + 10 outputs, 75 short loanword-heavy items, 26 mixed cases);
 - bench/data/lid_heldout.jsonl: a held-out set written afterwards and never tuned on (9 languages
   x 12 instructions + 6 outputs + 4 hard items (anglicisms, a quoted English sentence, inline
   code), and 15 items with nothing to judge: code only, numbers, one word, a date, empty).
 
 For every run language L of the nine, an item is kept iff `LanguagePolicy` for L would keep it
-as an instruction (generate/seeds/language_id.judge with L accepted, the first-class candidates):
+as an instruction (core/language_id.judge with L accepted, the first-class candidates):
 - false rejects: L's own items that would be rejected;
 - false accepts: other languages' instructions and outputs (kinds instr/out) that would be kept;
 - unjudged rejected: items labelled with no language (code, numbers...) rejected for some L.
@@ -34,14 +34,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from generate.seeds import language_id  # noqa: E402
-from generate.seeds.language_id import (  # noqa: E402
+from core import language_id  # noqa: E402
+from core.language_id import (  # noqa: E402
     FIRST_CLASS,
     MIN_ACCEPTED_PROBABILITY,
     MIN_LETTERS,
 )
 
-SETS = {"tuning": REPO / "tests" / "generate" / "seeds" / "lid_tuning.jsonl",
+SETS = {"tuning": REPO / "tests" / "core" / "lid_tuning.jsonl",
         "heldout": REPO / "bench" / "data" / "lid_heldout.jsonl"}
 
 

@@ -26,8 +26,11 @@ from typing import Any
 
 from core.cards.front_matter import CARD_NAME, read_card, write_card
 from core.cards.loss_curve import LOSS_CURVE_NAME
+from core.exit_codes import UserError
 from core.files import atomic_write_json
+from core.language_id import languages_of
 from core.prompt_format import PROMPT_NO_INPUT
+from core.records import read_examples
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +70,17 @@ def base_license(base: str) -> str | None:
     return str(value) if value else None
 
 
+def _languages_of_data(data: Path) -> list[str]:
+    """The languages of a training file's instructions and outputs (`core.language_id`); empty
+    when the file cannot be read (the training run has said why already)."""
+    try:
+        items = read_examples(data)
+    except (UserError, OSError):
+        return []
+    texts = [str(item.get(key) or "") for item in items[:200] for key in ("instruction", "output")]
+    return languages_of(texts)
+
+
 def dataset_facts(data_path: str) -> dict[str, Any]:
     """What the model card says about its training data: the file, and when a generate run wrote
     it, that run's dataset card and summary (examples kept, the model that wrote them, the cost)."""
@@ -81,6 +95,10 @@ def dataset_facts(data_path: str) -> dict[str, Any]:
         if header.get("task_categories"):
             facts["card"] = str(card)
             facts.update({key: header[key] for key in ("pretty_name", "license", "language") if key in header})
+    if "language" not in facts:  # hand-made data (no generate run's card): the data says it
+        languages = _languages_of_data(data)
+        if languages:
+            facts["language"] = languages
     summary = data.parent / DATA_SUMMARY
     if summary.is_file():
         try:

@@ -1,6 +1,6 @@
 """How a refusal reads in German, French, Spanish, Portuguese, Italian, Dutch, Russian and Polish.
 
-The first-class languages (`generate.seeds.language_id.FIRST_CLASS`) besides English and
+The first-class languages (`core.language_id.FIRST_CLASS`) besides English and
 Chinese, which `refusals.py` spells inline. Two rules per language, the two whose English
 counterparts are the most precise:
 

@@ -46,7 +46,7 @@ from generate.seeds.language import (
     settings_line,
 )
 from generate.seeds.language_check import LanguagePolicy, policy_for
-from generate.seeds.language_id import FIRST_CLASS, identify
+from core.language_id import FIRST_CLASS, identify
 from generate.seeds.tasks import (
     SeedTask,
     SeedTaskError,

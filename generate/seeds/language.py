@@ -9,7 +9,7 @@ Detection runs on the seed instructions alone:
 2. The heaviest script decides: Han/kana -> `ja` when kana are at least 20% of those
    characters, else `zh`; Hangul -> `ko`; Thai -> `th`; a script other than Latin or
    Cyrillic -> `other`.
-3. Latin or Cyrillic: py3langid (generate/seeds/language_id.py, a model shipped in the
+3. Latin or Cyrillic: py3langid (core/language_id.py, a model shipped in the
    package) names the language of all the instructions together, quoted passages and code
    left out. One of the first-class languages (en, de, fr, es, pt, it, nl, ru, pl) is the
    run's language; any other (Swedish, Turkish, Ukrainian, Vietnamese...) is `other`.
@@ -39,7 +39,7 @@ from generate.config import (
     GenerateConfig,
     LanguageChoice,
 )
-from generate.seeds.language_id import FIRST_CLASS, MIN_LETTERS, letters, prose, rank
+from core.language_id import FIRST_CLASS, MIN_LETTERS, letters, prose, rank
 from generate.seeds.lexicon import BLACKLISTS
 
 log = logging.getLogger(__name__)

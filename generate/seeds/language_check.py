@@ -2,7 +2,7 @@
 
 A model that drifts into English (common with small or English-centred models) would fill
 a German dataset with English at full price. So each candidate that passed the other
-filters is judged (generate/seeds/language_id.py) before dedup:
+filters is judged (core/language_id.py) before dedup:
 
 - its instruction must be in an accepted instruction language;
 - its output in an accepted output language, unless the instruction asks for a translation
@@ -40,7 +40,7 @@ from typing import Any, Literal
 from core.exit_codes import ConfigError
 from generate.config import GenerateConfig
 from generate.seeds.language import detect_language, profile_of, settings_line
-from generate.seeds.language_id import (
+from core.language_id import (
     FIRST_CLASS,
     MIN_ACCEPTED_PROBABILITY,
     MIN_LETTERS,

@@ -171,3 +171,38 @@ def test_examples_lost_to_truncation_are_counted_where_the_examples_are(tmp_path
     facts["training"].update(examples=12, dropped_examples=0, truncated_examples=0)
     write_model_card(tmp_path / "m", facts)
     assert table(read_card(tmp_path / "m" / "README.md")[1], "Training")["examples"] == "12"
+
+
+GERMAN = [("Erkläre, warum Bienen im Winter eine Traube bilden.", "Die Bienen rücken eng zusammen und halten sich so "
+           "gegenseitig warm, während die Königin in der Mitte sitzt."),
+          ("Nenne drei Pflanzen, die im Frühjahr früh blühen.", "Krokusse, Schneeglöckchen und Salweiden blühen "
+           "früh und geben den Bienen den ersten Pollen.")]
+CHINESE = [("请解释为什么绿茶要用八十度左右的水冲泡。", "水温太高会把茶叶烫熟，使茶汤发苦，八十度左右能保留清香和鲜爽的味道。"),
+           ("列出三种适合初学者的家常菜。", "西红柿炒鸡蛋、青椒土豆丝和清炒小白菜都简单易学，材料也容易买到。")]
+
+
+@pytest.mark.parametrize(("examples", "language"), [(GERMAN * 3, ["de"]), (CHINESE * 3, ["zh"]),
+                                                    (GERMAN * 3 + CHINESE * 2, ["de", "zh"])])
+def test_hand_made_data_gets_its_language_from_the_data(examples, language, tmp_path: Path) -> None:
+    # No generate run wrote this data (no dataset card): the card reads the language off the data.
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps({"instruction": i, "input": "", "output": o}, ensure_ascii=False) + "\n"
+                            for i, o in examples), encoding="utf-8")
+    folder = tmp_path / "tuned"
+    folder.mkdir()
+    facts = training_facts(name="tuned", role="model", base_model="base", data_path=str(data), summary=TRAIN_SUMMARY,
+                           hardware={"device": "cpu", "processes": 1, "nodes": 1}, loss_curve=False)
+    write_model_card(folder, facts)
+    header, _ = read_card(folder / "README.md")
+    assert header["language"] == language
+
+
+def test_unreadable_data_gives_no_language(tmp_path: Path) -> None:
+    data = tmp_path / "broken.json"
+    data.write_text("[{", encoding="utf-8")
+    folder = tmp_path / "tuned"
+    folder.mkdir()
+    facts = training_facts(name="tuned", role="model", base_model="base", data_path=str(data), summary=TRAIN_SUMMARY,
+                           hardware={"device": "cpu", "processes": 1, "nodes": 1}, loss_curve=False)
+    write_model_card(folder, facts)
+    assert "language" not in read_card(folder / "README.md")[0]

@@ -9,7 +9,7 @@ from typing import Any
 
 from generate.quality.report.load import RunData
 from generate.seeds.language import PROFILES, detect_language
-from generate.seeds.language_id import candidates_for, identify
+from core.language_id import candidates_for, identify
 
 # Kept items identified for the table (the first ones): about 0.3 ms an item.
 IDENTIFY_LIMIT = 5_000

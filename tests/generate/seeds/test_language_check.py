@@ -19,7 +19,7 @@ from generate.seeds.language_check import (
     asks_for_another_language,
     policy_for,
 )
-from generate.seeds.language_id import identify, rank
+from core.language_id import identify, rank
 from generate.seeds.lexicon import BLACKLISTS
 from generate.seeds.tasks import SeedTask, encode_prompt, prompt_labels
 

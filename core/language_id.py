@@ -146,3 +146,16 @@ def identify(text: str, candidates: tuple[str, ...] | None) -> str | None:
     if letters(body) < MIN_LETTERS:
         return None
     return rank(body, candidates)[0][0]
+
+
+def languages_of(texts: Iterable[str], share: float = 0.1, sample: int = 400) -> list[str]:
+    """The languages a body of text is written in, most used first: each language (of all the
+    identifier knows) that at least `share` of the judged texts among the first `sample` rank
+    first; texts too short to judge are left out. Empty when nothing could be judged."""
+    counts: dict[str, int] = {}
+    for text in list(texts)[:sample]:
+        code = identify(text, None)
+        if code is not None:
+            counts[code] = counts.get(code, 0) + 1
+    judged = sum(counts.values())
+    return [code for code, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n >= share * judged]

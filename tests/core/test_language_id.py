@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from generate.seeds.language_id import FIRST_CLASS, identify, judge, letters, prose
+from core.language_id import FIRST_CLASS, identify, judge, letters, prose
 
 TUNING = Path(__file__).with_name("lid_tuning.jsonl")
 
