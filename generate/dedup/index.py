@@ -56,10 +56,12 @@ second step.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import chain
-from typing import Hashable, Iterable, Literal, Sequence
+from typing import Any, Hashable, Iterable, Literal, Sequence, TypeVar
 
 import numpy as np
 
@@ -72,6 +74,26 @@ _TABLE_LEN = 256  # lengths below this get need(n, m) from a table
 _OCC_LIMIT = 1 << 20  # occurrences of one token in one instruction (element key layout)
 STREAM_CHUNK = 4096  # candidates per kernel call in `dedup_stream`
 NearestMode = Literal["exact", "pairs"]
+_T = TypeVar("_T")
+
+
+def _interrupts_as_raised(method: Callable[..., _T]) -> Callable[..., _T]:
+    """Ctrl-C or SIGTERM while a compiled kernel runs (or numba compiles one, 20-60 s on the
+    first use) reaches Python as numba's `SystemError: ... returned a result with an exception
+    set`, the interrupt chained under it: raise the interrupt itself, so the CLIs say their one
+    line (and keep what was written) instead of a traceback."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> _T:
+        try:
+            return method(*args, **kwargs)
+        except SystemError as err:
+            interrupt = err.__cause__ or err.__context__
+            if isinstance(interrupt, KeyboardInterrupt):  # Ctrl-C, and core's SIGTERM (Terminated)
+                raise interrupt from None
+            raise
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -185,6 +207,7 @@ class Deduplicator:
         """Decide one candidate, adding it to the kept set when kept."""
         return self.add_many([instruction])[0]
 
+    @_interrupts_as_raised
     def add_many(self, instructions: Sequence[str], *, max_kept: int | None = None) -> list[Decision]:
         """Decide candidates in order (later ones see earlier kept ones), with exact nearest.
 
@@ -208,6 +231,7 @@ class Deduplicator:
             for k, f, i in zip(keep.tolist(), best_f.tolist(), best_id.tolist())
         ]
 
+    @_interrupts_as_raised
     def keep_many(self, instructions: Sequence[str], *,
                   tokens: Sequence[Sequence[Hashable]] | None = None) -> list[bool]:
         """Decide candidates in order and add the kept ones; no nearest-neighbour search.
@@ -444,6 +468,7 @@ def _prefix_tables(start: int, stop: int, threshold: float, lmax: int
     return p2, p1, short1, long1
 
 
+@_interrupts_as_raised
 def dedup_stream(
     seeds: Sequence[str],
     instructions: Sequence[str],

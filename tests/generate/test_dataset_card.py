@@ -17,7 +17,7 @@ from generate.dataset_card import card_header, size_category
 from generate.quality.report.cli import main as report_main
 from generate.quality.report.load import load_run
 from generate.quality.report.stats import compute_stats
-from tests.fakes.openai_server import OpenAIServer, ServerOptions
+from tests.fakes.openai_server import OpenAIServer, RouteRequest, RouteResponse, ServerOptions
 from tests.generate.seed_files import write_seeds
 from tests.markdown_tables import table
 
@@ -99,15 +99,39 @@ def test_a_card_that_cannot_be_written_does_not_fail_the_run(seed_file, prompt_f
     assert any("could not write the dataset card" in r.getMessage() for r in caplog.records)
 
 
-def _run_own_seeds(tmp_path: Path, env, tasks: list[tuple[str, str, str]], target: int, *flags: str) -> tuple[int, Path]:
-    """A run on seeds of the test's own (their language's prompt, no --prompt_path); its status and folder."""
+def _run_own_seeds(tmp_path: Path, env, tasks: list[tuple[str, str, str]], target: int, *flags: str,
+                   blockless: bool = False) -> tuple[int, Path]:
+    """A run on seeds of the test's own (their language's prompt, no --prompt_path); its status and
+    folder. `blockless`: the server answers every prompt with a sentence and no task blocks."""
     seeds = write_seeds(tmp_path / "seeds.jsonl", tasks)
     out = tmp_path / "run"
     with OpenAIServer(ServerOptions(material="synthetic")) as server:
+        if blockless:
+            _answer_without_blocks(server)
         env.setenv("OPENAI_BASE_URL", server.base_url)
         status = main(["--output_dir", str(out), "--seed_tasks_path", str(seeds), "--num_instructions_to_generate",
                        str(target), "--progress", "False", "--report", "False", *flags])
     return status, out
+
+
+def _answer_without_blocks(server: OpenAIServer) -> None:
+    usage = {"prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105}
+
+    def chat(request: RouteRequest) -> RouteResponse:
+        return RouteResponse(200, {"id": "c", "object": "chat.completion", "created": 0, "model": request.json()["model"],
+                                   "choices": [{"index": 0, "finish_reason": "stop",
+                                                "message": {"role": "assistant", "content": "今天没有任务。"}}],
+                                   "usage": usage})
+
+    def completions(request: RouteRequest) -> RouteResponse:
+        body = request.json()
+        prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
+        return RouteResponse(200, {"id": "t", "object": "text_completion", "created": 0, "model": body["model"],
+                                   "choices": [{"index": i, "text": "今天没有任务。", "finish_reason": "stop",
+                                                "logprobs": None} for i in range(len(prompts))], "usage": usage})
+
+    server.add_route("POST", "/v1/chat/completions", chat)
+    server.add_route("POST", "/v1/completions", completions)
 
 
 ZH_SEEDS = [("把下面的句子翻译成英文。", "这家茶馆已经开了一百年。", "This teahouse has been open for a hundred years."),
@@ -117,10 +141,10 @@ ZH_SEEDS = [("把下面的句子翻译成英文。", "这家茶馆已经开了�
 
 
 def test_a_run_that_kept_nothing_says_so_in_its_own_units(tmp_path: Path, clean_env) -> None:
-    # Chinese seeds, and a server that cannot answer prompt_zh.txt's labels: every answer is
-    # malformed and the stall guard stops the run with nothing kept. The card's figures are
-    # "n/a", never "None" or a 0% share of nothing, and lengths are in the language's unit.
-    status, out = _run_own_seeds(tmp_path, clean_env, ZH_SEEDS, 5, "--stall_requests", "2")
+    # Chinese seeds, and a server whose answers hold no task block: every answer is malformed
+    # and the stall guard stops the run with nothing kept. The card's figures are "n/a", never
+    # "None" or a 0% share of nothing, and lengths are in the language's unit.
+    status, out = _run_own_seeds(tmp_path, clean_env, ZH_SEEDS, 5, "--stall_requests", "2", blockless=True)
     assert status == 1
     header, body = read_card(out / "README.md")
     assert header["language"] == ["zh"] and table(body, "Cost")["kept"] == "0"

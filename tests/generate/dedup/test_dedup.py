@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from rouge_score import rouge_scorer
 from rouge_score import tokenize as rouge_tokenize_ref
 
+from core.exit_codes import Terminated
 from generate.dedup.index import Decision, Deduplicator, dedup_stream
 from generate.dedup.rouge_f import (
     min_overlap,
@@ -440,3 +441,34 @@ def test_cli_missing_file_and_bad_settings(repo_root: Path, tmp_path: Path) -> N
                   "--output_path", out, "--tokenizer", "jieba")
     assert (result.returncode, result.stderr) == (
         2, "generate.dedup: error: --tokenizer must be one of rouge, unicode (got 'jieba')\n")
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, Terminated])
+def test_an_interrupt_inside_a_kernel_is_raised_as_itself(interrupt, monkeypatch) -> None:
+    # What numba's dispatcher does when Ctrl-C or SIGTERM lands while it compiles a kernel: the
+    # interrupt comes back chained under a SystemError. The CLIs must see the interrupt.
+    from generate.dedup import kernels
+
+    def compiling(*args, **kwargs):
+        try:
+            raise interrupt()
+        except KeyboardInterrupt as err:
+            raise SystemError("CPUDispatcher(<function process_batch>) returned a result with an exception set") from err
+
+    dedup = Deduplicator(["Name three rivers in Europe."])
+    monkeypatch.setattr(kernels, "process_batch", compiling)
+    for call in (lambda: dedup.keep_many(["Name four lakes."]), lambda: dedup.add_many(["Name four lakes."]),
+                 lambda: dedup_stream(["Name three rivers."], ["Name four lakes."])):
+        with pytest.raises(interrupt):
+            call()
+
+
+def test_other_system_errors_are_left_alone(monkeypatch) -> None:
+    from generate.dedup import kernels
+
+    def broken(*args, **kwargs):
+        raise SystemError("something else")
+
+    monkeypatch.setattr(kernels, "process_batch", broken)
+    with pytest.raises(SystemError, match="something else"):
+        Deduplicator(["Name three rivers in Europe."]).keep_many(["Name four lakes."])
