@@ -56,7 +56,9 @@ def test_a_stopped_run_leaves_its_report_and_names_it(repo_root, seed_file, prom
                                                       journal_indices, sent, status, said) -> None:
     out = tmp_path / "out"
     with OpenAIServer(ServerOptions(material="synthetic", latency_s=0.1)) as server:
-        proc = subprocess.Popen(_command(out, seed_file, prompt_file, num_instructions_to_generate=5000),
+        # No stall guard: only the signal may end the run, however slowly this machine polls.
+        proc = subprocess.Popen(_command(out, seed_file, prompt_file, num_instructions_to_generate=5000,
+                                         stall_requests=0),
                                 cwd=repo_root, env=_env(server), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
         deadline = time.monotonic() + 60

@@ -196,7 +196,10 @@ def test_calls_in_flight_when_the_target_is_reached_are_journaled_and_counted(se
 def test_sigterm_writes_the_summary(repo_root, seed_file, prompt_file, tmp_path, journal_indices) -> None:
     out = tmp_path / "out"
     with OpenAIServer(ServerOptions(material="synthetic", latency_s=0.1)) as server:
-        proc = subprocess.Popen(_cli_flags(out, seed_file, prompt_file, num_instructions_to_generate=5000),
+        # No stall guard: the synthetic pool runs dry within ~50 requests, and on a loaded machine the
+        # guard could stop the run before the signal lands; here only the signal may end it.
+        proc = subprocess.Popen(_cli_flags(out, seed_file, prompt_file, num_instructions_to_generate=5000,
+                                           stall_requests=0),
                                 cwd=repo_root, env=_cli_env(server), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
@@ -231,7 +234,8 @@ def test_a_second_run_on_a_folder_refuses_and_a_killed_run_leaves_it_free(repo_r
                                                                          tmp_path, clean_env, journal_indices) -> None:
     out = tmp_path / "out"
     with OpenAIServer(ServerOptions(material="synthetic", latency_s=0.1)) as server:
-        first = subprocess.Popen(_cli_flags(out, seed_file, prompt_file, num_instructions_to_generate=5000),
+        first = subprocess.Popen(_cli_flags(out, seed_file, prompt_file, num_instructions_to_generate=5000,
+                                            stall_requests=0),  # only the kill below may end it
                                  cwd=repo_root, env=_cli_env(server), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while len(journal_indices(out)) < 2 and time.monotonic() < deadline and first.poll() is None:
