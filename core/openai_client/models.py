@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import openai
 
 from core.exit_codes import ConfigError
+from core.make_vars import in_make_terms
 from core.openai_client.credentials import OPENAI_DEFAULT_BASE_URL, PLACEHOLDER_KEY, env_value
 from core.redact import endpoint_for_messages
 
@@ -80,14 +81,14 @@ def model_for_server(model: str, flag: str, environ: Mapping[str, str] | None = 
     served = served_models_at(environ)
     url = endpoint_for_messages(env_value("OPENAI_BASE_URL", environ) or "")
     if not served:
-        log.warning("%s is not set and %s gave no list of its models (GET /v1/models); asking for %s, "
-                    "at an unknown cost", flag, url, model)
+        log.warning("%s", in_make_terms(f"{flag} is not set and {url} gave no list of its models (GET /v1/models); "
+                                        f"asking for {model}, at an unknown cost", environ))
         return model, False
     if model in served:
         return model, True
     if len(served) > 1:
         raise ConfigError(f"{flag} is not set and {url} serves {describe_models(served)}: pick one with {flag}")
-    log.info("model: %s, the one model %s serves (%s picks another)", served[0], url, flag)
+    log.info("%s", in_make_terms(f"model: {served[0]}, the one model {url} serves ({flag} picks another)", environ))
     return served[0], True
 
 

@@ -26,3 +26,20 @@ def test_a_long_list_names_the_closest_to_the_model_asked_for() -> None:
 ])
 def test_openai_endpoint(url: str | None, openai: bool) -> None:
     assert is_openai_endpoint({} if url is None else {"OPENAI_BASE_URL": url}) is openai
+
+
+@pytest.mark.parametrize(("made", "said"), [
+    (False, "model: my-llama, the one model {url} serves (--model_name picks another)"),
+    (True, "model: my-llama, the one model {url} serves (MODEL picks another)"),
+])
+def test_the_served_model_line_in_makes_words(made: bool, said: str, caplog) -> None:
+    from core.openai_client.models import model_for_server
+    from tests.fakes.openai_server import OpenAIServer, ServerOptions
+
+    with OpenAIServer(ServerOptions(models=("my-llama",))) as server:
+        environ = {"OPENAI_BASE_URL": server.base_url}
+        if made:  # what `make generate` exports for its variables
+            environ["ALPACA_MAKE_VARIABLES"] = "model_name=MODEL"
+        with caplog.at_level("INFO", logger="core.openai_client.models"):
+            assert model_for_server("gpt-4o-mini", "--model_name", environ) == ("my-llama", True)
+        assert caplog.messages == [said.format(url=server.base_url)]
