@@ -356,12 +356,15 @@ def _write_outputs(config: RateConfig, items: list[dict[str, Any]], journal: Jou
         score = by_index.get(index)
         if score is not None and score >= config.min_score:
             kept.append(item)
-    atomic_write_text(config.filtered_path, json.dumps(kept, ensure_ascii=False, indent=4) + "\n")
     rated = len(lines)
+    # Nothing rated (the first call failed): no filtered file, which would be an empty dataset
+    # a later step could train on by mistake.
+    if rated:
+        atomic_write_text(config.filtered_path, json.dumps(kept, ensure_ascii=False, indent=4) + "\n")
     summary = {
         "data": config.data, "judge_model": settings["judge_model"], "items": len(items),
         "rated": rated - unparsed, "unparsed": unparsed, "complete": rated == len(items),
-        "min_score": config.min_score, "kept": len(kept), "filtered": str(config.filtered_path),
+        "min_score": config.min_score, "kept": len(kept), "filtered": str(config.filtered_path) if rated else None,
         "scores": str(folder / SCORES_NAME), **run,
     }
     atomic_write_text(folder / SUMMARY_NAME, json.dumps(summary, indent=2) + "\n")
@@ -403,8 +406,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: interrupted; rerun the same command to resume", file=sys.stderr)
         return interrupt_status(err)
     print(f"rated {summary['rated'] + summary['unparsed']}/{summary['items']} items ({summary['unparsed']} answers "
-          f"without both scores), kept {summary['kept']} with score >= {config.min_score:g} -> {summary['filtered']} "
-          f"(cost ${summary['estimated_cost_usd']:.4f})", file=sys.stderr)
+          f"without both scores), kept {summary['kept']} with score >= {config.min_score:g} -> "
+          f"{summary['filtered'] or 'no filtered file (nothing rated)'} (cost ${summary['estimated_cost_usd']:.4f})",
+          file=sys.stderr)
     if summary["stopped_at_cap"] and not summary["complete"]:
         print(f"{PROG}: stopped at --max_cost_usd={config.max_cost_usd:g}; rerun with a higher cap to "
               f"rate the rest", file=sys.stderr)

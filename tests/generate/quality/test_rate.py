@@ -194,3 +194,18 @@ def test_a_judge_that_never_scores_is_stopped_by_the_stall_guard(tmp_path: Path,
     assert (summary["rated"], summary["complete"]) == (0, False)
     assert summary["error"].endswith("choose another --model_name, with another --output_dir (this one's journal "
                                      "holds base-model's answers)")
+
+
+def test_a_failed_first_call_writes_no_filtered_file(tmp_path: Path, clean_env, capsys) -> None:
+    # The judge's model is unknown to the server: nothing is rated, and an empty "best data"
+    # file a later step could train on by mistake is not written; the summary says why.
+    data = _write(tmp_path / "alpaca_data.json", _items(3))
+    with OpenAIServer(ServerOptions(models=("served-judge",))) as server:
+        clean_env.setenv("OPENAI_BASE_URL", server.base_url)
+        status = rate.main(["--data", str(data), "--min_score", "3", "--model_name", "no-such-judge",
+                            "--price_input", "0", "--price_output", "0", "--progress", "False"])
+    assert status == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("it serves served-judge: pick one with --model_name")
+    summary = json.loads((tmp_path / rate.SUMMARY_NAME).read_text())
+    assert (summary["rated"], summary["filtered"]) == (0, None)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("rate_")) == ["alpaca_data.json"]
