@@ -32,6 +32,7 @@ from pathlib import Path
 
 from core import flags
 from core.exit_codes import EXIT_FAILED, EXIT_OK, ConfigError
+from core.language_id import FIRST_CLASS, identify
 from core.records import RecordError
 from generate.config import COMMAND as GENERATE_COMMAND
 from generate.config import GenerateConfig
@@ -46,7 +47,6 @@ from generate.seeds.language import (
     settings_line,
 )
 from generate.seeds.language_check import LanguagePolicy, policy_for
-from core.language_id import FIRST_CLASS, identify
 from generate.seeds.tasks import (
     SeedTask,
     SeedTaskError,

@@ -33,13 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence, get_args
 
+from core.language_id import FIRST_CLASS, MIN_LETTERS, letters, prose, rank
 from generate.config import (
     REFERENCE_BLACKLIST,
     REPO_ROOT,
     GenerateConfig,
     LanguageChoice,
 )
-from core.language_id import FIRST_CLASS, MIN_LETTERS, letters, prose, rank
 from generate.seeds.lexicon import BLACKLISTS
 
 log = logging.getLogger(__name__)

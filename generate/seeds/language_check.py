@@ -38,8 +38,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from core.exit_codes import ConfigError
-from generate.config import GenerateConfig
-from generate.seeds.language import detect_language, profile_of, settings_line
 from core.language_id import (
     FIRST_CLASS,
     MIN_ACCEPTED_PROBABILITY,
@@ -47,6 +45,8 @@ from core.language_id import (
     candidates_for,
     judge,
 )
+from generate.config import GenerateConfig
+from generate.seeds.language import detect_language, profile_of, settings_line
 from generate.seeds.lexicon import LANGUAGE_NAMES, TRANSLATION_WORDS
 from generate.seeds.tasks import SeedTask
 

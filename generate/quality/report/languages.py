@@ -7,9 +7,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.language_id import candidates_for, identify
 from generate.quality.report.load import RunData
 from generate.seeds.language import PROFILES, detect_language
-from core.language_id import candidates_for, identify
 
 # Kept items identified for the table (the first ones): about 0.3 ms an item.
 IDENTIFY_LIMIT = 5_000
