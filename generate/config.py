@@ -212,8 +212,6 @@ def validate(config: GenerateConfig) -> None:
         )
     check_rule_names(config.quality_disable, "--quality_disable")
     check_rule_names(config.quality_enforce, "--quality_enforce")
-    if not config.model_name.strip():
-        raise ConfigError("--model_name must not be empty")
     cluster.validate_flags(config)
     if not config.output_dir.strip():
         raise ConfigError("--output_dir must not be empty")

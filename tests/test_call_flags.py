@@ -81,3 +81,12 @@ def test_one_help_text_per_flag(capsys) -> None:
         "--price_input": ["USD per 1M input tokens, overriding the built-in price table (0 for a free local server)."],
         "--price_output": ["USD per 1M output tokens, overriding the built-in price table."],
     }
+
+
+@pytest.mark.parametrize("command", ["generate", "generate.rate", "generate.evolve", "generate.select"])
+def test_an_empty_model_is_refused_alike(command: str, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    main, required = COMMANDS[command]
+    assert main([*required, "--model_name", " "]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("error: --model_name must not be empty")
+    assert list(tmp_path.iterdir()) == []

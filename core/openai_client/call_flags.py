@@ -58,8 +58,10 @@ def max_cost_field() -> Any:
 
 def check_call_flags(config: Any) -> None:
     """Reject call flags that cannot work, naming the flag; a config checks those it declares
-    (--max_concurrency, --max_retries, --request_timeout, --price_input/--price_output,
+    (--model_name, --max_concurrency, --max_retries, --request_timeout, --price_input/--price_output,
     --max_requests, --max_cost_usd)."""
+    if not getattr(config, "model_name", "x").strip():
+        raise ConfigError("--model_name must not be empty")
     if getattr(config, "max_concurrency", 1) < 1:
         raise ConfigError(f"--max_concurrency must be >= 1 (got {config.max_concurrency})")
     if getattr(config, "max_retries", 0) < 0:

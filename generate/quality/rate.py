@@ -141,8 +141,6 @@ class RateConfig:
         if self.max_tokens < 1:
             raise ConfigError(f"--max_tokens must be >= 1 (got {self.max_tokens})")
         call_flags.check_call_flags(self)
-        if not self.model_name.strip():
-            raise ConfigError("--model_name must not be empty")
         cluster.validate_flags(self)
 
     @property

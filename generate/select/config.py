@@ -64,8 +64,6 @@ class SelectConfig:
     def validate(self) -> None:
         """Reject values that cannot work, naming the flag."""
         call_flags.check_call_flags(self)
-        if not self.model_name.strip():
-            raise ConfigError("--model_name must not be empty")
         for name in ("k", "max_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be >= 1 (got {getattr(self, name)})")
