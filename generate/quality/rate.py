@@ -149,6 +149,11 @@ class RateConfig:
         return self.backend == "ray" and self.ray_engine == "vllm"
 
     @property
+    def calls_base_url(self) -> bool:
+        """The judge's calls go to OPENAI_BASE_URL (not vLLM, not the cluster's own endpoints)."""
+        return not (self.on_own_gpus or (self.backend == "ray" and bool(self.ray_endpoints)))
+
+    @property
     def folder(self) -> Path:
         return Path(self.output_dir) if self.output_dir else Path(self.data).parent
 
@@ -232,7 +237,7 @@ def rate(config: RateConfig) -> dict[str, Any]:
         config.model_name, config.price_input, config.price_output, f"--model_name {config.model_name}")
     if config.backend == "ray":
         import_ray()  # before any file is written: one line saying how to install it
-    if not (config.on_own_gpus or (config.backend == "ray" and config.ray_endpoints)):
+    if config.calls_base_url:
         check_credentials()
     prompts = [judge_prompt(item) for item in items]
     settings = {
@@ -388,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("httpx", "httpx2"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
-        if not (config.on_own_gpus or (config.backend == "ray" and config.ray_endpoints)):
+        if config.calls_base_url:
             config = settle_models(config, ("model_name",), parsed.given)
         summary = rate(config)
     except UserError as err:
