@@ -19,7 +19,12 @@ import threading
 import time
 from typing import Any
 
-from tests.fakes.openai_server import OpenAIServer, RouteRequest, RouteResponse
+from tests.fakes.openai_server import (
+    OpenAIServer,
+    RouteRequest,
+    RouteResponse,
+    chat_reply,
+)
 
 MARKER = "ZEBRA-7"
 GARBLE = "GARBLE"
@@ -80,10 +85,4 @@ class JudgeRoute:
         else:
             text = "Answer: " + " | ".join(users) + (f" {MARKER}" if WANT_MARKER in users[0] else "")
         prompt_tokens = sum(len(str(m.get("content", ""))) // 4 + 1 for m in messages)
-        return RouteResponse(200, {
-            "id": "chatcmpl-judge", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model", ""),
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text) // 4 + 1,
-                      "total_tokens": prompt_tokens + len(text) // 4 + 1},
-        })
+        return chat_reply(body.get("model", ""), text, prompt_tokens, len(text) // 4 + 1)

@@ -51,6 +51,7 @@ from tests.fakes.openai_server import (
     OpenAIServer,
     RouteRequest,
     RouteResponse,
+    chat_reply,
     serve_until_signalled,
 )
 
@@ -199,13 +200,7 @@ class EvolveModel:
             self.languages[self.recognise(prompt)[0]] += 1
         prompt_tokens = len(prompt) // 4 + 1
         completion_tokens = len(text) // 4 + 1
-        return RouteResponse(200, {
-            "id": "chatcmpl-evolve", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model", ""),
-            "choices": [{"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
-        })
+        return chat_reply(body.get("model", ""), text, prompt_tokens, completion_tokens, finish)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,7 +27,13 @@ import random
 import re
 import threading
 
-from tests.fakes.openai_server import OpenAIServer, RouteRequest, RouteResponse
+from tests.fakes.openai_server import (
+    OpenAIServer,
+    RouteRequest,
+    RouteResponse,
+    chat_reply,
+    completion_reply,
+)
 
 DRIFT_KINDS = ("english", "english_output")
 KEPT_KINDS = ("native", "translation", "code", "quoted")
@@ -248,20 +254,10 @@ class DriftingModel:
         body = request.json()
         prompt = "\n".join(m["content"] for m in body["messages"])
         text = self.answer(prompt, restate=True)
-        return RouteResponse(200, {
-            "id": "chatcmpl-drift", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": len(text) // 4,
-                      "total_tokens": (len(prompt) + len(text)) // 4},
-        })
+        return chat_reply(body["model"], text, len(prompt) // 4, len(text) // 4)
 
     def completions(self, request: RouteRequest) -> RouteResponse:
         body = request.json()
         prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
         texts = [self.answer(p, restate=False) for p in prompts]
-        return RouteResponse(200, {
-            "id": "cmpl-drift", "object": "text_completion", "created": 0, "model": body["model"],
-            "choices": [{"index": i, "text": t, "finish_reason": "stop", "logprobs": None} for i, t in enumerate(texts)],
-            "usage": {"prompt_tokens": sum(map(len, prompts)) // 4, "completion_tokens": sum(map(len, texts)) // 4,
-                      "total_tokens": (sum(map(len, prompts)) + sum(map(len, texts))) // 4},
-        })
+        return completion_reply(body["model"], texts, sum(map(len, prompts)) // 4, sum(map(len, texts)) // 4)

@@ -167,6 +167,27 @@ def approx_tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / 4))
 
 
+def chat_reply(model: str, text: str, prompt_tokens: int, completion_tokens: int,
+               finish: str = "stop") -> RouteResponse:
+    """A route's answer on /v1/chat/completions: one assistant message and its usage."""
+    return RouteResponse(200, {
+        "id": "chatcmpl-loopback", "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": text}}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    })
+
+
+def completion_reply(model: str, texts: list[str], prompt_tokens: int, completion_tokens: int) -> RouteResponse:
+    """A route's answer on /v1/completions: one choice per prompt, and the usage of them all."""
+    return RouteResponse(200, {
+        "id": "cmpl-loopback", "object": "text_completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": i, "text": t, "finish_reason": "stop", "logprobs": None} for i, t in enumerate(texts)],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    })
+
+
 class OpenAIServer:
     """The server; a context manager that serves on 127.0.0.1 from a background thread."""
 

@@ -23,6 +23,7 @@ from tests.fakes.openai_server import (
     OpenAIServer,
     RouteRequest,
     RouteResponse,
+    chat_reply,
     serve_until_signalled,
 )
 
@@ -65,12 +66,7 @@ class Judge:
             accuracy, helpfulness = expected_scores(instruction, output)
             text = f"Accuracy: {accuracy}\nHelpfulness: {helpfulness}"
         prompt_tokens = len(content) // 4 + 1
-        return RouteResponse(200, {
-            "id": "chatcmpl-judge", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model", ""),
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 8, "total_tokens": prompt_tokens + 8},
-        })
+        return chat_reply(body.get("model", ""), text, prompt_tokens, 8)
 
 
 def main(argv: list[str] | None = None) -> None:

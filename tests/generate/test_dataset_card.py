@@ -17,7 +17,14 @@ from generate.dataset_card import card_header, size_category
 from generate.quality.report.cli import main as report_main
 from generate.quality.report.load import load_run
 from generate.quality.report.stats import compute_stats
-from tests.fakes.openai_server import OpenAIServer, RouteRequest, RouteResponse, ServerOptions
+from tests.fakes.openai_server import (
+    OpenAIServer,
+    RouteRequest,
+    RouteResponse,
+    ServerOptions,
+    chat_reply,
+    completion_reply,
+)
 from tests.generate.seed_files import write_seeds
 from tests.markdown_tables import table
 
@@ -115,20 +122,13 @@ def _run_own_seeds(tmp_path: Path, env, tasks: list[tuple[str, str, str]], targe
 
 
 def _answer_without_blocks(server: OpenAIServer) -> None:
-    usage = {"prompt_tokens": 100, "completion_tokens": 5, "total_tokens": 105}
-
     def chat(request: RouteRequest) -> RouteResponse:
-        return RouteResponse(200, {"id": "c", "object": "chat.completion", "created": 0, "model": request.json()["model"],
-                                   "choices": [{"index": 0, "finish_reason": "stop",
-                                                "message": {"role": "assistant", "content": "今天没有任务。"}}],
-                                   "usage": usage})
+        return chat_reply(request.json()["model"], "今天没有任务。", 100, 5)
 
     def completions(request: RouteRequest) -> RouteResponse:
         body = request.json()
         prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
-        return RouteResponse(200, {"id": "t", "object": "text_completion", "created": 0, "model": body["model"],
-                                   "choices": [{"index": i, "text": "今天没有任务。", "finish_reason": "stop",
-                                                "logprobs": None} for i in range(len(prompts))], "usage": usage})
+        return completion_reply(body["model"], ["今天没有任务。"] * len(prompts), 100, 5)
 
     server.add_route("POST", "/v1/chat/completions", chat)
     server.add_route("POST", "/v1/completions", completions)

@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import random
-import time
 from pathlib import Path
 
 from generate.config import config_from_flags
@@ -22,6 +21,7 @@ from tests.fakes.openai_server import (
     OpenAIServer,
     RouteRequest,
     RouteResponse,
+    chat_reply,
     synthetic_item,
 )
 from tests.generate.quality.domains import WEB_READER_SEEDS
@@ -47,11 +47,7 @@ def _answer(request: RouteRequest) -> RouteResponse:
     text = "###\n".join(
         f"{4 + k}. Instruction: {b['instruction']}\n{4 + k}. Input:\n{b['input'] or '<noinput>'}\n"
         f"{4 + k}. Output:\n{b['output']}\n" for k, b in enumerate(_blocks(body["messages"][0]["content"])))
-    return RouteResponse(200, {
-        "id": "chatcmpl-d", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-        "usage": {"prompt_tokens": 100, "completion_tokens": 100, "total_tokens": 200},
-    })
+    return chat_reply(body["model"], text, 100, 100)
 
 
 def _generate(out: Path, seeds: Path, prompt: Path, target: int, **flags) -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from tests.fakes.openai_server import (
     OpenAIServer,
     RouteRequest,
     RouteResponse,
+    chat_reply,
     synthetic_item,
 )
 
@@ -52,11 +52,7 @@ def _answer(request: RouteRequest) -> RouteResponse:
     text = "###\n".join(
         f"{4 + k}. Instruction: {b['instruction']}\n{4 + k}. Input:\n{b['input'] or '<noinput>'}\n"
         f"{4 + k}. Output:\n{b['output']}\n" for k, b in enumerate(_blocks(prompt)))
-    return RouteResponse(200, {
-        "id": "chatcmpl-q", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-        "usage": {"prompt_tokens": 100, "completion_tokens": 100, "total_tokens": 200},
-    })
+    return chat_reply(body["model"], text, 100, 100)
 
 
 def _run(tmp_path: Path, name: str, seeds: Path, prompt: Path, target: int, **flags) -> tuple[list[dict], dict]:

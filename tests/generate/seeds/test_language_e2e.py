@@ -23,6 +23,8 @@ from tests.fakes.openai_server import (
     RouteRequest,
     RouteResponse,
     ServerOptions,
+    chat_reply,
+    completion_reply,
 )
 from tests.generate.seed_files import write_seeds
 
@@ -100,24 +102,14 @@ class ChineseModel:
         prompt = "\n".join(m["content"] for m in body["messages"])
         text = chinese_answer(prompt, restate=True)
         self._count()
-        return RouteResponse(200, {
-            "id": "chatcmpl-zh", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": len(prompt), "completion_tokens": len(text),
-                      "total_tokens": len(prompt) + len(text)},
-        })
+        return chat_reply(body["model"], text, len(prompt), len(text))
 
     def completions(self, request: RouteRequest) -> RouteResponse:
         body = request.json()
         prompts = body["prompt"] if isinstance(body["prompt"], list) else [body["prompt"]]
         texts = [chinese_answer(p, restate=False) for p in prompts]
         self._count()
-        return RouteResponse(200, {
-            "id": "cmpl-zh", "object": "text_completion", "created": 0, "model": body["model"],
-            "choices": [{"index": i, "text": t, "finish_reason": "stop", "logprobs": None} for i, t in enumerate(texts)],
-            "usage": {"prompt_tokens": sum(map(len, prompts)), "completion_tokens": sum(map(len, texts)),
-                      "total_tokens": sum(map(len, prompts)) + sum(map(len, texts))},
-        })
+        return completion_reply(body["model"], texts, sum(map(len, prompts)), sum(map(len, texts)))
 
 
 class CharTokenizer:
